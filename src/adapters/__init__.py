@@ -1,0 +1,1 @@
+"""Implementations of the application's ports: storage, Redis, crypto, mail, keys."""

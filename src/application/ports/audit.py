@@ -1,0 +1,16 @@
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from domain.audit import AuditEvent, AuditRecord
+
+
+class AuditSink(Protocol):
+    """Appends to the append-only, hash-chained audit log (inside the caller's transaction)."""
+
+    async def append(self, event: AuditEvent) -> AuditRecord: ...
+
+
+class AuditReader(Protocol):
+    def iterate(self, batch_size: int = 1000) -> AsyncIterator[AuditRecord]:
+        """Every record in chain order."""
+        ...

@@ -1,0 +1,24 @@
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    window_seconds: float
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    allowed: bool
+    remaining: int
+    retry_after: float  # seconds until a request would be admitted again; 0 when allowed
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
+        """Atomically count one request against a sliding window, admitting it only when fewer
+        than `limit.limit` were admitted in the last `limit.window_seconds`."""
+        ...
+
+    async def reset(self, key: str) -> None: ...

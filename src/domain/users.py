@@ -1,0 +1,45 @@
+"""Users and their platform-wide standing."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+
+class PlatformRole(StrEnum):
+    USER = "user"
+    PLATFORM_ADMINISTRATOR = "platform_administrator"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+@dataclass
+class User:
+    id: UUID
+    email: str
+    display_name: str
+    password_hash: str
+    pepper_version: str
+    created_at: datetime
+    platform_role: PlatformRole = PlatformRole.USER
+    status: UserStatus = UserStatus.ACTIVE
+    email_verified_at: datetime | None = None
+    default_org_id: UUID | None = None
+    updated_at: datetime | None = field(default=None)
+
+    @property
+    def is_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status is UserStatus.SUSPENDED
+
+
+def normalise_email(email: str) -> str:
+    """Addresses are compared case-insensitively; the domain part is never case-sensitive and
+    nobody expects the local part to be either, so one canonical form avoids duplicate accounts."""
+    return email.strip().lower()

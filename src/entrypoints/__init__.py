@@ -1,0 +1,1 @@
+"""Litestar app, controllers, DTOs, guards, middleware, CLI and the one composition root."""

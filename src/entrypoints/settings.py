@@ -1,0 +1,272 @@
+"""Settings from `BULWARK_*` environment variables (and an optional `.env`), validated at start-up.
+
+Every setting is declared once here with its default and description; the README's configuration
+table is printed from this list by `bulwark config`, so the two cannot drift apart."""
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "BULWARK_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable and what it expected."""
+
+
+def _doc(description: str, production: str = "") -> dict[str, str]:
+    return {"description": description, "production": production}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = field(
+        default="development",
+        metadata=_doc(
+            "`development` or `production`. Production refuses unsafe configuration.",
+            "`production`",
+        ),
+    )
+    host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
+    port: int = field(default=8000, metadata=_doc("Port to listen on."))
+    workers: int = field(
+        default=2, metadata=_doc("ASGI worker processes (granian). Embedded mode always runs one.")
+    )
+    data_dir: Path = field(
+        default=Path("data"),
+        metadata=_doc(
+            "Where embedded mode keeps its SQLite database, generated keys and dev outbox."
+        ),
+    )
+    database_url: str = field(
+        default="",
+        metadata=_doc(
+            "SQLAlchemy async URL, e.g. `postgresql+asyncpg://user@host/db`. "
+            "Empty: SQLite file in the data dir.",
+            "PostgreSQL required",
+        ),
+    )
+    redis_url: str = field(
+        default="",
+        metadata=_doc(
+            "Redis URL for rate limits and revocation. Empty: in-process stores (one worker only).",
+            "required",
+        ),
+    )
+    keys_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Keyring JSON (master keys, peppers, signing keys) mounted from a secret store; "
+            "create one with `bulwark keys init`. Empty: generated development keys in the data dir.",
+            "required",
+        ),
+    )
+    frontend_url: str = field(
+        default="http://localhost:5173", metadata=_doc("The SPA's base URL, used in mailed links.")
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Comma-separated origins allowed by CORS and the origin check. "
+            "Empty: the frontend URL's origin.",
+            "no `*`",
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Comma-separated IPs/CIDRs of reverse proxies whose `X-Forwarded-For` is honoured."
+        ),
+    )
+    smtp_host: str = field(
+        default="",
+        metadata=_doc(
+            "When set, mail goes over SMTP (any mode). Empty: mail is logged and kept in the outbox."
+        ),
+    )
+    smtp_port: int = field(default=587, metadata=_doc("SMTP port."))
+    smtp_username: str = field(default="", metadata=_doc("SMTP user name (optional)."))
+    smtp_password: str = field(default="", metadata=_doc("SMTP password (optional)."))
+    smtp_starttls: bool = field(default=True, metadata=_doc("Use STARTTLS for SMTP."))
+    mail_from: str = field(
+        default="Bulwark <no-reply@localhost>", metadata=_doc("Sender of every mail.")
+    )
+    max_body_bytes: int = field(
+        default=65536, metadata=_doc("Largest request body accepted; larger bodies get 413.")
+    )
+    request_timeout_seconds: float = field(
+        default=10.0, metadata=_doc("A request still running after this answers 503.")
+    )
+    log_level: str = field(default="INFO", metadata=_doc("Log level."))
+    log_json: bool | None = field(
+        default=None, metadata=_doc("JSON log lines. Empty: on in production, off in development.")
+    )
+    jwt_issuer: str = field(default="bulwark", metadata=_doc("`iss` of access tokens."))
+    jwt_audience: str = field(default="bulwark-api", metadata=_doc("`aud` of access tokens."))
+    access_token_ttl_seconds: int = field(default=900, metadata=_doc("Access token lifetime."))
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'bulwark.sqlite3').resolve()}"
+
+    @property
+    def effective_allowed_origins(self) -> tuple[str, ...]:
+        if self.allowed_origins:
+            return self.allowed_origins
+        return (origin_of(self.frontend_url),)
+
+    @property
+    def effective_log_json(self) -> bool:
+        return self.is_production if self.log_json is None else self.log_json
+
+    @property
+    def effective_workers(self) -> int:
+        # In-process limiter and revocation stores are per process: more workers would split them.
+        return 1 if not self.redis_url else self.workers
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def env_name(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    var = env_name(name)
+    text = raw.strip()
+    kind = str(annotation)
+    try:
+        if annotation is int or kind == "int":
+            return int(text)
+        if annotation is float or kind == "float":
+            return float(text)
+        if annotation is bool or kind in ("bool", "bool | None"):
+            if text == "" and "None" in kind:
+                return None
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is Path or kind.startswith("pathlib.Path") or kind.startswith("Path"):
+            return Path(text) if text else None
+        if kind.startswith("tuple"):
+            return tuple(item.strip() for item in text.split(",") if item.strip())
+        return text
+    except ValueError:
+        expected = kind.replace("pathlib.", "").replace(" | None", " or empty")
+        raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Real environment wins over `.env`; unknown BULWARK_ variables are an error (typos)."""
+    source = dict(read_dotenv(dotenv if dotenv is not None else Path(".env")))
+    source.update(environ if environ is not None else os.environ)
+    known = {env_name(f.name): f for f in fields(Settings)}
+    unknown = sorted(
+        k
+        for k in source
+        if k.startswith(PREFIX) and k not in known and not k.startswith(PREFIX + "TEST_")
+    )
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]}; see `bulwark config` for the list")
+    values: dict[str, Any] = {}
+    for var, f in known.items():
+        if var in source:
+            values[f.name] = _parse(f.name, source[var], f.type)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.env not in ("development", "production"):
+        raise SettingsError(
+            f"BULWARK_ENV={settings.env!r} is not valid: expected development or production"
+        )
+    if not 0 < settings.port < 65536:
+        raise SettingsError(f"BULWARK_PORT={settings.port} is not valid: expected 1-65535")
+    if settings.workers < 1:
+        raise SettingsError("BULWARK_WORKERS must be at least 1")
+    if settings.max_body_bytes < 1024:
+        raise SettingsError("BULWARK_MAX_BODY_BYTES must be at least 1024")
+    if settings.request_timeout_seconds <= 0:
+        raise SettingsError("BULWARK_REQUEST_TIMEOUT_SECONDS must be positive")
+    for origin in settings.allowed_origins:
+        if origin != "*" and origin_of(origin) != origin.lower().rstrip("/"):
+            raise SettingsError(
+                f"BULWARK_ALLOWED_ORIGINS entry {origin!r} is not valid: expected scheme://host[:port]"
+            )
+    url = settings.effective_database_url
+    if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+        raise SettingsError(
+            "BULWARK_DATABASE_URL is not valid: expected postgresql+asyncpg://... or sqlite+aiosqlite://..."
+        )
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise SettingsError(
+            "BULWARK_REDIS_URL is not valid: expected redis://, rediss:// or unix://"
+        )
+    if settings.is_production:
+        check_production(settings)
+
+
+def check_production(settings: Settings) -> None:
+    """Production refuses to start on anything that is only safe for a developer's laptop."""
+    if settings.embedded_database:
+        raise SettingsError(
+            "production needs PostgreSQL: set BULWARK_DATABASE_URL (SQLite is for development)"
+        )
+    if not settings.redis_url:
+        raise SettingsError(
+            "production needs Redis: set BULWARK_REDIS_URL (in-process stores are for development)"
+        )
+    if settings.keys_file is None:
+        raise SettingsError(
+            "production needs real keys: set BULWARK_KEYS_FILE (generated keys are for development)"
+        )
+    if "*" in settings.effective_allowed_origins:
+        raise SettingsError("production refuses BULWARK_ALLOWED_ORIGINS containing '*'")
+
+
+def settings_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | production | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        shown = "" if default in ("", None, ()) else str(default)
+        rows.append(
+            f"| `{env_name(f.name)}` | {f'`{shown}`' if shown else '(empty)'} | "
+            f"{f.metadata.get('production', '')} | {f.metadata.get('description', '')} |"
+        )
+    return "\n".join(rows)
