@@ -2,8 +2,9 @@
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -66,16 +67,86 @@ def canonical_payload(seq: int, occurred_at: datetime, event: AuditEvent) -> byt
 
 
 def chain_hash(prev_hash: str, seq: int, occurred_at: datetime, event: AuditEvent) -> str:
-    return hashlib.sha256(
-        prev_hash.encode() + canonical_payload(seq, occurred_at, event)
-    ).hexdigest()
+    return hashlib.sha256(prev_hash.encode() + canonical_payload(seq, occurred_at, event)).hexdigest()
 
 
-def first_broken_link(records: "list[AuditRecord]", prev_hash: str = GENESIS_HASH) -> int | None:
-    """The id of the first record whose hash does not follow from its predecessor, or None."""
+def _json_default(value: object) -> str:
+    # Only types whose JSON rendering reloads to an equal value; anything else would make the
+    # stored entry hash differently from the one that was appended.
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"audit details must be JSON-serialisable, got {type(value).__name__}")
+
+
+def normalise_details(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` exactly as it will read back from a JSON column: UUIDs and datetimes become
+    strings, tuples lists, non-string keys strings. Hash this, not the caller's original."""
+    if not isinstance(details, dict):
+        raise TypeError("audit details must be a dict")
+    try:
+        rendered = json.dumps(details, default=_json_default, allow_nan=False)
+    except ValueError as error:  # NaN / Infinity: no JSON for them, PostgreSQL rejects them
+        raise TypeError(f"audit details must be JSON-serialisable: {error}") from error
+    result: dict[str, Any] = json.loads(rendered)
+    return result
+
+
+def normalise_time(occurred_at: datetime) -> datetime:
+    """UTC with microsecond precision, the form both backends store and return unchanged."""
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise ValueError("audit times must be timezone-aware")
+    # Python datetimes never carry more than microseconds; the conversion also fixes the
+    # tzinfo object so isoformat() renders "+00:00" whatever zone the clock used.
+    return occurred_at.astimezone(UTC)
+
+
+class ChainVerifier:
+    """Checks records one at a time in chain order, so a log of any length is verified in
+    constant memory. After the first broken link it stops judging (everything after it is
+    unprovable anyway) and remembers that record's id."""
+
+    def __init__(self, prev_hash: str = GENESIS_HASH, prev_id: int = 0) -> None:
+        self.last_hash = prev_hash
+        self.last_id = prev_id
+        self.checked = 0
+        self.broken_at: int | None = None
+        self.reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+    def feed(self, record: AuditRecord) -> bool:
+        """True while every record fed so far links to its predecessor."""
+        if self.broken_at is not None:
+            return False
+        self.checked += 1
+        reason = None
+        if record.id != self.last_id + 1:
+            # A deleted or inserted entry: ids are assigned gap-free under the chain lock.
+            reason = f"expected id {self.last_id + 1}, found {record.id}"
+        elif record.prev_hash != self.last_hash:
+            reason = "prev_hash does not match the previous entry's hash"
+        elif record.hash != chain_hash(self.last_hash, record.id, record.occurred_at, record.event):
+            reason = "hash does not match the entry's content"
+        if reason is not None:
+            self.broken_at = record.id
+            self.reason = reason
+            return False
+        self.last_id = record.id
+        self.last_hash = record.hash
+        return True
+
+
+def first_broken_link(
+    records: Iterable[AuditRecord], prev_hash: str = GENESIS_HASH, prev_id: int = 0
+) -> int | None:
+    """The id of the first record whose hash or id does not follow from its predecessor, or
+    None. `prev_hash`/`prev_id` describe the entry before the first one given (genesis: 0)."""
+    verifier = ChainVerifier(prev_hash, prev_id)
     for record in records:
-        expected = chain_hash(prev_hash, record.id, record.occurred_at, record.event)
-        if record.prev_hash != prev_hash or record.hash != expected:
-            return record.id
-        prev_hash = record.hash
+        if not verifier.feed(record):
+            return verifier.broken_at
     return None

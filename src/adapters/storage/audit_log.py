@@ -1,0 +1,206 @@
+"""The append-only, hash-chained audit log in SQL.
+
+Appends are serialised on the single `audit_chain_head` row (PostgreSQL: SELECT ... FOR UPDATE;
+SQLite: every transaction already starts with BEGIN IMMEDIATE), so ids are gap-free and each
+entry's prev_hash is the hash of the entry before it. The database refuses UPDATE/DELETE (and
+TRUNCATE on PostgreSQL) on `audit_events` by trigger; the chain makes edits made around the
+triggers visible to `verify_chain`."""
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.storage.tables import audit_chain_head, audit_events
+from domain.audit import (
+    GENESIS_HASH,
+    ActorKind,
+    AuditEvent,
+    AuditRecord,
+    ChainVerifier,
+    chain_hash,
+    normalise_details,
+    normalise_time,
+)
+
+HEAD_ID = 1
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditChainCorrupt(RuntimeError):
+    """The chain head is missing or moved under us: appending would fork the chain."""
+
+
+class SqlAuditLog:
+    """AuditSink on the caller's connection; the entry commits or rolls back with the caller's
+    transaction, so a failed operation leaves neither an entry nor a gap in the ids."""
+
+    def __init__(self, connection: AsyncConnection, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._connection = connection
+        self._clock = clock
+
+    async def append(self, event: AuditEvent) -> AuditRecord:
+        conn = self._connection
+        if not conn.in_transaction():
+            # Autobegin would open a transaction nobody commits: the entry would vanish.
+            raise RuntimeError("SqlAuditLog.append needs the caller's open transaction")
+        # Normalise first so the hash is computed over exactly what the database gives back.
+        event = dataclasses.replace(
+            event, actor_kind=ActorKind(event.actor_kind), details=normalise_details(event.details)
+        )
+        head = (
+            await conn.execute(
+                select(audit_chain_head.c.last_id, audit_chain_head.c.last_hash)
+                .where(audit_chain_head.c.id == HEAD_ID)
+                .with_for_update()  # rendered on PostgreSQL; SQLite already holds the write lock
+            )
+        ).one_or_none()
+        if head is None:
+            raise AuditChainCorrupt("audit_chain_head row is missing")
+        prev_id, prev_hash = int(head.last_id), str(head.last_hash)
+        seq = prev_id + 1
+        occurred_at = normalise_time(self._clock())
+        digest = chain_hash(prev_hash, seq, occurred_at, event)
+        await conn.execute(
+            audit_events.insert().values(
+                id=seq,
+                occurred_at=occurred_at,
+                actor_user_id=event.actor_user_id,
+                actor_kind=str(event.actor_kind),
+                org_id=event.org_id,
+                action=event.action,
+                target_type=event.target_type,
+                target_id=event.target_id,
+                source_ip=event.source_ip,
+                user_agent=event.user_agent,
+                request_id=event.request_id,
+                details=event.details,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        moved = await conn.execute(
+            update(audit_chain_head)
+            .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id == prev_id)
+            .values(last_id=seq, last_hash=digest)
+        )
+        if moved.rowcount != 1:
+            # Only possible if the lock was not held (e.g. a misconfigured SQLite begin).
+            raise AuditChainCorrupt("audit chain head moved during append")
+        return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
+
+
+def _to_record(row: RowMapping) -> AuditRecord:
+    details: Any = row["details"]
+    return AuditRecord(
+        id=int(row["id"]),
+        occurred_at=row["occurred_at"],
+        event=AuditEvent(
+            action=row["action"],
+            actor_kind=ActorKind(row["actor_kind"]),
+            actor_user_id=row["actor_user_id"],
+            org_id=row["org_id"],
+            target_type=row["target_type"],
+            target_id=row["target_id"],
+            source_ip=row["source_ip"],
+            user_agent=row["user_agent"],
+            request_id=row["request_id"],
+            details=details,
+        ),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+class SqlAuditReader:
+    """AuditReader: records in id order, fetched in keyset-paginated batches.
+
+    Each batch uses its own short transaction (on SQLite every transaction takes the write
+    lock, so one long read would stall all writers). Entries are immutable once committed, so
+    batches taken at different times still form one consistent prefix of the chain."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def iterate(
+        self, batch_size: int = 1000, *, after_id: int = 0, up_to_id: int | None = None
+    ) -> AsyncIterator[AuditRecord]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        last_seen = after_id
+        while True:
+            query = (
+                select(audit_events)
+                .where(audit_events.c.id > last_seen)
+                .order_by(audit_events.c.id)
+                .limit(batch_size)
+            )
+            if up_to_id is not None:
+                query = query.where(audit_events.c.id <= up_to_id)
+            # Fetch the whole batch and release the connection before yielding, so a consumer
+            # that stops early does not keep a connection (or SQLite's lock) checked out.
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+            for row in rows:
+                yield _to_record(row)
+            if len(rows) < batch_size:
+                return
+            last_seen = int(rows[-1]["id"])
+
+    async def head(self) -> tuple[int, str]:
+        """(last_id, last_hash) as committed by the last append."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(audit_chain_head.c.last_id, audit_chain_head.c.last_hash).where(
+                        audit_chain_head.c.id == HEAD_ID
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise AuditChainCorrupt("audit_chain_head row is missing")
+        return int(row.last_id), str(row.last_hash)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records_checked: int
+    first_broken_id: int | None = None
+    reason: str | None = None
+
+
+async def verify_chain(engine: AsyncEngine, batch_size: int = 1000) -> VerifyResult:
+    """Re-derive every hash from genesis up to the committed head (`bulwark audit verify`).
+
+    The head is read first: entries up to it are committed and immutable, so appends running
+    concurrently with the verification (ids beyond the head) neither disturb nor fail it. The
+    last entry must then be the one the head names, which catches entries cut off the tail."""
+    reader = SqlAuditReader(engine)
+    head_id, head_hash = await reader.head()
+    verifier = ChainVerifier(GENESIS_HASH, 0)
+    async for record in reader.iterate(batch_size, up_to_id=head_id):
+        if not verifier.feed(record):
+            return VerifyResult(False, verifier.checked, verifier.broken_at, verifier.reason)
+    if verifier.last_id != head_id:
+        return VerifyResult(
+            False,
+            verifier.checked,
+            verifier.last_id + 1,
+            f"chain ends at id {verifier.last_id} but the head records id {head_id}",
+        )
+    if verifier.last_hash != head_hash:
+        return VerifyResult(
+            False,
+            verifier.checked,
+            head_id,
+            "the last entry's hash differs from the one recorded in the head",
+        )
+    return VerifyResult(True, verifier.checked)
