@@ -42,3 +42,14 @@ class KeyProvider(Protocol):
     def generated(self) -> bool:
         """True when the keys were generated on the fly (development only)."""
         ...
+
+
+class KeyUnavailableError(KeyError):
+    """A key version is unknown (or retired), or a wrapped key does not decrypt under it.
+
+    Every KeyProvider raises this (a cloud KMS adapter maps its own errors to it), so callers can
+    tell "this key is unusable" apart from infrastructure failures."""
+
+    def __str__(self) -> str:
+        # KeyError would show the repr of its argument; keep the message readable.
+        return str(self.args[0]) if self.args else "key unavailable"
