@@ -1,0 +1,238 @@
+"""Revocation state in Redis, mirrored into every worker's memory through pub/sub.
+
+Redis holds the truth in three sorted sets (`{namespace}:rev:sessions|users|orgs`, member = id,
+score = expiry / "not before" in microseconds) and every change is published on
+`{namespace}:revocations` by the same Lua script that writes it, so a write and its message are
+one atomic step. Each worker subscribes, and after every (re)subscription reloads the sets: a change
+is then either in the reload or published after the subscription was live, never lost in between.
+`is_revoked` reads memory only, so the check on every bearer request costs no round trip."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.exceptions import RedisError
+
+from adapters.revocation.in_process import RevocationState, to_micros, wall_clock_micros
+from application.errors import DependencyUnavailable
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1]: sorted set. ARGV: member, score (µs), retention after the score (µs), channel, kind.
+# ZADD GT keeps the latest instant. Entries whose score + retention has passed (by the server
+# clock) are dropped, and the key expires with its last entry. '%.0f' keeps microsecond values
+# exact (Lua's tostring would round them to 14 digits).
+_WRITE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local retention = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - retention))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  local expire_ms = math.ceil((tonumber(last[2]) + retention) / 1000) + 1
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_ms))
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+return 1
+"""
+
+_KINDS = ("session", "user", "org")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisRevocationStore:
+    """`RevocationStore` on Redis pub/sub. Call `start()` once per worker before serving and
+    `stop()` at shutdown; the client belongs to the caller (give it a `socket_connect_timeout`)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        *,
+        max_token_ttl_seconds: int = 900,
+        reconnect_delay: float = 0.5,
+        ping_interval: float = 5.0,
+        startup_timeout: float = 5.0,
+        clock: Callable[[], int] = wall_clock_micros,
+    ) -> None:
+        self._client = client
+        self._state = RevocationState(max_token_ttl_seconds=max_token_ttl_seconds, clock=clock)
+        self._keys = {kind: f"{namespace}:rev:{kind}s" for kind in _KINDS}
+        self._channel = f"{namespace}:revocations"
+        self._script = client.register_script(_WRITE_SCRIPT)
+        self._reconnect_delay = reconnect_delay
+        self._ping_interval = ping_interval
+        self._startup_timeout = startup_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
+        self._synced = False  # subscribed, and reloaded since the subscription became live
+        self._degraded_logged = False
+
+    # -- writes: local memory first (this worker sees its change at once), then Redis + publish.
+
+    async def revoke_session(self, session_id: UUID, expires_at: datetime) -> None:
+        expires_us = to_micros(expires_at)
+        self._state.add_session(session_id, expires_us)
+        await self._write("session", session_id, expires_us, retention_us=0)
+
+    async def set_user_not_before(self, user_id: UUID, instant: datetime) -> None:
+        not_before_us = to_micros(instant)
+        self._state.add_user(user_id, not_before_us)
+        await self._write("user", user_id, not_before_us, self._state.not_before_retention_us)
+
+    async def set_org_not_before(self, org_id: UUID, instant: datetime) -> None:
+        not_before_us = to_micros(instant)
+        self._state.add_org(org_id, not_before_us)
+        await self._write("org", org_id, not_before_us, self._state.not_before_retention_us)
+
+    async def _write(self, kind: str, member: UUID, score_us: int, retention_us: int) -> None:
+        try:
+            await self._script(
+                keys=[self._keys[kind]],
+                args=[str(member), score_us, retention_us, self._channel, kind],
+            )
+        except (RedisError, OSError) as error:
+            self._log_degraded("a revocation could not be written", error)
+            raise DependencyUnavailable("The revocation store is unreachable.") from error
+
+    # -- reads: memory only.
+
+    async def is_revoked(self, session_id: UUID, user_id: UUID, org_id: UUID, issued_at: datetime) -> bool:
+        return self._state.is_revoked(session_id, user_id, org_id, to_micros(issued_at))
+
+    async def healthy(self) -> bool:
+        """False while the subscriber is disconnected or its last reload failed: memory may then
+        miss revocations made by other workers, so the caller should consult the database."""
+        return self._synced and self._task is not None and not self._task.done()
+
+    # -- lifecycle and the subscriber.
+
+    async def start(self) -> None:
+        """Start the subscriber and wait (up to `startup_timeout`) for its first attempt to
+        connect and load the state. Never raises for an unreachable Redis: `healthy()` says so."""
+        if self._task is not None and not self._task.done():
+            return
+        self._first_attempt.clear()
+        self._task = asyncio.create_task(self._run(), name=f"revocations:{self._channel}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), self._startup_timeout)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        self._synced = False
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._subscribe_and_listen()
+            except (RedisError, OSError) as error:
+                self._synced = False
+                self._log_degraded("the revocation subscriber lost Redis", error)
+            except Exception:
+                # Unexpected (e.g. garbage in the sets): keep the subscriber alive, retry later.
+                self._synced = False
+                logger.exception("the revocation subscriber failed")
+            self._first_attempt.set()
+            await asyncio.sleep(self._reconnect_delay)
+
+    async def _subscribe_and_listen(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            connection = pubsub.connection
+            if connection is not None:
+                # redis-py reconnects and resubscribes on its own inside get_message: note it, so
+                # healthy() is false until the reload that its subscribe confirmation triggers.
+                connection.register_connect_callback(self._on_reconnect)
+            last_seen = time.monotonic()
+            pinged = False
+            while True:
+                message = await pubsub.get_message(timeout=self._ping_interval)
+                now = time.monotonic()
+                if message is not None:
+                    last_seen, pinged = now, False
+                    await self._handle(message)
+                elif now - last_seen >= 3 * self._ping_interval:
+                    raise aioredis.ConnectionError("no answer to pub/sub ping")
+                elif not pinged:
+                    # A silently dead connection would block forever: a ping must come back.
+                    await pubsub.ping()
+                    pinged = True
+                self._state.maybe_purge()
+        finally:
+            if pubsub.connection is not None:
+                pubsub.connection.deregister_connect_callback(self._on_reconnect)
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    def _on_reconnect(self, connection: Connection) -> None:
+        self._synced = False
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            # The subscription is live from here on: whatever was written before is in Redis.
+            await self._reload()
+            self._synced = True
+            self._first_attempt.set()
+            if self._degraded_logged:
+                self._degraded_logged = False
+                logger.info("revocation subscriber reconnected and reloaded the revocation state")
+        elif kind == "message":
+            self._apply(_text(message["data"]))
+
+    def _apply(self, data: str) -> None:
+        try:
+            kind, member, score = data.split(" ")
+            self._add(kind, UUID(member), int(score))
+        except ValueError:
+            logger.warning("ignoring a malformed message on the revocation channel")
+
+    def _add(self, kind: str, member: UUID, score_us: int) -> None:
+        if kind == "session":
+            self._state.add_session(member, score_us)
+        elif kind == "user":
+            self._state.add_user(member, score_us)
+        elif kind == "org":
+            self._state.add_org(member, score_us)
+        else:
+            raise ValueError(kind)
+
+    async def _reload(self) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for kind in _KINDS:
+                pipe.zrange(self._keys[kind], 0, -1, withscores=True)
+            results = await pipe.execute()
+        # Merge rather than replace: nothing is ever un-revoked, and a change this worker made
+        # while the reload was in flight must not be dropped. Expired entries are purged below.
+        for kind, entries in zip(_KINDS, results, strict=True):
+            for member, score in entries:
+                self._add(kind, UUID(_text(member)), int(score))
+        self._state.purge()
+
+    def _log_degraded(self, what: str, error: BaseException) -> None:
+        if self._degraded_logged:
+            return
+        self._degraded_logged = True
+        # The error's class and text only (host/port); never ids or tokens.
+        logger.warning(
+            "%s (%s: %s); revocation checks may be stale until it is back",
+            what,
+            error.__class__.__name__,
+            error,
+        )

@@ -1,0 +1,33 @@
+"""Helper process for the rate limiter tests: fires many concurrent hits at one Redis key, all
+starting at a given wall-clock instant, and prints how many were admitted.
+
+Usage: python _rate_limit_hammer.py REDIS_URL NAMESPACE KEY LIMIT WINDOW_SECONDS HITS START_AT"""
+
+import asyncio
+import sys
+import time
+
+import redis.asyncio as aioredis
+
+from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
+from application.ports.rate_limiter import RateLimit
+
+
+async def main(argv: list[str]) -> None:
+    url, namespace, key, limit, window, hits, start_at = argv
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32)
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        limiter = RedisSlidingWindowLimiter(client, namespace)
+        rate = RateLimit(limit=int(limit), window_seconds=float(window))
+        await client.ping()
+        await limiter.reset("warm-up")  # connection ready before the start line
+        await asyncio.sleep(max(0.0, float(start_at) - time.time()))
+        decisions = await asyncio.gather(*(limiter.hit(key, rate) for _ in range(int(hits))))
+        print(sum(decision.allowed for decision in decisions), flush=True)
+    finally:
+        await client.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""Contract of the sliding-window rate limiters, run against Redis and the in-process variant."""
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.limiter.in_process import InProcessSlidingWindowLimiter
+from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
+from application.ports.rate_limiter import RateLimit, RateLimiter
+
+HAMMER = Path(__file__).with_name("_rate_limit_hammer.py")
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, redis_namespace: str) -> AsyncIterator[aioredis.Redis]:
+    # A blocking pool, as in production: bursts wait for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=32)
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        yield client
+    finally:
+        # Only this test's keys (they expire anyway); never a flush.
+        keys = [key async for key in client.scan_iter(match=f"{redis_namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture(params=["redis", "in_process"])
+def limiter(request: pytest.FixtureRequest, redis_namespace: str) -> RateLimiter:
+    if request.param == "in_process":
+        return InProcessSlidingWindowLimiter()
+    client: aioredis.Redis = request.getfixturevalue("redis_client")
+    return RedisSlidingWindowLimiter(client, redis_namespace)
+
+
+async def test_admits_exactly_the_limit_counting_down_then_refuses_with_retry_after(
+    limiter: RateLimiter,
+) -> None:
+    rate = RateLimit(limit=5, window_seconds=10)
+
+    decisions = [await limiter.hit("login:alice", rate) for _ in range(5)]
+    refused = await limiter.hit("login:alice", rate)
+
+    assert [d.allowed for d in decisions] == [True] * 5
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0]
+    assert all(d.retry_after == 0 for d in decisions)
+    assert not refused.allowed
+    assert refused.remaining == 0
+    assert 9 < refused.retry_after <= 10
+
+
+async def test_refusals_are_not_counted_so_retry_after_stays_anchored_to_the_oldest_admission(
+    limiter: RateLimiter,
+) -> None:
+    rate = RateLimit(limit=2, window_seconds=1.0)
+    await limiter.hit("k", rate)
+    await asyncio.sleep(0.3)
+    await limiter.hit("k", rate)
+
+    first = await limiter.hit("k", rate)
+    second = await limiter.hit("k", rate)
+
+    # The oldest admission leaves the window ~0.7 s from now, whatever was refused meanwhile.
+    assert not first.allowed and not second.allowed
+    assert 0.5 < first.retry_after <= 0.72
+    assert 0.5 < second.retry_after <= first.retry_after
+
+
+async def test_window_slides_instead_of_resetting(limiter: RateLimiter) -> None:
+    rate = RateLimit(limit=2, window_seconds=0.4)
+    assert (await limiter.hit("k", rate)).allowed
+    await asyncio.sleep(0.2)
+    assert (await limiter.hit("k", rate)).allowed
+    refused = await limiter.hit("k", rate)
+    assert not refused.allowed
+
+    await asyncio.sleep(refused.retry_after + 0.02)
+
+    # Only the first admission has left: one request fits, the next does not (a fixed window
+    # would have reset and admitted both).
+    assert (await limiter.hit("k", rate)).allowed
+    assert not (await limiter.hit("k", rate)).allowed
+
+
+async def test_separate_keys_are_counted_independently(limiter: RateLimiter) -> None:
+    rate = RateLimit(limit=1, window_seconds=10)
+    assert (await limiter.hit("ip:10.0.0.1", rate)).allowed
+    assert not (await limiter.hit("ip:10.0.0.1", rate)).allowed
+
+    assert (await limiter.hit("ip:10.0.0.2", rate)).allowed
+
+
+async def test_reset_forgets_the_key(limiter: RateLimiter) -> None:
+    rate = RateLimit(limit=1, window_seconds=10)
+    await limiter.hit("k", rate)
+    await limiter.hit("other", rate)
+    assert not (await limiter.hit("k", rate)).allowed
+
+    await limiter.reset("k")
+
+    assert (await limiter.hit("k", rate)).allowed
+    assert not (await limiter.hit("other", rate)).allowed
+
+
+async def test_many_concurrent_tasks_admit_exactly_the_limit(limiter: RateLimiter) -> None:
+    rate = RateLimit(limit=50, window_seconds=30)
+
+    decisions = await asyncio.gather(*(limiter.hit("burst", rate) for _ in range(200)))
+
+    assert sum(d.allowed for d in decisions) == 50
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(50))
+
+
+async def test_zero_limit_refuses_everything(limiter: RateLimiter) -> None:
+    decision = await limiter.hit("k", RateLimit(limit=0, window_seconds=5))
+
+    assert not decision.allowed
+    assert decision.retry_after == 5
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_two_processes_hitting_the_same_key_admit_exactly_the_limit_in_total(
+    redis_url: str, redis_namespace: str, redis_client: aioredis.Redis
+) -> None:
+    limit, hits_per_process = 40, 150
+    start_at = time.time() + 1.5  # both processes fire together, once both are up
+
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(HAMMER),
+            redis_url,
+            redis_namespace,
+            "shared",
+            str(limit),
+            "60",
+            str(hits_per_process),
+            f"{start_at:.6f}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [await process.communicate() for process in processes]
+
+    assert [p.returncode for p in processes] == [0, 0], [err.decode() for _, err in outputs]
+    admitted = [int(out) for out, _ in outputs]
+    assert sum(admitted) == limit
+    assert all(count > 0 for count in admitted)  # both really competed for the same window
+    assert await redis_client.zcard(f"{redis_namespace}:rl:shared") == limit
+
+
+@pytest.mark.redis
+async def test_redis_window_is_namespaced_and_expires_with_the_window(
+    redis_client: aioredis.Redis, redis_namespace: str
+) -> None:
+    limiter = RedisSlidingWindowLimiter(redis_client, redis_namespace)
+
+    await limiter.hit("login:alice", RateLimit(limit=3, window_seconds=2))
+
+    ttl_ms = await redis_client.pttl(f"{redis_namespace}:rl:login:alice")
+    assert 0 < ttl_ms <= 2000
+
+
+@pytest.mark.redis
+async def test_redis_limiter_uses_the_server_clock_not_the_callers(
+    redis_client: aioredis.Redis, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller whose clock is an hour off must not shift the window of the others.
+    limiter = RedisSlidingWindowLimiter(redis_client, redis_namespace)
+    rate = RateLimit(limit=1, window_seconds=10)
+    assert (await limiter.hit("k", rate)).allowed
+    monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)
+    monkeypatch.setattr(time, "time_ns", lambda: 4_000_000_000 * 10**9)
+
+    assert not (await limiter.hit("k", rate)).allowed
+    # The admission was scored by the server's clock, not by the (patched) local one.
+    entries = await redis_client.zrange(f"{redis_namespace}:rl:k", 0, 0, withscores=True)
+    score = float(entries[0][1])
+    seconds, micros = await redis_client.time()
+    assert abs(score / 1e6 - (seconds + micros / 1e6)) < 5
+
+
+def test_in_process_limiter_drops_keys_whose_window_has_passed() -> None:
+    now = [1000.0]
+    clock: Callable[[], float] = lambda: now[0]  # noqa: E731
+    limiter = InProcessSlidingWindowLimiter(clock, sweep_interval_seconds=60)
+    rate = RateLimit(limit=3, window_seconds=5)
+
+    async def scenario() -> None:
+        for i in range(100):
+            await limiter.hit(f"ip:{i}", rate)
+        assert len(limiter) == 100
+        now[0] += 61
+        await limiter.hit("ip:new", rate)
+
+    asyncio.run(scenario())
+
+    assert len(limiter) == 1
+
+
+async def test_in_process_limiter_retry_after_follows_its_clock() -> None:
+    now = [50.0]
+    limiter = InProcessSlidingWindowLimiter(lambda: now[0])
+    rate = RateLimit(limit=2, window_seconds=10)
+    await limiter.hit("k", rate)
+    now[0] = 53.0
+    await limiter.hit("k", rate)
+    now[0] = 55.0
+
+    assert (await limiter.hit("k", rate)).retry_after == pytest.approx(5.0)
+    now[0] = 60.0
+    assert (await limiter.hit("k", rate)).allowed
+    assert (await limiter.hit("k", rate)).retry_after == pytest.approx(3.0)
