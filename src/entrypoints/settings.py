@@ -36,9 +36,7 @@ class Settings:
     )
     data_dir: Path = field(
         default=Path("data"),
-        metadata=_doc(
-            "Where embedded mode keeps its SQLite database, generated keys and dev outbox."
-        ),
+        metadata=_doc("Where embedded mode keeps its SQLite database, generated keys and dev outbox."),
     )
     database_url: str = field(
         default="",
@@ -69,16 +67,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc(
-            "Comma-separated origins allowed by CORS and the origin check. "
-            "Empty: the frontend URL's origin.",
+            "Comma-separated origins allowed by CORS and the origin check. Empty: the frontend URL's origin.",
             "no `*`",
         ),
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(),
-        metadata=_doc(
-            "Comma-separated IPs/CIDRs of reverse proxies whose `X-Forwarded-For` is honoured."
-        ),
+        metadata=_doc("Comma-separated IPs/CIDRs of reverse proxies whose `X-Forwarded-For` is honoured."),
     )
     smtp_host: str = field(
         default="",
@@ -90,9 +85,7 @@ class Settings:
     smtp_username: str = field(default="", metadata=_doc("SMTP user name (optional)."))
     smtp_password: str = field(default="", metadata=_doc("SMTP password (optional)."))
     smtp_starttls: bool = field(default=True, metadata=_doc("Use STARTTLS for SMTP."))
-    mail_from: str = field(
-        default="Bulwark <no-reply@localhost>", metadata=_doc("Sender of every mail.")
-    )
+    mail_from: str = field(default="Bulwark <no-reply@localhost>", metadata=_doc("Sender of every mail."))
     max_body_bytes: int = field(
         default=65536, metadata=_doc("Largest request body accepted; larger bodies get 413.")
     )
@@ -106,6 +99,44 @@ class Settings:
     jwt_issuer: str = field(default="bulwark", metadata=_doc("`iss` of access tokens."))
     jwt_audience: str = field(default="bulwark-api", metadata=_doc("`aud` of access tokens."))
     access_token_ttl_seconds: int = field(default=900, metadata=_doc("Access token lifetime."))
+
+    argon2_time_cost: int = field(default=2, metadata=_doc("argon2id iterations (floor 2)."))
+    argon2_memory_kib: int = field(
+        default=46 * 1024, metadata=_doc("argon2id memory per hash in KiB (floor 19456).")
+    )
+    argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes (floor 1)."))
+    password_min_length: int = field(
+        default=15, metadata=_doc("Shortest password accepted, in code points (never below 8).")
+    )
+    session_idle_seconds: int = field(default=7 * 86400, metadata=_doc("A session unused this long ends."))
+    session_absolute_seconds: int = field(
+        default=30 * 86400, metadata=_doc("A session ends this long after login, used or not.")
+    )
+    refresh_grace_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "A refresh token rotated less than this ago returns the same successor (parallel tabs)."
+        ),
+    )
+    verify_email_ttl_seconds: int = field(
+        default=86400, metadata=_doc("Lifetime of email verification links.")
+    )
+    reset_password_ttl_seconds: int = field(default=1800, metadata=_doc("Lifetime of password reset links."))
+    login_limit_per_ip: str = field(
+        default="30/300",
+        metadata=_doc("Login attempts per client IP, as `count/seconds` (comma-separated tiers allowed)."),
+    )
+    login_limit_per_account: str = field(
+        default="5/60,20/3600",
+        metadata=_doc("Login attempts per account: tiers give a growing, always temporary delay."),
+    )
+    register_limit_per_ip: str = field(default="10/3600", metadata=_doc("Registrations per IP."))
+    mail_limit_per_ip: str = field(
+        default="10/3600", metadata=_doc("Forgot-password and resend-verification requests per IP.")
+    )
+    mail_limit_per_address: str = field(
+        default="3/3600", metadata=_doc("Forgot-password and resend-verification requests per email address.")
+    )
 
     @property
     def is_production(self) -> bool:
@@ -193,9 +224,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     source.update(environ if environ is not None else os.environ)
     known = {env_name(f.name): f for f in fields(Settings)}
     unknown = sorted(
-        k
-        for k in source
-        if k.startswith(PREFIX) and k not in known and not k.startswith(PREFIX + "TEST_")
+        k for k in source if k.startswith(PREFIX) and k not in known and not k.startswith(PREFIX + "TEST_")
     )
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]}; see `bulwark config` for the list")
@@ -210,9 +239,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
 
 def validate(settings: Settings) -> None:
     if settings.env not in ("development", "production"):
-        raise SettingsError(
-            f"BULWARK_ENV={settings.env!r} is not valid: expected development or production"
-        )
+        raise SettingsError(f"BULWARK_ENV={settings.env!r} is not valid: expected development or production")
     if not 0 < settings.port < 65536:
         raise SettingsError(f"BULWARK_PORT={settings.port} is not valid: expected 1-65535")
     if settings.workers < 1:
@@ -226,19 +253,42 @@ def validate(settings: Settings) -> None:
             raise SettingsError(
                 f"BULWARK_ALLOWED_ORIGINS entry {origin!r} is not valid: expected scheme://host[:port]"
             )
+    for name in (
+        "login_limit_per_ip",
+        "login_limit_per_account",
+        "register_limit_per_ip",
+        "mail_limit_per_ip",
+        "mail_limit_per_address",
+    ):
+        parse_limits(name, getattr(settings, name))
+    if settings.password_min_length < 8:
+        raise SettingsError("BULWARK_PASSWORD_MIN_LENGTH must be at least 8 (NIST SP 800-63B)")
+    if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456 or settings.argon2_parallelism < 1:
+        raise SettingsError("BULWARK_ARGON2_* are below OWASP's floor (t=2, m=19456 KiB, p=1)")
     url = settings.effective_database_url
     if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
         raise SettingsError(
             "BULWARK_DATABASE_URL is not valid: expected postgresql+asyncpg://... or sqlite+aiosqlite://..."
         )
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        raise SettingsError(
-            "BULWARK_REDIS_URL is not valid: expected redis://, rediss:// or unix://"
-        )
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("BULWARK_REDIS_URL is not valid: expected redis://, rediss:// or unix://")
     if settings.is_production:
         check_production(settings)
+
+
+def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
+    """`count/seconds[,count/seconds...]` -> ((count, seconds), ...)."""
+    tiers = []
+    for part in text.split(","):
+        count, sep, seconds = part.strip().partition("/")
+        try:
+            tier = (int(count), float(seconds))
+        except ValueError:
+            tier = (0, 0.0)
+        if not sep or tier[0] < 1 or tier[1] <= 0:
+            raise SettingsError(f"{env_name(name)}={text!r} is not valid: expected count/seconds, e.g. 5/60")
+        tiers.append(tier)
+    return tuple(tiers)
 
 
 def check_production(settings: Settings) -> None:
@@ -255,6 +305,8 @@ def check_production(settings: Settings) -> None:
         raise SettingsError(
             "production needs real keys: set BULWARK_KEYS_FILE (generated keys are for development)"
         )
+    if not settings.smtp_host:
+        raise SettingsError("production needs SMTP: set BULWARK_SMTP_HOST (the dev outbox logs mail bodies)")
     if "*" in settings.effective_allowed_origins:
         raise SettingsError("production refuses BULWARK_ALLOWED_ORIGINS containing '*'")
 

@@ -92,9 +92,6 @@ refresh_tokens = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("rotated_at", UTCDateTime, nullable=True),
     Column("successor_hash", String(64), nullable=True),
-    # The successor's raw token, sealed in the secret box, kept only for the grace period so
-    # parallel tabs presenting the same just-rotated token get the same successor back.
-    Column("successor_envelope", LargeBinary, nullable=True),
     Index("ix_refresh_tokens_session_id", "session_id"),
 )
 
@@ -124,9 +121,7 @@ audit_events = Table(
     "audit_events",
     metadata,
     # Assigned by the writer under the chain lock, so ids are gap-free and follow chain order.
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
-    ),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("actor_user_id", Uuid, nullable=True),
     Column("actor_kind", String(20), nullable=False),

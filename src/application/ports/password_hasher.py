@@ -15,9 +15,7 @@ class PasswordHasher(Protocol):
         """Returns (hash, pepper_version)."""
         ...
 
-    async def verify(
-        self, password: str, stored_hash: str, pepper_version: str
-    ) -> PasswordCheck: ...
+    async def verify(self, password: str, stored_hash: str, pepper_version: str) -> PasswordCheck: ...
 
     async def burn(self, password: str) -> None:
         """Do the same work as a verification, for unknown accounts (no timing oracle)."""

@@ -1,0 +1,77 @@
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.storage.tables import memberships, organisations
+from domain.orgs import Membership, Organisation, OrgRole, OrgStatus
+
+
+def _to_org(row: Any) -> Organisation:
+    return Organisation(
+        id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        personal=row.personal,
+        status=OrgStatus(row.status),
+        require_2fa=row.require_2fa,
+    )
+
+
+class SqlOrgRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, org: Organisation) -> None:
+        await self.connection.execute(
+            insert(organisations).values(
+                id=org.id,
+                name=org.name,
+                personal=org.personal,
+                status=str(org.status),
+                require_2fa=org.require_2fa,
+                created_at=org.created_at,
+            )
+        )
+
+    async def get(self, org_id: UUID) -> Organisation | None:
+        query = select(organisations).where(organisations.c.id == org_id)
+        row = (await self.connection.execute(query)).first()
+        return _to_org(row) if row else None
+
+    async def add_membership(self, membership: Membership) -> None:
+        await self.connection.execute(
+            insert(memberships).values(
+                org_id=membership.org_id,
+                user_id=membership.user_id,
+                role=str(membership.role),
+                created_at=membership.created_at,
+            )
+        )
+
+    async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]:
+        query = (
+            select(memberships, organisations)
+            .join(organisations, organisations.c.id == memberships.c.org_id)
+            .where(memberships.c.user_id == user_id)
+            .order_by(memberships.c.created_at, organisations.c.name)
+        )
+        result = []
+        for row in (await self.connection.execute(query)).mappings():
+            membership = Membership(
+                org_id=row["org_id"],
+                user_id=row["user_id"],
+                role=OrgRole(row["role"]),
+                created_at=row["created_at"],
+            )
+            org = Organisation(
+                id=row["id"],
+                name=row["name"],
+                created_at=row[organisations.c.created_at],
+                personal=row["personal"],
+                status=OrgStatus(row["status"]),
+                require_2fa=row["require_2fa"],
+            )
+            result.append((membership, org))
+        return result

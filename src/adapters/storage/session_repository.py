@@ -1,0 +1,117 @@
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.storage.tables import refresh_tokens, sessions
+from domain.sessions import RefreshToken, Session
+
+_SESSION_FIELDS = (
+    "user_id",
+    "org_id",
+    "created_at",
+    "last_used_at",
+    "auth_time",
+    "idle_expires_at",
+    "absolute_expires_at",
+    "ip",
+    "user_agent",
+    "revoked_at",
+    "revoked_reason",
+)
+
+
+def _to_session(row: Any) -> Session:
+    return Session(id=row.id, **{name: getattr(row, name) for name in _SESSION_FIELDS})
+
+
+def _live(now: datetime) -> Any:
+    return (
+        sessions.c.revoked_at.is_(None)
+        & (sessions.c.idle_expires_at > now)
+        & (sessions.c.absolute_expires_at > now)
+    )
+
+
+class SqlSessionRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, session: Session) -> None:
+        values = {name: getattr(session, name) for name in _SESSION_FIELDS}
+        await self.connection.execute(insert(sessions).values(id=session.id, **values))
+
+    async def get(self, session_id: UUID) -> Session | None:
+        row = (await self.connection.execute(select(sessions).where(sessions.c.id == session_id))).first()
+        return _to_session(row) if row else None
+
+    async def update(self, session: Session) -> None:
+        values = {name: getattr(session, name) for name in _SESSION_FIELDS}
+        await self.connection.execute(update(sessions).where(sessions.c.id == session.id).values(**values))
+
+    async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]:
+        query = (
+            select(sessions)
+            .where((sessions.c.user_id == user_id) & _live(now))
+            .order_by(sessions.c.last_used_at.desc())
+        )
+        return [_to_session(row) for row in await self.connection.execute(query)]
+
+    async def revoke(self, session_id: UUID, now: datetime, reason: str) -> bool:
+        result = await self.connection.execute(
+            update(sessions)
+            .where((sessions.c.id == session_id) & sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return bool(result.rowcount)
+
+    async def revoke_all_for_user(
+        self, user_id: UUID, now: datetime, reason: str, except_session: UUID | None = None
+    ) -> list[UUID]:
+        condition = (sessions.c.user_id == user_id) & sessions.c.revoked_at.is_(None)
+        if except_session is not None:
+            condition &= sessions.c.id != except_session
+        ids = [row.id for row in await self.connection.execute(select(sessions.c.id).where(condition))]
+        if ids:
+            await self.connection.execute(
+                update(sessions)
+                .where(sessions.c.id.in_(ids) & sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return ids
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        await self.connection.execute(
+            insert(refresh_tokens).values(
+                token_hash=token.token_hash,
+                session_id=token.session_id,
+                created_at=token.created_at,
+                rotated_at=token.rotated_at,
+                successor_hash=token.successor_hash,
+            )
+        )
+
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+        row = (await self.connection.execute(query)).first()
+        if row is None:
+            return None
+        return RefreshToken(
+            token_hash=row.token_hash,
+            session_id=row.session_id,
+            created_at=row.created_at,
+            rotated_at=row.rotated_at,
+            successor_hash=row.successor_hash,
+        )
+
+    async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
+        # The conditional update is the claim: on PostgreSQL a concurrent claimer blocks on the
+        # row lock, then re-evaluates `rotated_at IS NULL` and updates nothing.
+        result = await self.connection.execute(
+            update(refresh_tokens)
+            .where((refresh_tokens.c.token_hash == token_hash) & refresh_tokens.c.rotated_at.is_(None))
+            .values(rotated_at=now, successor_hash=successor_hash)
+        )
+        return result.rowcount == 1

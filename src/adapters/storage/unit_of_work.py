@@ -1,0 +1,63 @@
+"""One database transaction holding every repository; rolled back unless committed."""
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from adapters.storage.audit_log import SqlAuditLog
+from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
+from adapters.storage.org_repository import SqlOrgRepository
+from adapters.storage.session_repository import SqlSessionRepository
+from adapters.storage.user_repository import SqlUserRepository
+
+
+class SqlUnitOfWork:
+    users: SqlUserRepository
+    orgs: SqlOrgRepository
+    sessions: SqlSessionRepository
+    one_time_tokens: SqlOneTimeTokenRepository
+    audit: SqlAuditLog
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._connection: AsyncConnection | None = None
+        self._transaction: AsyncTransaction | None = None
+
+    async def __aenter__(self) -> Self:
+        self._connection = await self.engine.connect()
+        self._transaction = await self._connection.begin()
+        connection = self._connection
+        self.users = SqlUserRepository(connection)
+        self.orgs = SqlOrgRepository(connection)
+        self.sessions = SqlSessionRepository(connection)
+        self.one_time_tokens = SqlOneTimeTokenRepository(connection)
+        self.audit = SqlAuditLog(connection)
+        return self
+
+    async def commit(self) -> None:
+        assert self._transaction is not None, "commit outside `async with`"
+        await self._transaction.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                await self._transaction.rollback()
+        finally:
+            if self._connection is not None:
+                await self._connection.close()
+            self._connection = None
+            self._transaction = None
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)

@@ -1,0 +1,102 @@
+"""Repositories and the unit of work: one transaction, rolled back unless committed."""
+
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from application.ports.audit import AuditSink
+from domain.one_time_tokens import OneTimeToken, TokenPurpose
+from domain.orgs import Membership, Organisation
+from domain.sessions import RefreshToken, Session
+from domain.users import User
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None: ...
+
+    async def get(self, user_id: UUID) -> User | None: ...
+
+    async def get_by_email(self, email: str) -> User | None: ...
+
+    async def update(self, user: User) -> None: ...
+
+
+class OrgRepository(Protocol):
+    async def add(self, org: Organisation) -> None: ...
+
+    async def get(self, org_id: UUID) -> Organisation | None: ...
+
+    async def add_membership(self, membership: Membership) -> None: ...
+
+    async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+
+    async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def update(self, session: Session) -> None: ...
+
+    async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]: ...
+
+    async def revoke(self, session_id: UUID, now: datetime, reason: str) -> bool:
+        """Marks one live session revoked; False when it was not live."""
+        ...
+
+    async def revoke_all_for_user(
+        self, user_id: UUID, now: datetime, reason: str, except_session: UUID | None = None
+    ) -> list[UUID]: ...
+
+    async def add_refresh_token(self, token: RefreshToken) -> None: ...
+
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
+        """Atomically mark a live token rotated; exactly one concurrent caller gets True."""
+        ...
+
+
+class OneTimeTokenRepository(Protocol):
+    async def add(self, token: OneTimeToken) -> None: ...
+
+    async def get(self, token_hash: str) -> OneTimeToken | None: ...
+
+    async def consume(self, token_hash: str, now: datetime) -> bool:
+        """Atomically mark an unused token used; exactly one concurrent caller gets True."""
+        ...
+
+    async def invalidate_for_user(self, user_id: UUID, purpose: TokenPurpose, now: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def orgs(self) -> OrgRepository: ...
+
+    @property
+    def sessions(self) -> SessionRepository: ...
+
+    @property
+    def one_time_tokens(self) -> OneTimeTokenRepository: ...
+
+    @property
+    def audit(self) -> AuditSink: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

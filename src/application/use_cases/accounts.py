@@ -1,0 +1,198 @@
+"""Registration and email verification."""
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+from application.errors import Conflict, InvalidInput
+from application.identity import IdentityDeps, RequestContext
+from application.ports.mailer import MailMessage
+from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.session_tokens import enforce_limits, new_secret_token, tiers
+from domain.one_time_tokens import OneTimeToken, TokenPurpose
+from domain.orgs import Membership, Organisation, OrgRole
+from domain.password_policy import check_password
+from domain.sessions import token_digest
+from domain.users import User, normalise_email
+
+log = logging.getLogger("bulwark.identity")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def validated_email(email: str) -> str:
+    normalised = normalise_email(email)
+    if len(normalised) > 320 or not _EMAIL.match(normalised):
+        raise InvalidInput("That is not a valid email address.", code="invalid_email", field="email")
+    return normalised
+
+
+def enforce_password_policy(deps: IdentityDeps, password: str, email: str, field: str) -> None:
+    verdict = check_password(
+        password,
+        email=email,
+        min_length=deps.policy.password_min_length,
+        is_common=deps.is_common_password,
+    )
+    if not verdict.acceptable:
+        raise InvalidInput(f"The password {verdict.reason}.", code="weak_password", field=field)
+
+
+async def send_mail(deps: IdentityDeps, message: MailMessage) -> None:
+    # A mail failure must not change the answer (that would reveal whether the address exists).
+    try:
+        await deps.mailer.send(message)
+    except Exception:
+        log.exception("could not send mail %r", message.subject)
+
+
+async def issue_one_time_token(
+    deps: IdentityDeps, uow: UnitOfWork, user_id: uuid.UUID, purpose: TokenPurpose
+) -> str:
+    """A fresh single-use token; earlier unused ones of the same purpose stop working."""
+    now = deps.clock.now()
+    ttl = (
+        deps.policy.verify_email_ttl
+        if purpose is TokenPurpose.VERIFY_EMAIL
+        else deps.policy.reset_password_ttl
+    )
+    raw = new_secret_token()
+    await uow.one_time_tokens.invalidate_for_user(user_id, purpose, now)
+    await uow.one_time_tokens.add(OneTimeToken(token_digest(raw), user_id, purpose, now, now + ttl))
+    return raw
+
+
+def verification_mail(deps: IdentityDeps, email: str, raw_token: str) -> MailMessage:
+    link = f"{deps.policy.frontend_url.rstrip('/')}/verify-email?token={raw_token}"
+    hours = int(deps.policy.verify_email_ttl.total_seconds() // 3600)
+    return MailMessage(
+        to=email,
+        subject="Verify your Bulwark email address",
+        body=f"Welcome to Bulwark.\n\nConfirm your address by opening this link:\n{link}\n\n"
+        f"The link works once and expires in {hours} hours.\n"
+        "If you did not create an account, ignore this message.\n",
+    )
+
+
+@dataclass
+class RegisterUser:
+    deps: IdentityDeps
+
+    async def __call__(self, email: str, password: str, display_name: str, ctx: RequestContext) -> None:
+        deps = self.deps
+        await enforce_limits(deps, ctx, tiers("register-ip", ctx.ip, deps.policy.register_per_ip))
+        email = validated_email(email)
+        display_name = display_name.strip()
+        if not 1 <= len(display_name) <= 200:
+            raise InvalidInput("Display name must be 1 to 200 characters.", field="display_name")
+        enforce_password_policy(deps, password, email, "password")
+        # Hash before looking the address up, so both branches cost the same.
+        password_hash, pepper_version = await deps.hasher.hash(password)
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            existing = await uow.users.get_by_email(email)
+            if existing is None:
+                org = Organisation(
+                    id=uuid.uuid4(), name=f"{display_name}'s organisation", created_at=now, personal=True
+                )
+                user = User(
+                    id=uuid.uuid4(),
+                    email=email,
+                    display_name=display_name,
+                    password_hash=password_hash,
+                    pepper_version=pepper_version,
+                    created_at=now,
+                    default_org_id=org.id,
+                )
+                await uow.orgs.add(org)
+                try:
+                    await uow.users.add(user)
+                except Conflict:
+                    existing = user  # a concurrent registration won; answer the same way
+                else:
+                    await uow.orgs.add_membership(Membership(org.id, user.id, OrgRole.ADMINISTRATOR, now))
+                    raw = await issue_one_time_token(deps, uow, user.id, TokenPurpose.VERIFY_EMAIL)
+                    await uow.audit.append(
+                        ctx.event(
+                            "user.registered",
+                            actor=user.id,
+                            org=org.id,
+                            target_type="user",
+                            target_id=user.id,
+                        )
+                    )
+                    await uow.commit()
+                    await send_mail(deps, verification_mail(deps, email, raw))
+                    return
+            if existing is not None:
+                await uow.audit.append(
+                    ctx.event("user.register_existing", target_type="user", target_id=existing.id)
+                )
+                await uow.commit()
+        await send_mail(
+            deps,
+            MailMessage(
+                to=email,
+                subject="Someone tried to register with your address",
+                body="Someone tried to create a Bulwark account with this email address, which already "
+                "has an account.\nIf it was you, log in or reset your password instead. "
+                "If not, you can ignore this message; nothing has changed.\n",
+            ),
+        )
+
+
+@dataclass
+class VerifyEmail:
+    deps: IdentityDeps
+
+    async def __call__(self, raw_token: str, ctx: RequestContext) -> None:
+        now = self.deps.clock.now()
+        async with self.deps.uow() as uow:
+            token = await uow.one_time_tokens.get(token_digest(raw_token))
+            if (
+                token is None
+                or token.purpose is not TokenPurpose.VERIFY_EMAIL
+                or not token.usable(now)
+                or not await uow.one_time_tokens.consume(token.token_hash, now)
+            ):
+                raise InvalidInput(
+                    "This link is invalid or has expired.", code="invalid_or_expired_token", field="token"
+                )
+            user = await uow.users.get(token.user_id)
+            if user is None:
+                raise InvalidInput(
+                    "This link is invalid or has expired.", code="invalid_or_expired_token", field="token"
+                )
+            if user.email_verified_at is None:
+                user.email_verified_at = now
+                user.updated_at = now
+                await uow.users.update(user)
+            await uow.audit.append(
+                ctx.event("user.email_verified", actor=user.id, target_type="user", target_id=user.id)
+            )
+            await uow.commit()
+
+
+@dataclass
+class ResendVerification:
+    deps: IdentityDeps
+
+    async def __call__(self, email: str, ctx: RequestContext) -> None:
+        deps = self.deps
+        address = normalise_email(email)
+        await enforce_limits(
+            deps,
+            ctx,
+            tiers("mail-ip", ctx.ip, deps.policy.mail_per_ip)
+            + tiers("mail-address", address, deps.policy.mail_per_address),
+        )
+        async with deps.uow() as uow:
+            user = await uow.users.get_by_email(address)
+            if user is None or user.is_verified:
+                return
+            raw = await issue_one_time_token(deps, uow, user.id, TokenPurpose.VERIFY_EMAIL)
+            await uow.audit.append(
+                ctx.event("user.verification_resent", target_type="user", target_id=user.id)
+            )
+            await uow.commit()
+        await send_mail(deps, verification_mail(deps, user.email, raw))

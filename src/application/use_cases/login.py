@@ -1,0 +1,121 @@
+"""Password login: limits first, then the same hashing work whether or not the account exists."""
+
+import uuid
+from dataclasses import dataclass
+
+from application.errors import Forbidden, NotAuthenticated
+from application.identity import IdentityDeps, RequestContext
+from application.ports.token_issuer import IssuedToken
+from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.session_tokens import enforce_limits, new_secret_token, tiers
+from domain.orgs import Organisation
+from domain.sessions import RefreshToken, Session, token_digest
+from domain.users import User, normalise_email
+
+
+class InvalidCredentials(NotAuthenticated):
+    """The email or password is wrong."""
+
+    code = "invalid_credentials"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    access: IssuedToken
+    refresh_token: str
+    user: User
+    session: Session
+
+
+async def active_org_for(uow: UnitOfWork, user: User) -> Organisation:
+    """The user's default organisation if it is active, else their first active one."""
+    candidates = [org for _, org in await uow.orgs.memberships_of(user.id) if not org.is_disabled]
+    for org in candidates:
+        if org.id == user.default_org_id:
+            return org
+    if candidates:
+        return candidates[0]
+    raise Forbidden("None of your organisations is active.", code="org_disabled")
+
+
+async def start_session(
+    deps: IdentityDeps, uow: UnitOfWork, user: User, org: Organisation, ctx: RequestContext
+) -> tuple[Session, str]:
+    now = deps.clock.now()
+    session = Session(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        org_id=org.id,
+        created_at=now,
+        last_used_at=now,
+        auth_time=now,
+        idle_expires_at=min(now + deps.policy.session_idle, now + deps.policy.session_absolute),
+        absolute_expires_at=now + deps.policy.session_absolute,
+        ip=ctx.ip,
+        user_agent=(ctx.user_agent or "")[:512] or None,
+    )
+    raw = new_secret_token()
+    await uow.sessions.add(session)
+    await uow.sessions.add_refresh_token(RefreshToken(token_digest(raw), session.id, now))
+    return session, raw
+
+
+@dataclass
+class Login:
+    deps: IdentityDeps
+
+    async def __call__(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
+        deps = self.deps
+        address = normalise_email(email)
+        await enforce_limits(
+            deps,
+            ctx,
+            tiers("login-ip", ctx.ip, deps.policy.login_per_ip)
+            + tiers("login-account", address, deps.policy.login_per_account),
+        )
+        async with deps.uow() as uow:
+            user = await uow.users.get_by_email(address)
+            if user is None:
+                await deps.hasher.burn(password)
+                await self._fail(uow, ctx, None, "unknown_email")
+                raise InvalidCredentials()
+            check = await deps.hasher.verify(password, user.password_hash, user.pepper_version)
+            if not check.valid:
+                await self._fail(uow, ctx, user, "wrong_password")
+                raise InvalidCredentials()
+            if check.needs_rehash:
+                user.password_hash, user.pepper_version = await deps.hasher.hash(password)
+                await uow.users.update(user)
+            if user.is_suspended:
+                await self._fail(uow, ctx, user, "account_suspended")
+                raise Forbidden("This account is suspended.", code="account_suspended")
+            if not user.is_verified:
+                await self._fail(uow, ctx, user, "email_not_verified")
+                raise Forbidden("Verify your email address before logging in.", code="email_not_verified")
+            org = await active_org_for(uow, user)
+            session, raw = await start_session(deps, uow, user, org, ctx)
+            await uow.audit.append(
+                ctx.event(
+                    "login.success", actor=user.id, org=org.id, target_type="session", target_id=session.id
+                )
+            )
+            await uow.commit()
+        access = deps.tokens.issue(
+            sub=user.id,
+            sid=session.id,
+            org=org.id,
+            prole=str(user.platform_role),
+            auth_time=session.auth_time,
+        )
+        return LoginResult(access, raw, user, session)
+
+    async def _fail(self, uow: UnitOfWork, ctx: RequestContext, user: User | None, reason: str) -> None:
+        await uow.audit.append(
+            ctx.event(
+                "login.failure",
+                target_type="user" if user else None,
+                target_id=user.id if user else None,
+                reason=reason,
+            )
+        )
+        await uow.commit()

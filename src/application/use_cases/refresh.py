@@ -1,0 +1,104 @@
+"""Refresh-token rotation with reuse (theft) detection."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from application.errors import NotAuthenticated
+from application.identity import IdentityDeps, RequestContext
+from application.ports.token_issuer import IssuedToken
+from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.session_tokens import revoke_in_store, successor_of
+from domain.sessions import RefreshToken, Session, token_digest
+
+
+class InvalidRefreshToken(NotAuthenticated):
+    """The refresh token is invalid, expired or revoked; log in again."""
+
+    code = "invalid_refresh_token"
+
+
+class RefreshTokenReused(NotAuthenticated):
+    """This refresh token was already used; the session has been revoked. Log in again."""
+
+    code = "refresh_token_reused"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    access: IssuedToken
+    refresh_token: str
+    session: Session
+
+
+@dataclass
+class RefreshSession:
+    deps: IdentityDeps
+
+    async def __call__(self, raw_token: str, ctx: RequestContext) -> RefreshResult:
+        deps = self.deps
+        now = deps.clock.now()
+        presented = token_digest(raw_token)
+        successor = successor_of(raw_token, deps.refresh_successor_key)
+        async with deps.uow() as uow:
+            token = await uow.sessions.get_refresh_token(presented)
+            if token is None:
+                raise InvalidRefreshToken()
+            session = await uow.sessions.get(token.session_id)
+            if session is None or not session.is_live(now):
+                raise InvalidRefreshToken()
+            user = await uow.users.get(session.user_id)
+            org = await uow.orgs.get(session.org_id)
+            if user is None or user.is_suspended or org is None or org.is_disabled:
+                await uow.sessions.revoke(session.id, now, "account_or_org_inactive")
+                await uow.commit()
+                await revoke_in_store(deps, [session.id], session.absolute_expires_at)
+                raise InvalidRefreshToken()
+            if token.rotated_at is None and await uow.sessions.claim_refresh_token(
+                presented, now, token_digest(successor)
+            ):
+                await uow.sessions.add_refresh_token(RefreshToken(token_digest(successor), session.id, now))
+            else:
+                # Already rotated (earlier, or by a concurrent request that won the claim).
+                token = await uow.sessions.get_refresh_token(presented) or token
+                if not await self._within_grace(uow, token, successor, now):
+                    await self._revoke_for_reuse(uow, session, ctx, now)
+                    raise RefreshTokenReused()
+            session.touched(now, deps.policy.session_idle)
+            await uow.sessions.update(session)
+            await uow.commit()
+        access = deps.tokens.issue(
+            sub=user.id,
+            sid=session.id,
+            org=org.id,
+            prole=str(user.platform_role),
+            auth_time=session.auth_time,
+        )
+        return RefreshResult(access, successor, session)
+
+    async def _within_grace(
+        self, uow: UnitOfWork, token: RefreshToken, successor: str, now: datetime
+    ) -> bool:
+        """Parallel tabs may present a token rotated moments ago: they get the same successor,
+        as long as that successor has not itself been rotated."""
+        if token.rotated_at is None or now - token.rotated_at > self.deps.policy.refresh_grace:
+            return False
+        if token.successor_hash != token_digest(successor):
+            return False  # not the successor this server derived (key changed): treat as reuse
+        current = await uow.sessions.get_refresh_token(token.successor_hash)
+        return current is not None and current.rotated_at is None
+
+    async def _revoke_for_reuse(
+        self, uow: UnitOfWork, session: Session, ctx: RequestContext, now: datetime
+    ) -> None:
+        await uow.sessions.revoke(session.id, now, "refresh_reuse")
+        await uow.audit.append(
+            ctx.event(
+                "session.refresh_reuse",
+                actor=session.user_id,
+                org=session.org_id,
+                target_type="session",
+                target_id=session.id,
+            )
+        )
+        await uow.commit()
+        await revoke_in_store(self.deps, [session.id], session.absolute_expires_at)

@@ -1,0 +1,84 @@
+"""The Litestar app factory and the outer ASGI chain that enforces the HTTP ground rules."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from entrypoints.composition import Container
+from entrypoints.controllers.auth import AuthController
+from entrypoints.controllers.health import HealthController
+from entrypoints.controllers.me import MeController
+from entrypoints.controllers.well_known import WellKnownController
+from entrypoints.http.asgi_types import ASGIApp
+from entrypoints.http.client_ip import parse_networks
+from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.middleware.content_type import JsonContentTypeMiddleware
+from entrypoints.middleware.origin_check import OriginCheckMiddleware
+from entrypoints.middleware.request_context import RequestContextMiddleware
+from entrypoints.middleware.security_headers import SecurityHeadersMiddleware
+from entrypoints.middleware.timeout import TimeoutMiddleware
+
+API_VERSION = "0.1.0"
+
+
+def route_handlers() -> list[Any]:
+    return [HealthController, AuthController, MeController, WellKnownController]
+
+
+def create_litestar(container: Container) -> Litestar:
+    settings = container.settings
+
+    @asynccontextmanager
+    async def lifecycle(_: Litestar) -> AsyncIterator[None]:
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.stop()
+
+    def provide_container() -> Container:
+        return container
+
+    return Litestar(
+        route_handlers=route_handlers(),
+        dependencies={"container": Provide(provide_container, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(
+            allow_origins=list(settings.effective_allowed_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Bulwark",
+            version=API_VERSION,
+            description="Security core: accounts, sessions, 2FA, organisations, broker credentials.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifecycle],
+        logging_config=None,
+        state=State({"container": container}),
+        debug=False,
+    )
+
+
+def create_asgi(container: Container) -> ASGIApp:
+    """Outermost first: request id and security headers wrap even the errors produced below."""
+    settings = container.settings
+    app: ASGIApp = cast(ASGIApp, create_litestar(container))  # Litestar's scope types are stricter
+    app = JsonContentTypeMiddleware(app)
+    app = OriginCheckMiddleware(app, allowed_origins=settings.effective_allowed_origins)
+    app = TimeoutMiddleware(app, seconds=settings.request_timeout_seconds)
+    app = SecurityHeadersMiddleware(app, hsts=settings.is_production)
+    return RequestContextMiddleware(app, trusted_proxies=parse_networks(settings.trusted_proxies))

@@ -1,0 +1,168 @@
+"""`bulwark` command line: serve, db, keys, audit, config."""
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from entrypoints.settings import Settings, SettingsError, load_settings, settings_table
+
+log = logging.getLogger("bulwark")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StartupError(Exception):
+    """A problem the operator must fix; reported as one line, never a traceback."""
+
+
+def one_line_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (SettingsError, StartupError) as error:
+            click.echo(f"bulwark: error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@click.group()
+def main() -> None:
+    """Bulwark: the security core of the trading platform."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (BULWARK_HOST).")
+@click.option("--port", type=int, help="Port to listen on (BULWARK_PORT).")
+@click.option("--workers", type=int, help="Worker processes (BULWARK_WORKERS).")
+@one_line_errors
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the service with granian."""
+    # Flags go through the environment so every worker process sees the same settings.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"BULWARK_{name}"] = str(value)
+    settings = _settings()
+    from entrypoints.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, settings.effective_log_json)
+    prepare_to_serve(settings)
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        target="entrypoints.asgi:create",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.effective_workers,
+        log_enabled=True,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def prepare_to_serve(settings: Settings) -> None:
+    from adapters.storage import migrations
+    from entrypoints.composition import load_keys
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        keyring = load_keys(settings)
+    except (ValueError, OSError) as error:
+        raise StartupError(str(error)) from error
+    development = [
+        reason
+        for reason, applies in (
+            ("SQLite database in " + str(settings.data_dir), settings.embedded_database),
+            ("in-process rate limiter and revocation store (one worker)", not settings.redis_url),
+            ("generated development keys", settings.keys_file is None or keyring.generated),
+            ("mail printed to the log and kept in the dev outbox", not settings.smtp_host),
+        )
+        if applies
+    ]
+    if settings.is_production and keyring.generated:
+        raise StartupError("production refuses generated development keys in BULWARK_KEYS_FILE")
+    if development:
+        log.warning("DEVELOPMENT MODE -- not for production: %s", "; ".join(development))
+    if settings.embedded_database:
+        migrations.upgrade(settings.effective_database_url)
+    log.info(
+        "serving on http://%s:%d with %d worker(s)",
+        settings.host,
+        settings.port,
+        settings.effective_workers,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@one_line_errors
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations."""
+    from adapters.storage import migrations
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(settings.effective_database_url, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@main.group()
+def audit() -> None:
+    """The append-only audit log."""
+
+
+@audit.command("verify")
+@one_line_errors
+def audit_verify() -> None:
+    """Walk the hash chain and report the first broken link."""
+    from adapters.storage.audit_log import verify_chain
+    from adapters.storage.database import create_engine
+
+    settings = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await verify_chain(engine)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(run())
+    if result.ok:
+        click.echo(f"audit chain intact: {result.records_checked} entries verified")
+        return
+    click.echo(
+        f"audit chain BROKEN at entry {result.first_broken_id} "
+        f"({result.records_checked} entries checked): {result.reason}",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@main.command("config")
+def config() -> None:
+    """Print every setting with its default (the README's configuration table)."""
+    click.echo(settings_table())
+
+
+if __name__ == "__main__":
+    main()

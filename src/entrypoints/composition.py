@@ -1,0 +1,223 @@
+"""The one composition root: builds every adapter from the settings and hands them to use cases.
+Nothing else constructs adapters; tests call `build_container` with their own settings."""
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.clock import SystemClock
+from adapters.crypto.secret_box import EnvelopeSecretBox
+from adapters.health import DependencyProbe
+from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
+from adapters.keys.local_key_provider import LocalKeyProvider
+from adapters.limiter.in_process import InProcessSlidingWindowLimiter
+from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
+from adapters.mail.dev_outbox import DevOutboxMailer
+from adapters.mail.smtp_mailer import SmtpMailer
+from adapters.passwords import Argon2PasswordHasher, is_common_password
+from adapters.revocation.in_process import InProcessRevocationStore
+from adapters.revocation.redis_store import RedisRevocationStore
+from adapters.storage.database import create_engine
+from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
+from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
+from application.identity import IdentityDeps, IdentityPolicy
+from application.ports.mailer import Mailer
+from application.ports.rate_limiter import RateLimit, RateLimiter
+from application.ports.revocation_store import RevocationStore
+from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
+from application.use_cases.bearer import AuthenticateBearer
+from application.use_cases.login import Login
+from application.use_cases.passwords import ChangePassword, ForgotPassword, ResetPassword
+from application.use_cases.profile import GetProfile
+from application.use_cases.refresh import RefreshSession
+from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
+from entrypoints.settings import Settings, parse_limits
+
+log = logging.getLogger("bulwark")
+
+
+def load_keys(settings: Settings) -> Keyring:
+    if settings.keys_file is not None:
+        return load_keyring(settings.keys_file)
+    return ensure_development_keyring(settings.data_dir / "keys.json")
+
+
+@dataclass
+class IdentityApi:
+    """The identity use cases, wired."""
+
+    register: RegisterUser
+    verify_email: VerifyEmail
+    resend_verification: ResendVerification
+    login: Login
+    refresh: RefreshSession
+    logout: Logout
+    list_sessions: ListSessions
+    revoke_session: RevokeSession
+    revoke_other_sessions: RevokeOtherSessions
+    change_password: ChangePassword
+    forgot_password: ForgotPassword
+    reset_password: ResetPassword
+    profile: GetProfile
+    authenticate: AuthenticateBearer
+
+    @classmethod
+    def wire(cls, deps: IdentityDeps) -> "IdentityApi":
+        return cls(
+            register=RegisterUser(deps),
+            verify_email=VerifyEmail(deps),
+            resend_verification=ResendVerification(deps),
+            login=Login(deps),
+            refresh=RefreshSession(deps),
+            logout=Logout(deps),
+            list_sessions=ListSessions(deps),
+            revoke_session=RevokeSession(deps),
+            revoke_other_sessions=RevokeOtherSessions(deps),
+            change_password=ChangePassword(deps),
+            forgot_password=ForgotPassword(deps),
+            reset_password=ResetPassword(deps),
+            profile=GetProfile(deps),
+            authenticate=AuthenticateBearer(deps),
+        )
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    redis: aioredis.Redis | None
+    key_provider: LocalKeyProvider
+    secret_box: EnvelopeSecretBox
+    limiter: RateLimiter
+    revocations: RevocationStore
+    mailer: Mailer
+    clock: SystemClock
+    probe: DependencyProbe
+    hasher: Argon2PasswordHasher
+    tokens: EdDsaJwtIssuer
+    identity: IdentityApi
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        await self.revocations.start()
+
+    async def stop(self) -> None:
+        await self.revocations.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+        self.hasher.close()
+
+
+def build_redis(settings: Settings) -> aioredis.Redis | None:
+    if not settings.redis_url:
+        return None
+    # A blocking pool waits for a free connection instead of failing under load.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=50, socket_connect_timeout=2, timeout=5
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    if settings.smtp_host:
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=settings.mail_from,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+            starttls=settings.smtp_starttls,
+        )
+    return DevOutboxMailer(settings.data_dir / "outbox.jsonl", logger=logging.getLogger("bulwark.mail"))
+
+
+def build_container(settings: Settings, *, redis_namespace: str = "bulwark") -> Container:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url)
+    redis = build_redis(settings)
+    key_provider = LocalKeyProvider(load_keys(settings))
+    limiter: RateLimiter
+    revocations: RevocationStore
+    if redis is not None:
+        limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
+        revocations = RedisRevocationStore(
+            redis, redis_namespace, max_token_ttl_seconds=settings.access_token_ttl_seconds
+        )
+    else:
+        limiter = InProcessSlidingWindowLimiter()
+        revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
+    clock = SystemClock()
+    hasher = Argon2PasswordHasher(
+        key_provider,
+        time_cost=settings.argon2_time_cost,
+        memory_cost_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    tokens = EdDsaJwtIssuer(
+        key_provider,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        clock=clock.now,
+    )
+    mailer = build_mailer(settings)
+    deps = IdentityDeps(
+        uow=SqlUnitOfWorkFactory(engine),
+        hasher=hasher,
+        tokens=tokens,
+        limiter=limiter,
+        revocations=revocations,
+        mailer=mailer,
+        clock=clock,
+        policy=identity_policy(settings),
+        is_common_password=is_common_password,
+        refresh_successor_key=_derived_key(key_provider, b"refresh-successor"),
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        key_provider=key_provider,
+        secret_box=EnvelopeSecretBox(engine, key_provider),
+        limiter=limiter,
+        revocations=revocations,
+        mailer=mailer,
+        clock=clock,
+        probe=DependencyProbe(engine, redis),
+        hasher=hasher,
+        tokens=tokens,
+        identity=IdentityApi.wire(deps),
+    )
+
+
+def _derived_key(keys: LocalKeyProvider, label: bytes) -> bytes:
+    """A purpose-bound key derived from the active pepper (a secret that never enters the DB)."""
+    return hmac.new(keys.pepper(keys.active_pepper_version()), label, hashlib.sha256).digest()
+
+
+def _limits(name: str, text: str) -> tuple[RateLimit, ...]:
+    return tuple(RateLimit(count, seconds) for count, seconds in parse_limits(name, text))
+
+
+def identity_policy(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(
+        frontend_url=settings.frontend_url,
+        session_idle=timedelta(seconds=settings.session_idle_seconds),
+        session_absolute=timedelta(seconds=settings.session_absolute_seconds),
+        refresh_grace=timedelta(seconds=settings.refresh_grace_seconds),
+        verify_email_ttl=timedelta(seconds=settings.verify_email_ttl_seconds),
+        reset_password_ttl=timedelta(seconds=settings.reset_password_ttl_seconds),
+        password_min_length=settings.password_min_length,
+        login_per_account=_limits("login_limit_per_account", settings.login_limit_per_account),
+        login_per_ip=_limits("login_limit_per_ip", settings.login_limit_per_ip),
+        register_per_ip=_limits("register_limit_per_ip", settings.register_limit_per_ip),
+        mail_per_ip=_limits("mail_limit_per_ip", settings.mail_limit_per_ip),
+        mail_per_address=_limits("mail_limit_per_address", settings.mail_limit_per_address),
+    )

@@ -1,0 +1,122 @@
+"""Public authentication endpoints of the SPA: register, verify, login, refresh, logout, reset."""
+
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from litestar.di import Provide
+
+from application.errors import NotAuthenticated
+from application.ports.token_issuer import IssuedToken
+from application.use_cases.sessions import Principal
+from domain.users import User
+from entrypoints.composition import Container
+from entrypoints.controllers.identity_views import user_view
+from entrypoints.dto.identity import (
+    EmailRequest,
+    LoginRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    StatusResponse,
+    TokenRequest,
+    TokenResponse,
+)
+from entrypoints.http.auth import provide_optional_principal
+from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie, refresh_cookie, refresh_cookie_name
+from entrypoints.http.request_context import request_context
+
+
+def token_response(
+    container: Container, access: IssuedToken, refresh_token: str, user: User
+) -> Response[TokenResponse]:
+    settings = container.settings
+    body = TokenResponse(
+        access_token=access.token,
+        token_type="Bearer",  # noqa: S106
+        expires_in=access.expires_in,
+        user=user_view(user),
+    )
+    cookie = refresh_cookie(
+        refresh_cookie_name(settings.is_production), refresh_token, settings.session_absolute_seconds
+    )
+    return Response(body, status_code=200, cookies=[cookie])
+
+
+class AuthController(Controller):
+    path = AUTH_PATH
+    tags = ["auth"]
+
+    @post(
+        "/register",
+        status_code=202,
+        operation_id="register",
+        summary="Create an account; the same answer whether or not the address exists.",
+    )
+    async def register(
+        self, data: RegisterRequest, request: Request[Any, Any, Any], container: Container
+    ) -> StatusResponse:
+        await container.identity.register(
+            data.email, data.password, data.display_name, request_context(request)
+        )
+        return StatusResponse(status="verification_sent")
+
+    @post("/verify-email", status_code=200, operation_id="verifyEmail")
+    async def verify_email(
+        self, data: TokenRequest, request: Request[Any, Any, Any], container: Container
+    ) -> StatusResponse:
+        await container.identity.verify_email(data.token, request_context(request))
+        return StatusResponse(status="verified")
+
+    @post("/verify-email/resend", status_code=202, operation_id="resendVerification")
+    async def resend(
+        self, data: EmailRequest, request: Request[Any, Any, Any], container: Container
+    ) -> StatusResponse:
+        await container.identity.resend_verification(data.email, request_context(request))
+        return StatusResponse(status="accepted")
+
+    @post("/login", status_code=200, operation_id="login")
+    async def login(
+        self, data: LoginRequest, request: Request[Any, Any, Any], container: Container
+    ) -> Response[TokenResponse]:
+        result = await container.identity.login(data.email, data.password, request_context(request))
+        return token_response(container, result.access, result.refresh_token, result.user)
+
+    @post("/refresh", status_code=200, operation_id="refresh")
+    async def refresh(self, request: Request[Any, Any, Any], container: Container) -> Response[TokenResponse]:
+        name = refresh_cookie_name(container.settings.is_production)
+        raw = request.cookies.get(name)
+        if not raw:
+            raise NotAuthenticated("No refresh cookie.", code="invalid_refresh_token")
+        result = await container.identity.refresh(raw, request_context(request))
+        profile = await container.identity.profile(
+            Principal(result.session.user_id, result.session.id, result.session.org_id, "", None)
+        )
+        return token_response(container, result.access, result.refresh_token, profile.user)
+
+    @post(
+        "/logout",
+        status_code=204,
+        operation_id="logout",
+        dependencies={"principal": Provide(provide_optional_principal)},
+    )
+    async def logout(
+        self, request: Request[Any, Any, Any], container: Container, principal: Principal | None
+    ) -> Response[None]:
+        name = refresh_cookie_name(container.settings.is_production)
+        raw = request.cookies.get(name)
+        if principal is None and not raw:
+            raise NotAuthenticated("Send a bearer token or the refresh cookie.")
+        await container.identity.logout(principal, raw, request_context(request))
+        return Response(None, status_code=204, cookies=[cleared_refresh_cookie(name)])
+
+    @post("/password/forgot", status_code=202, operation_id="forgotPassword")
+    async def forgot(
+        self, data: EmailRequest, request: Request[Any, Any, Any], container: Container
+    ) -> StatusResponse:
+        await container.identity.forgot_password(data.email, request_context(request))
+        return StatusResponse(status="accepted")
+
+    @post("/password/reset", status_code=204, operation_id="resetPassword")
+    async def reset(
+        self, data: ResetPasswordRequest, request: Request[Any, Any, Any], container: Container
+    ) -> None:
+        await container.identity.reset_password(data.token, data.new_password, request_context(request))

@@ -1,0 +1,79 @@
+"""The signed-in user's own account and sessions."""
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import Provide
+
+from application.use_cases.sessions import Principal
+from entrypoints.composition import Container
+from entrypoints.controllers.identity_views import org_view, user_view
+from entrypoints.dto.identity import (
+    ChangePasswordRequest,
+    MembershipView,
+    MeResponse,
+    SessionsResponse,
+    SessionView,
+)
+from entrypoints.http.auth import provide_principal
+from entrypoints.http.request_context import request_context
+
+
+class MeController(Controller):
+    path = "/api/v1/me"
+    tags = ["me"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("", operation_id="getMe")
+    async def me(self, principal: Principal, container: Container) -> MeResponse:
+        profile = await container.identity.profile(principal)
+        return MeResponse(
+            user=user_view(profile.user),
+            current_org=org_view(profile.current_org),
+            platform_role=str(profile.user.platform_role),
+            memberships=[
+                MembershipView(org=org_view(org), role=str(m.role)) for m, org in profile.memberships
+            ],
+        )
+
+    @get("/sessions", operation_id="listSessions")
+    async def sessions(self, principal: Principal, container: Container) -> SessionsResponse:
+        live = await container.identity.list_sessions(principal)
+        return SessionsResponse(
+            sessions=[
+                SessionView(
+                    id=s.id,
+                    created_at=s.created_at,
+                    last_used_at=s.last_used_at,
+                    ip=s.ip,
+                    user_agent=s.user_agent,
+                    current=s.id == principal.session_id,
+                )
+                for s in live
+            ]
+        )
+
+    @delete("/sessions/{session_id:uuid}", status_code=204, operation_id="revokeSession")
+    async def revoke(
+        self, session_id: UUID, principal: Principal, container: Container, request: Request[Any, Any, Any]
+    ) -> None:
+        await container.identity.revoke_session(principal, session_id, request_context(request))
+
+    @delete("/sessions", status_code=204, operation_id="revokeOtherSessions")
+    async def revoke_others(
+        self, principal: Principal, container: Container, request: Request[Any, Any, Any]
+    ) -> None:
+        await container.identity.revoke_other_sessions(principal, request_context(request))
+
+    @post("/password", status_code=204, operation_id="changePassword")
+    async def change_password(
+        self,
+        data: ChangePasswordRequest,
+        principal: Principal,
+        container: Container,
+        request: Request[Any, Any, Any],
+    ) -> None:
+        await container.identity.change_password(
+            principal, data.current_password, data.new_password, request_context(request)
+        )
