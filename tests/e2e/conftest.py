@@ -21,6 +21,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base = Settings(data_dir=tmp_path / "data", frontend_url=FRONTEND)
     settings = dataclasses.replace(base, **overrides)
     validate(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
 

@@ -4,12 +4,12 @@ from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.di import Provide
+from litestar.params import JSONBody
 
 from application.errors import NotAuthenticated
 from application.ports.token_issuer import IssuedToken
 from application.use_cases.sessions import Principal
 from domain.users import User
-from entrypoints.composition import Container
 from entrypoints.controllers.identity_views import user_view
 from entrypoints.dto.identity import (
     EmailRequest,
@@ -22,11 +22,12 @@ from entrypoints.dto.identity import (
 )
 from entrypoints.http.auth import provide_optional_principal
 from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie, refresh_cookie, refresh_cookie_name
+from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep
 from entrypoints.http.request_context import request_context
 
 
 def token_response(
-    container: Container, access: IssuedToken, refresh_token: str, user: User
+    container: ContainerDep, access: IssuedToken, refresh_token: str, user: User
 ) -> Response[TokenResponse]:
     settings = container.settings
     body = TokenResponse(
@@ -52,7 +53,7 @@ class AuthController(Controller):
         summary="Create an account; the same answer whether or not the address exists.",
     )
     async def register(
-        self, data: RegisterRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[RegisterRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> StatusResponse:
         await container.identity.register(
             data.email, data.password, data.display_name, request_context(request)
@@ -61,27 +62,29 @@ class AuthController(Controller):
 
     @post("/verify-email", status_code=200, operation_id="verifyEmail")
     async def verify_email(
-        self, data: TokenRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[TokenRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> StatusResponse:
         await container.identity.verify_email(data.token, request_context(request))
         return StatusResponse(status="verified")
 
     @post("/verify-email/resend", status_code=202, operation_id="resendVerification")
     async def resend(
-        self, data: EmailRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[EmailRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> StatusResponse:
         await container.identity.resend_verification(data.email, request_context(request))
         return StatusResponse(status="accepted")
 
     @post("/login", status_code=200, operation_id="login")
     async def login(
-        self, data: LoginRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[LoginRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> Response[TokenResponse]:
         result = await container.identity.login(data.email, data.password, request_context(request))
         return token_response(container, result.access, result.refresh_token, result.user)
 
     @post("/refresh", status_code=200, operation_id="refresh")
-    async def refresh(self, request: Request[Any, Any, Any], container: Container) -> Response[TokenResponse]:
+    async def refresh(
+        self, request: Request[Any, Any, Any], container: ContainerDep
+    ) -> Response[TokenResponse]:
         name = refresh_cookie_name(container.settings.is_production)
         raw = request.cookies.get(name)
         if not raw:
@@ -99,7 +102,7 @@ class AuthController(Controller):
         dependencies={"principal": Provide(provide_optional_principal)},
     )
     async def logout(
-        self, request: Request[Any, Any, Any], container: Container, principal: Principal | None
+        self, request: Request[Any, Any, Any], container: ContainerDep, principal: OptionalPrincipalDep
     ) -> Response[None]:
         name = refresh_cookie_name(container.settings.is_production)
         raw = request.cookies.get(name)
@@ -110,13 +113,13 @@ class AuthController(Controller):
 
     @post("/password/forgot", status_code=202, operation_id="forgotPassword")
     async def forgot(
-        self, data: EmailRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[EmailRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> StatusResponse:
         await container.identity.forgot_password(data.email, request_context(request))
         return StatusResponse(status="accepted")
 
     @post("/password/reset", status_code=204, operation_id="resetPassword")
     async def reset(
-        self, data: ResetPasswordRequest, request: Request[Any, Any, Any], container: Container
+        self, data: JSONBody[ResetPasswordRequest], request: Request[Any, Any, Any], container: ContainerDep
     ) -> None:
         await container.identity.reset_password(data.token, data.new_password, request_context(request))

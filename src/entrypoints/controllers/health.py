@@ -6,7 +6,7 @@ import msgspec
 from litestar import Controller, Response, get
 
 from application.errors import DependencyUnavailable
-from entrypoints.composition import Container
+from entrypoints.http.dependencies import ContainerDep
 
 
 class HealthStatus(msgspec.Struct):
@@ -23,7 +23,7 @@ class HealthController(Controller):
         return HealthStatus(status="ok")
 
     @get("/ready", operation_id="healthReady", summary="Database and Redis answer.")
-    async def ready(self, container: Container) -> Response[HealthStatus]:
+    async def ready(self, container: ContainerDep) -> Response[HealthStatus]:
         try:
             async with asyncio.timeout(3):
                 failing = await container.probe.failing()

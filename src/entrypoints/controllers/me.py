@@ -5,9 +5,8 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
+from litestar.params import FromPath, JSONBody
 
-from application.use_cases.sessions import Principal
-from entrypoints.composition import Container
 from entrypoints.controllers.identity_views import org_view, user_view
 from entrypoints.dto.identity import (
     ChangePasswordRequest,
@@ -17,6 +16,7 @@ from entrypoints.dto.identity import (
     SessionView,
 )
 from entrypoints.http.auth import provide_principal
+from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.request_context import request_context
 
 
@@ -26,7 +26,7 @@ class MeController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("", operation_id="getMe")
-    async def me(self, principal: Principal, container: Container) -> MeResponse:
+    async def me(self, principal: PrincipalDep, container: ContainerDep) -> MeResponse:
         profile = await container.identity.profile(principal)
         return MeResponse(
             user=user_view(profile.user),
@@ -38,7 +38,7 @@ class MeController(Controller):
         )
 
     @get("/sessions", operation_id="listSessions")
-    async def sessions(self, principal: Principal, container: Container) -> SessionsResponse:
+    async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:
         live = await container.identity.list_sessions(principal)
         return SessionsResponse(
             sessions=[
@@ -56,22 +56,26 @@ class MeController(Controller):
 
     @delete("/sessions/{session_id:uuid}", status_code=204, operation_id="revokeSession")
     async def revoke(
-        self, session_id: UUID, principal: Principal, container: Container, request: Request[Any, Any, Any]
+        self,
+        session_id: FromPath[UUID],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Request[Any, Any, Any],
     ) -> None:
         await container.identity.revoke_session(principal, session_id, request_context(request))
 
     @delete("/sessions", status_code=204, operation_id="revokeOtherSessions")
     async def revoke_others(
-        self, principal: Principal, container: Container, request: Request[Any, Any, Any]
+        self, principal: PrincipalDep, container: ContainerDep, request: Request[Any, Any, Any]
     ) -> None:
         await container.identity.revoke_other_sessions(principal, request_context(request))
 
     @post("/password", status_code=204, operation_id="changePassword")
     async def change_password(
         self,
-        data: ChangePasswordRequest,
-        principal: Principal,
-        container: Container,
+        data: JSONBody[ChangePasswordRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
         request: Request[Any, Any, Any],
     ) -> None:
         await container.identity.change_password(

@@ -2,7 +2,7 @@
 
 from litestar import Controller, Response, get
 
-from entrypoints.composition import Container
+from entrypoints.http.dependencies import ContainerDep
 
 
 class WellKnownController(Controller):
@@ -10,5 +10,5 @@ class WellKnownController(Controller):
     tags = ["keys"]
 
     @get("/jwks.json", operation_id="jwks", summary="Public keys verifying access tokens.")
-    async def jwks(self, container: Container) -> Response[dict[str, list[dict[str, str]]]]:
+    async def jwks(self, container: ContainerDep) -> Response[dict[str, list[dict[str, str]]]]:
         return Response(container.tokens.jwks(), headers={"cache-control": "public, max-age=300"})

@@ -6,7 +6,7 @@ from litestar import Request
 
 from application.errors import NotAuthenticated
 from application.use_cases.sessions import Principal
-from entrypoints.composition import Container
+from entrypoints.http.dependencies import ContainerDep
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:
@@ -21,7 +21,7 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-async def provide_principal(request: Request[Any, Any, Any], container: Container) -> Principal:
+async def provide_principal(request: Request[Any, Any, Any], container: ContainerDep) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated("This endpoint needs a bearer token.")
@@ -31,7 +31,7 @@ async def provide_principal(request: Request[Any, Any, Any], container: Containe
 
 
 async def provide_optional_principal(
-    request: Request[Any, Any, Any], container: Container
+    request: Request[Any, Any, Any], container: ContainerDep
 ) -> Principal | None:
     token = bearer_token(request)
     if token is None:
