@@ -158,6 +158,71 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@main.group()
+def keys() -> None:
+    """The keyring (master keys, peppers, signing keys) and data-key rotation."""
+
+
+@keys.command("init")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@one_line_errors
+def keys_init(path: str) -> None:
+    """Write a new production keyring to PATH (mode 0600); refuses to overwrite."""
+    from pathlib import Path
+
+    from adapters.keys.keyring import generate_keyring, save_keyring
+
+    if Path(path).exists():
+        raise StartupError(f"{path} exists; refusing to overwrite a keyring")
+    save_keyring(generate_keyring(generated=False), path)
+    click.echo(f"keyring written to {path}; point BULWARK_KEYS_FILE at it")
+
+
+@keys.command("add")
+@click.argument("kind", type=click.Choice(["master", "pepper", "signing"]))
+@one_line_errors
+def keys_add(kind: str) -> None:
+    """Add a new active key of KIND to BULWARK_KEYS_FILE; older ones keep working."""
+    from adapters.keys.keyring import add_master_key, add_pepper, add_signing_key, save_keyring
+
+    settings = _settings()
+    if settings.keys_file is None:
+        raise StartupError("set BULWARK_KEYS_FILE to the keyring to change")
+    adders = {"master": add_master_key, "pepper": add_pepper, "signing": add_signing_key}
+    from entrypoints.composition import load_keys
+
+    save_keyring(adders[kind](load_keys(settings)), settings.keys_file)
+    click.echo(
+        f"new active {kind} key added; restart workers, then run `bulwark keys rotate` for master keys"
+    )
+
+
+@keys.command("rotate")
+@one_line_errors
+def keys_rotate() -> None:
+    """Re-wrap every data key under the active master key and start a fresh data key.
+    Old envelopes keep decrypting; run it after every worker has the new keyring."""
+    from adapters.crypto.secret_box import EnvelopeSecretBox
+    from adapters.keys.local_key_provider import LocalKeyProvider
+    from adapters.storage.database import create_engine
+    from entrypoints.composition import load_keys
+
+    settings = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await EnvelopeSecretBox(engine, LocalKeyProvider(load_keys(settings))).rotate()
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    click.echo(
+        f"data keys under master key {report.master_key_id}: {report.rewrapped} re-wrapped, "
+        f"{report.already_current} already current; new active data key {report.new_data_key_id}"
+    )
+
+
 @main.command("config")
 def config() -> None:
     """Print every setting with its default (the README's configuration table)."""
