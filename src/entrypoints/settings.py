@@ -78,7 +78,8 @@ class Settings:
     smtp_host: str = field(
         default="",
         metadata=_doc(
-            "When set, mail goes over SMTP (any mode). Empty: mail is logged and kept in the outbox."
+            "When set, mail goes over SMTP (any mode). Empty: mail is logged and kept in the outbox.",
+            "required",
         ),
     )
     smtp_port: int = field(default=587, metadata=_doc("SMTP port."))
@@ -201,7 +202,12 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
             return tuple(item.strip() for item in text.split(",") if item.strip())
         return text
     except ValueError:
-        expected = kind.replace("pathlib.", "").replace(" | None", " or empty")
+        expected = {
+            "int": "a whole number",
+            "float": "a number",
+            "bool": "true or false",
+            "bool | None": "true, false or empty",
+        }.get(getattr(annotation, "__name__", kind), kind.replace(" | None", " or empty"))
         raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
 
 
