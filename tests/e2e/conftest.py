@@ -39,8 +39,11 @@ class Lifespan:
         self.to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.task = asyncio.create_task(
-            self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                     self.to_app.get, self.from_app.put)
+            self.app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self.to_app.get,
+                self.from_app.put,
+            )
         )
         await self.to_app.put({"type": "lifespan.startup"})
         message = await self.from_app.get()

@@ -17,8 +17,10 @@ def last_link_token(service: Service, kind: str) -> str:
 
 async def test_register_verify_login_refresh_logout(service: Service) -> None:
     client = service.client
-    r = await client.post("/api/v1/auth/register", json={
-        "email": "Alice@Example.com", "password": PASSWORD, "display_name": "Alice"})
+    r = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "Alice@Example.com", "password": PASSWORD, "display_name": "Alice"},
+    )
     assert r.status_code == 202, r.text
     assert r.json() == {"status": "verification_sent"}
     r = await client.post("/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
