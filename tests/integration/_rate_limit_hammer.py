@@ -1,11 +1,12 @@
 """Helper process for the rate limiter tests: fires many concurrent hits at one Redis key, all
-starting at a given wall-clock instant, and prints how many were admitted.
+starting when the parent says "go" on stdin (after every process said "ready"), and prints how
+many were admitted. A start barrier rather than a clock: on a loaded machine a process may need
+seconds to start.
 
-Usage: python _rate_limit_hammer.py REDIS_URL NAMESPACE KEY LIMIT WINDOW_SECONDS HITS START_AT"""
+Usage: python _rate_limit_hammer.py REDIS_URL NAMESPACE KEY LIMIT WINDOW_SECONDS HITS"""
 
 import asyncio
 import sys
-import time
 
 import redis.asyncio as aioredis
 
@@ -14,7 +15,7 @@ from application.ports.rate_limiter import RateLimit
 
 
 async def main(argv: list[str]) -> None:
-    url, namespace, key, limit, window, hits, start_at = argv
+    url, namespace, key, limit, window, hits = argv
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32)
     client = aioredis.Redis(connection_pool=pool)
     try:
@@ -22,7 +23,8 @@ async def main(argv: list[str]) -> None:
         rate = RateLimit(limit=int(limit), window_seconds=float(window))
         await client.ping()
         await limiter.reset("warm-up")  # connection ready before the start line
-        await asyncio.sleep(max(0.0, float(start_at) - time.time()))
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         decisions = await asyncio.gather(*(limiter.hit(key, rate) for _ in range(int(hits))))
         print(sum(decision.allowed for decision in decisions), flush=True)
     finally:

@@ -130,7 +130,6 @@ async def test_two_processes_hitting_the_same_key_admit_exactly_the_limit_in_tot
     redis_url: str, redis_namespace: str, redis_client: aioredis.Redis
 ) -> None:
     limit, hits_per_process = 40, 150
-    start_at = time.time() + 1.5  # both processes fire together, once both are up
 
     processes = [
         await asyncio.create_subprocess_exec(
@@ -142,13 +141,16 @@ async def test_two_processes_hitting_the_same_key_admit_exactly_the_limit_in_tot
             str(limit),
             "60",
             str(hits_per_process),
-            f"{start_at:.6f}",
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]
-    outputs = [await process.communicate() for process in processes]
+    for process in processes:  # both connected and waiting at the start line
+        assert process.stdout is not None
+        assert (await asyncio.wait_for(process.stdout.readline(), 60)).strip() == b"ready"
+    outputs = await asyncio.gather(*(process.communicate(b"go\n") for process in processes))
 
     assert [p.returncode for p in processes] == [0, 0], [err.decode() for _, err in outputs]
     admitted = [int(out) for out, _ in outputs]
