@@ -3,6 +3,7 @@
 Every setting is declared once here with its default and description; the README's configuration
 table is printed from this list by `bulwark config`, so the two cannot drift apart."""
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -186,7 +187,10 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
         if annotation is int or kind == "int":
             return int(text)
         if annotation is float or kind == "float":
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):  # "nan"/"inf" would slip past every range check
+                raise ValueError
+            return number
         if annotation is bool or kind in ("bool", "bool | None"):
             if text == "" and "None" in kind:
                 return None
@@ -197,6 +201,8 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
                 return False
             raise ValueError
         if annotation is Path or kind.startswith("pathlib.Path") or kind.startswith("Path"):
+            if not text and "None" not in kind:
+                raise ValueError  # an empty data dir is not "no data dir"
             return Path(text) if text else None
         if kind.startswith("tuple"):
             return tuple(item.strip() for item in text.split(",") if item.strip())
@@ -207,6 +213,7 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
             "float": "a number",
             "bool": "true or false",
             "bool | None": "true, false or empty",
+            "Path": "a non-empty path",
         }.get(getattr(annotation, "__name__", kind), kind.replace(" | None", " or empty"))
         raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
 

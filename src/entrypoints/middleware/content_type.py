@@ -1,16 +1,20 @@
 """Write bodies must be JSON: anything else is 415 before it reaches a handler."""
 
 from entrypoints.http.asgi_responses import send_problem
-from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
+from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _has_body(headers: dict[bytes, bytes]) -> bool:
+def _declared_body(headers: dict[bytes, bytes]) -> bool | None:
+    """True/False when the headers say whether a body follows; None when they do not (HTTP/2 and
+    HTTP/3 may stream a body with neither Content-Length nor Transfer-Encoding)."""
     length = headers.get(b"content-length")
     if length is not None:
         return length.strip() not in (b"", b"0")
-    return b"transfer-encoding" in headers
+    if b"transfer-encoding" in headers:
+        return True
+    return None
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -25,9 +29,25 @@ class JsonContentTypeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
             headers = {name.lower(): value for name, value in scope.get("headers", [])}
-            if _has_body(headers) and not _is_json(headers.get(b"content-type", b"")):
-                await send_problem(
-                    send, 415, "unsupported_media_type", "Request bodies must be application/json."
-                )
-                return
+            if not _is_json(headers.get(b"content-type", b"")):
+                declared = _declared_body(headers)
+                if declared is None:
+                    # Undeclared length: look at the first chunk, then hand it on unchanged.
+                    first = await receive()
+                    declared = bool(first.get("body")) or bool(first.get("more_body"))
+                    receive = _replay(first, receive)
+                if declared:
+                    await send_problem(
+                        send, 415, "unsupported_media_type", "Request bodies must be application/json."
+                    )
+                    return
         await self.app(scope, receive, send)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    pending: list[Message] = [first]
+
+    async def replaying_receive() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replaying_receive

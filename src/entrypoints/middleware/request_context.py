@@ -8,7 +8,8 @@ from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from entrypoints.http.client_ip import Network, client_ip
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# fullmatch, not match: `$` also matches before a trailing newline, which would let "id\n" through.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def request_id_from(scope: Scope) -> str:
@@ -16,7 +17,7 @@ def request_id_from(scope: Scope) -> str:
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
             # A caller's id is kept for tracing only if it cannot inject anything into logs.
-            if _SAFE_REQUEST_ID.match(candidate):
+            if _SAFE_REQUEST_ID.fullmatch(candidate):
                 return candidate
     return uuid.uuid4().hex
 
