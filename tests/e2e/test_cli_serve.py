@@ -1,0 +1,108 @@
+"""`bulwark` as an operator runs it: a real process, a clean environment, a fresh directory."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BULWARK = Path(sys.executable).parent / "bulwark"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULWARK_")}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BULWARK), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *named: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in named:
+        assert word in lines[0], lines[0]
+
+
+def test_serve_with_no_configuration_answers_ready_and_schema(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BULWARK), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_env(BULWARK_DATA_DIR=str(data)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            ready: httpx.Response | None = None
+            while time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/healthz/ready", timeout=2)
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            assert ready is not None and ready.status_code == 200, log_path.read_text()
+            schema = httpx.get(f"http://127.0.0.1:{port}/schema", timeout=5)
+            assert schema.status_code == 200
+            assert schema.json()["openapi"].startswith("3.1")
+            assert "/healthz/ready" in schema.json()["paths"]
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+                stopped_on_signal = True
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                stopped_on_signal = False
+    output = log_path.read_text()
+    assert stopped_on_signal, f"SIGINT did not stop the server within 15 s:\n{output}"
+    assert "DEVELOPMENT MODE" in output, output
+    keys = data / "keys.json"
+    assert keys.is_file()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert (data / "bulwark.sqlite3").is_file()  # embedded mode migrated its own database
+
+
+def test_production_with_nothing_configured_refuses_in_one_line(tmp_path: Path) -> None:
+    result = run(["serve"], tmp_path, clean_env(BULWARK_ENV="production", BULWARK_DATA_DIR=str(tmp_path)))
+    assert_one_line_error(result, "production", "BULWARK_DATABASE_URL")
+
+
+def test_bad_port_refuses_in_one_line_naming_the_variable(tmp_path: Path) -> None:
+    result = run(["serve"], tmp_path, clean_env(BULWARK_PORT="abc", BULWARK_DATA_DIR=str(tmp_path)))
+    assert_one_line_error(result, "BULWARK_PORT")
+
+
+def test_audit_verify_on_a_fresh_database_is_intact(tmp_path: Path) -> None:
+    env = clean_env(BULWARK_DATA_DIR=str(tmp_path / "data"))
+    upgraded = run(["db", "upgrade"], tmp_path, env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    verified = run(["audit", "verify"], tmp_path, env)
+    assert verified.returncode == 0, verified.stderr
+    assert "intact" in verified.stdout

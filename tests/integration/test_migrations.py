@@ -1,0 +1,184 @@
+"""Migrations stairway: every revision upgrades, downgrades and upgrades again, on SQLite and on a
+fresh PostgreSQL database; the audit log's append-only triggers exist after each upgrade."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, make_url
+
+from adapters.storage import migrations
+from adapters.storage.database import create_engine
+from adapters.storage.tables import audit_events, metadata
+
+APP_TABLES = set(metadata.tables)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(base_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(base_url), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def empty_pg_url(pg_base_url: str) -> Iterator[str]:
+    """A brand-new, unmigrated database of this test's own (the shared fixtures are pre-migrated)."""
+    name = f"bulwark_mig_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(pg_base_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(pg_base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'stairway.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+def revisions_base_to_head(url: str) -> list[tuple[str, str]]:
+    """(revision, the revision to downgrade to) for every step, oldest first."""
+    script = ScriptDirectory.from_config(migrations.alembic_config(url))
+    steps = []
+    for revision in reversed(list(script.walk_revisions("base", "heads"))):
+        down = revision.down_revision
+        assert down is None or isinstance(down, str), "merge revisions need their own stairway step"
+        steps.append((revision.revision, down or "base"))
+    return steps
+
+
+def inspect(url: str, probe: Any) -> Any:
+    async def run() -> Any:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(probe)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def tables(url: str) -> set[str]:
+    return set(inspect(url, lambda conn: sa.inspect(conn).get_table_names()))
+
+
+def current_revision(url: str) -> str | None:
+    def probe(conn: Connection) -> str | None:
+        if "alembic_version" not in sa.inspect(conn).get_table_names():
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+    result: str | None = inspect(url, probe)
+    return result
+
+
+def audit_triggers(url: str) -> set[str]:
+    def probe(conn: Connection) -> set[str]:
+        if conn.dialect.name == "postgresql":
+            sql = (
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE c.relname = 'audit_events' AND NOT t.tgisinternal"
+            )
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'"
+        return {str(name) for name in conn.execute(sa.text(sql)).scalars()}
+
+    result: set[str] = inspect(url, probe)
+    return result
+
+
+def test_every_revision_upgrades_downgrades_and_upgrades_again(empty_database_url: str) -> None:
+    url = empty_database_url
+    steps = revisions_base_to_head(url)
+    assert steps, "no migrations found"
+    for revision, down in steps:
+        migrations.upgrade(url, revision)
+        assert current_revision(url) == revision
+        migrations.downgrade(url, down)
+        assert current_revision(url) == (None if down == "base" else down)
+        migrations.upgrade(url, revision)
+        assert current_revision(url) == revision
+    head = steps[-1][0]
+    assert tables(url) >= APP_TABLES
+    migrations.downgrade(url, "base")
+    assert tables(url) - {"alembic_version"} == set(), "downgrade to base left tables behind"
+    assert audit_triggers(url) == set()
+    migrations.upgrade(url, "head")
+    assert current_revision(url) == head
+    assert tables(url) >= APP_TABLES
+
+
+def test_schema_after_upgrade_matches_the_tables_module(empty_database_url: str) -> None:
+    """Models and migrations agree: alembic's autogenerate finds nothing left to migrate."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    migrations.upgrade(empty_database_url, "head")
+
+    def diff(conn: Connection) -> list[Any]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    assert inspect(empty_database_url, diff) == []
+
+
+def test_audit_triggers_exist_after_upgrade_and_survive_a_round_trip(empty_database_url: str) -> None:
+    url = empty_database_url
+    migrations.upgrade(url, "head")
+    first = audit_triggers(url)
+    assert first, "no append-only triggers on audit_events"
+    migrations.downgrade(url, "base")
+    migrations.upgrade(url, "head")
+    assert audit_triggers(url) == first
+    assert_audit_rows_are_immutable(url)
+
+
+def assert_audit_rows_are_immutable(url: str) -> None:
+    row = {
+        "id": 1,
+        "occurred_at": datetime.now(UTC),
+        "actor_kind": "system",
+        "action": "test.stairway",
+        "details": {},
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(audit_events.insert().values(**row))
+            for statement in (
+                audit_events.update().values(action="tampered"),
+                audit_events.delete(),
+            ):
+                with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                    async with engine.begin() as conn:
+                        await conn.execute(statement)
+            async with engine.connect() as conn:
+                assert (await conn.execute(sa.select(audit_events.c.action))).scalar_one() == "test.stairway"
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

@@ -1,0 +1,159 @@
+"""Settings: defaults, one-line errors naming the variable, and production's refusals."""
+
+from pathlib import Path
+
+import pytest
+
+from entrypoints.settings import Settings, SettingsError, load_settings
+
+NO_DOTENV = Path("/nonexistent/.env")
+
+PRODUCTION = {
+    "BULWARK_ENV": "production",
+    "BULWARK_DATABASE_URL": "postgresql+asyncpg://bulwark@db.internal/bulwark",
+    "BULWARK_REDIS_URL": "redis://cache.internal:6379/0",
+    "BULWARK_KEYS_FILE": "/run/secrets/bulwark-keys.json",
+    "BULWARK_SMTP_HOST": "smtp.internal",
+    "BULWARK_FRONTEND_URL": "https://app.example.com",
+}
+
+
+def load(environ: dict[str, str]) -> Settings:
+    return load_settings(environ, dotenv=NO_DOTENV)
+
+
+def refusal(environ: dict[str, str]) -> str:
+    with pytest.raises(SettingsError) as raised:
+        load(environ)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_embedded_development_on_localhost() -> None:
+    settings = load({})
+    assert settings == Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert not settings.is_production
+    assert settings.embedded_database
+    assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.effective_database_url.endswith("data/bulwark.sqlite3")
+    assert settings.redis_url == "" and settings.effective_workers == 1
+    assert settings.max_body_bytes == 64 * 1024
+    assert settings.request_timeout_seconds == 10.0
+    assert settings.effective_allowed_origins == ("http://localhost:5173",)
+
+
+def test_values_are_parsed_into_their_types() -> None:
+    settings = load(
+        {
+            "BULWARK_PORT": " 9000 ",
+            "BULWARK_SMTP_STARTTLS": "no",
+            "BULWARK_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,",
+            "BULWARK_DATA_DIR": "/var/lib/bulwark",
+            "BULWARK_REQUEST_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.smtp_starttls is False
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    assert settings.data_dir == Path("/var/lib/bulwark")
+    assert settings.request_timeout_seconds == 2.5
+
+
+def test_bad_int_names_the_variable() -> None:
+    message = refusal({"BULWARK_PORT": "abc"})
+    assert "BULWARK_PORT" in message and "abc" in message and "whole number" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BULWARK_PORT", "70000"),
+        ("BULWARK_SMTP_STARTTLS", "maybe"),
+        ("BULWARK_REQUEST_TIMEOUT_SECONDS", "nan"),
+        ("BULWARK_REQUEST_TIMEOUT_SECONDS", "0"),
+        ("BULWARK_DATA_DIR", ""),
+        ("BULWARK_ENV", "staging"),
+        ("BULWARK_DATABASE_URL", "mysql://db/bulwark"),
+        ("BULWARK_LOGIN_LIMIT_PER_ACCOUNT", "5 per minute"),
+        ("BULWARK_ALLOWED_ORIGINS", "https://app.example.com/path"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str) -> None:
+    assert variable in refusal({variable: value})
+
+
+def test_unknown_bulwark_variable_is_refused() -> None:
+    message = refusal({"BULWARK_DATABSE_URL": "postgresql+asyncpg://db/bulwark"})
+    assert "BULWARK_DATABSE_URL" in message
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert load({"PATH": "/usr/bin", "DATABASE_URL": "x", "BULWARK_TEST_DATABASE_URL": "y"}) == Settings()
+
+
+def test_complete_production_configuration_is_accepted() -> None:
+    settings = load(PRODUCTION)
+    assert settings.is_production and settings.effective_log_json
+    assert settings.effective_allowed_origins == ("https://app.example.com",)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"BULWARK_DATABASE_URL": ""}, "BULWARK_DATABASE_URL"),
+        ({"BULWARK_DATABASE_URL": "sqlite+aiosqlite:////tmp/x.sqlite3"}, "BULWARK_DATABASE_URL"),
+        ({"BULWARK_REDIS_URL": ""}, "BULWARK_REDIS_URL"),
+        ({"BULWARK_KEYS_FILE": ""}, "BULWARK_KEYS_FILE"),
+        ({"BULWARK_SMTP_HOST": ""}, "BULWARK_SMTP_HOST"),
+        ({"BULWARK_ALLOWED_ORIGINS": "https://app.example.com,*"}, "BULWARK_ALLOWED_ORIGINS"),
+        ({"BULWARK_ALLOWED_ORIGINS": "*"}, "BULWARK_ALLOWED_ORIGINS"),
+    ],
+)
+def test_production_refuses_development_shortcuts(change: dict[str, str], named: str) -> None:
+    environ = {k: v for k, v in {**PRODUCTION, **change}.items() if v != "" or k == "BULWARK_DATABASE_URL"}
+    message = refusal(environ)
+    assert "production" in message and named in message
+
+
+def test_production_with_nothing_else_names_the_first_problem() -> None:
+    message = refusal({"BULWARK_ENV": "production"})
+    assert "PostgreSQL" in message and "BULWARK_DATABASE_URL" in message
+
+
+def test_allowed_origins_default_to_the_frontend_origin() -> None:
+    settings = load({"BULWARK_FRONTEND_URL": "https://App.Example.com:8443/spa/index.html"})
+    assert settings.effective_allowed_origins == ("https://app.example.com:8443",)
+
+
+def test_explicit_allowed_origins_replace_the_default() -> None:
+    settings = load(
+        {
+            "BULWARK_FRONTEND_URL": "https://app.example.com",
+            "BULWARK_ALLOWED_ORIGINS": "https://app.example.com, https://admin.example.com",
+        }
+    )
+    assert settings.effective_allowed_origins == ("https://app.example.com", "https://admin.example.com")
+
+
+def test_dotenv_values_are_read_but_the_real_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# local overrides\n"
+        "BULWARK_PORT=9100\n"
+        "BULWARK_HOST='0.0.0.0'\n"
+        'BULWARK_FRONTEND_URL="https://dev.example.com"\n'
+        "\n"
+    )
+    settings = load_settings({"BULWARK_PORT": "9200"}, dotenv=dotenv)
+    assert settings.port == 9200  # environment beats .env
+    assert settings.host == "0.0.0.0"  # noqa: S104 -- read from .env, quotes stripped
+    assert settings.frontend_url == "https://dev.example.com"
+
+
+def test_dotenv_typos_are_refused_too(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("BULWARK_PROT=9100\n")
+    with pytest.raises(SettingsError, match="BULWARK_PROT"):
+        load_settings({}, dotenv=dotenv)
