@@ -11,7 +11,9 @@ from application.ports.mailer import Mailer
 from application.ports.password_hasher import PasswordHasher
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
+from application.ports.secret_box import SecretBox
 from application.ports.token_issuer import TokenIssuer
+from application.ports.totp import QrRenderer, TotpService
 from application.ports.unit_of_work import UnitOfWorkFactory
 from domain.audit import ActorKind, AuditEvent
 
@@ -33,6 +35,12 @@ class IdentityPolicy:
     register_per_ip: tuple[RateLimit, ...] = (RateLimit(10, 3600),)
     mail_per_ip: tuple[RateLimit, ...] = (RateLimit(10, 3600),)
     mail_per_address: tuple[RateLimit, ...] = (RateLimit(3, 3600),)
+    totp_issuer: str = "Bulwark"
+    stepup_window: timedelta = timedelta(minutes=10)
+    mfa_token_ttl: timedelta = timedelta(minutes=5)
+    # Second-factor attempts, counted apart from password attempts.
+    mfa_per_user: tuple[RateLimit, ...] = (RateLimit(10, 300),)
+    mfa_per_ip: tuple[RateLimit, ...] = (RateLimit(30, 300),)
 
 
 @dataclass(frozen=True)
@@ -79,4 +87,8 @@ class IdentityDeps:
     clock: Clock
     policy: IdentityPolicy
     is_common_password: Callable[[str], bool]
+    totp: TotpService
+    qr: QrRenderer
+    secret_box: SecretBox
     refresh_successor_key: bytes = field(repr=False, default=b"")
+    recovery_code_key: bytes = field(repr=False, default=b"")

@@ -15,6 +15,7 @@ from entrypoints.composition import Container
 from entrypoints.controllers.auth import AuthController
 from entrypoints.controllers.health import HealthController
 from entrypoints.controllers.me import MeController
+from entrypoints.controllers.two_factor import TwoFactorController
 from entrypoints.controllers.well_known import WellKnownController
 from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.client_ip import parse_networks
@@ -29,7 +30,7 @@ API_VERSION = "0.1.0"
 
 
 def route_handlers() -> list[Any]:
-    return [HealthController, AuthController, MeController, WellKnownController]
+    return [HealthController, AuthController, MeController, TwoFactorController, WellKnownController]
 
 
 def create_litestar(container: Container) -> Litestar:

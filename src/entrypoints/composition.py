@@ -20,6 +20,8 @@ from adapters.limiter.in_process import InProcessSlidingWindowLimiter
 from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from adapters.mail.dev_outbox import DevOutboxMailer
 from adapters.mail.smtp_mailer import SmtpMailer
+from adapters.otp.pyotp_totp import PyOtpTotpService
+from adapters.otp.segno_qr import SegnoQrRenderer
 from adapters.passwords import Argon2PasswordHasher, is_common_password
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
@@ -27,6 +29,7 @@ from adapters.storage.database import create_engine
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from application.identity import IdentityDeps, IdentityPolicy
+from application.ports.clock import Clock
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
@@ -37,6 +40,15 @@ from application.use_cases.passwords import ChangePassword, ForgotPassword, Rese
 from application.use_cases.profile import GetProfile
 from application.use_cases.refresh import RefreshSession
 from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
+from application.use_cases.two_factor import (
+    CompleteMfaLogin,
+    ConfirmTotp,
+    DisableTotp,
+    GetTwoFactorStatus,
+    Reauthenticate,
+    RegenerateRecoveryCodes,
+    SetupTotp,
+)
 from entrypoints.settings import Settings, parse_limits
 
 log = logging.getLogger("bulwark")
@@ -66,6 +78,13 @@ class IdentityApi:
     reset_password: ResetPassword
     profile: GetProfile
     authenticate: AuthenticateBearer
+    complete_mfa_login: CompleteMfaLogin
+    setup_totp: SetupTotp
+    confirm_totp: ConfirmTotp
+    regenerate_recovery_codes: RegenerateRecoveryCodes
+    disable_totp: DisableTotp
+    two_factor_status: GetTwoFactorStatus
+    reauthenticate: Reauthenticate
 
     @classmethod
     def wire(cls, deps: IdentityDeps) -> "IdentityApi":
@@ -84,6 +103,13 @@ class IdentityApi:
             reset_password=ResetPassword(deps),
             profile=GetProfile(deps),
             authenticate=AuthenticateBearer(deps),
+            complete_mfa_login=CompleteMfaLogin(deps),
+            setup_totp=SetupTotp(deps),
+            confirm_totp=ConfirmTotp(deps),
+            regenerate_recovery_codes=RegenerateRecoveryCodes(deps),
+            disable_totp=DisableTotp(deps),
+            two_factor_status=GetTwoFactorStatus(deps),
+            reauthenticate=Reauthenticate(deps),
         )
 
 
@@ -97,7 +123,7 @@ class Container:
     limiter: RateLimiter
     revocations: RevocationStore
     mailer: Mailer
-    clock: SystemClock
+    clock: Clock
     probe: DependencyProbe
     hasher: Argon2PasswordHasher
     tokens: EdDsaJwtIssuer
@@ -138,7 +164,10 @@ def build_mailer(settings: Settings) -> Mailer:
     return DevOutboxMailer(settings.data_dir / "outbox.jsonl", logger=logging.getLogger("bulwark.mail"))
 
 
-def build_container(settings: Settings, *, redis_namespace: str = "bulwark") -> Container:
+def build_container(
+    settings: Settings, *, redis_namespace: str = "bulwark", clock: Clock | None = None
+) -> Container:
+    """`clock` lets tests pin time (TOTP steps, expiries); production uses the system clock."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
     redis = build_redis(settings)
@@ -153,7 +182,7 @@ def build_container(settings: Settings, *, redis_namespace: str = "bulwark") -> 
     else:
         limiter = InProcessSlidingWindowLimiter()
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
-    clock = SystemClock()
+    clock = clock or SystemClock()
     hasher = Argon2PasswordHasher(
         key_provider,
         time_cost=settings.argon2_time_cost,
@@ -168,6 +197,7 @@ def build_container(settings: Settings, *, redis_namespace: str = "bulwark") -> 
         clock=clock.now,
     )
     mailer = build_mailer(settings)
+    secret_box = EnvelopeSecretBox(engine, key_provider)
     deps = IdentityDeps(
         uow=SqlUnitOfWorkFactory(engine),
         hasher=hasher,
@@ -179,13 +209,17 @@ def build_container(settings: Settings, *, redis_namespace: str = "bulwark") -> 
         policy=identity_policy(settings),
         is_common_password=is_common_password,
         refresh_successor_key=_derived_key(key_provider, b"refresh-successor"),
+        recovery_code_key=_derived_key(key_provider, b"recovery-codes"),
+        totp=PyOtpTotpService(),
+        qr=SegnoQrRenderer(),
+        secret_box=secret_box,
     )
     return Container(
         settings=settings,
         engine=engine,
         redis=redis,
         key_provider=key_provider,
-        secret_box=EnvelopeSecretBox(engine, key_provider),
+        secret_box=secret_box,
         limiter=limiter,
         revocations=revocations,
         mailer=mailer,
@@ -220,4 +254,9 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
         register_per_ip=_limits("register_limit_per_ip", settings.register_limit_per_ip),
         mail_per_ip=_limits("mail_limit_per_ip", settings.mail_limit_per_ip),
         mail_per_address=_limits("mail_limit_per_address", settings.mail_limit_per_address),
+        totp_issuer=settings.totp_issuer,
+        stepup_window=timedelta(seconds=settings.stepup_window_seconds),
+        mfa_token_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
+        mfa_per_user=_limits("mfa_limit_per_user", settings.mfa_limit_per_user),
+        mfa_per_ip=_limits("mfa_limit_per_ip", settings.mfa_limit_per_ip),
     )

@@ -140,6 +140,19 @@ class Settings:
         default="3/3600", metadata=_doc("Forgot-password and resend-verification requests per email address.")
     )
 
+    totp_issuer: str = field(default="Bulwark", metadata=_doc("Issuer shown in authenticator apps."))
+    stepup_window_seconds: int = field(
+        default=600,
+        metadata=_doc("Sensitive actions need a password (and code) given at most this long ago."),
+    )
+    mfa_token_ttl_seconds: int = field(
+        default=300, metadata=_doc("Lifetime of the login step between password and second factor.")
+    )
+    mfa_limit_per_user: str = field(
+        default="10/300", metadata=_doc("Second-factor attempts per user (apart from password attempts).")
+    )
+    mfa_limit_per_ip: str = field(default="30/300", metadata=_doc("Second-factor attempts per IP."))
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -272,6 +285,8 @@ def validate(settings: Settings) -> None:
         "register_limit_per_ip",
         "mail_limit_per_ip",
         "mail_limit_per_address",
+        "mfa_limit_per_user",
+        "mfa_limit_per_ip",
     ):
         parse_limits(name, getattr(settings, name))
     if settings.password_min_length < 8:

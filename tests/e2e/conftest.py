@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from adapters.storage import migrations
+from application.ports.clock import Clock
 from entrypoints.app import create_asgi
 from entrypoints.composition import Container, build_container
 from entrypoints.settings import Settings, validate
@@ -78,8 +79,10 @@ def service_settings(backend: str, tmp_path: Path, request: pytest.FixtureReques
     return make_settings(tmp_path, database_url=pg_url, redis_url=redis_url)
 
 
-async def start_service(settings: Settings, namespace: str) -> AsyncIterator[Service]:
-    container = build_container(settings, redis_namespace=namespace)
+async def start_service(
+    settings: Settings, namespace: str, clock: Clock | None = None
+) -> AsyncIterator[Service]:
+    container = build_container(settings, redis_namespace=namespace, clock=clock)
     app = create_asgi(container)
     async with Lifespan(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))

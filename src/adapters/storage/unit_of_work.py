@@ -6,6 +6,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from adapters.storage.audit_log import SqlAuditLog
+from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
 from adapters.storage.org_repository import SqlOrgRepository
 from adapters.storage.session_repository import SqlSessionRepository
@@ -18,6 +19,7 @@ class SqlUnitOfWork:
     sessions: SqlSessionRepository
     one_time_tokens: SqlOneTimeTokenRepository
     audit: SqlAuditLog
+    mfa: SqlMfaRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -33,6 +35,7 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)
         self.audit = SqlAuditLog(connection)
+        self.mfa = SqlMfaRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -6,6 +6,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from application.ports.audit import AuditSink
+from application.ports.mfa_repository import MfaRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
@@ -85,6 +86,9 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditSink: ...
+
+    @property
+    def mfa(self) -> MfaRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -7,6 +7,7 @@ from application.errors import Forbidden, NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.token_issuer import IssuedToken
 from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.mfa_challenge import MfaRequired, begin_mfa_challenge
 from application.use_cases.session_tokens import enforce_limits, new_secret_token, tiers
 from domain.orgs import Organisation
 from domain.sessions import RefreshToken, Session, token_digest
@@ -64,7 +65,7 @@ async def start_session(
 class Login:
     deps: IdentityDeps
 
-    async def __call__(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
+    async def __call__(self, email: str, password: str, ctx: RequestContext) -> LoginResult | MfaRequired:
         deps = self.deps
         address = normalise_email(email)
         await enforce_limits(
@@ -93,6 +94,11 @@ class Login:
                 await self._fail(uow, ctx, user, "email_not_verified")
                 raise Forbidden("Verify your email address before logging in.", code="email_not_verified")
             org = await active_org_for(uow, user)
+            totp = await uow.mfa.get_totp(user.id)
+            if totp is not None and totp.enabled:
+                challenge = await begin_mfa_challenge(deps, uow, user, ctx)
+                await uow.commit()
+                return challenge
             session, raw = await start_session(deps, uow, user, org, ctx)
             await uow.audit.append(
                 ctx.event(

@@ -1,6 +1,7 @@
 """Logout and the user's own view and control of their sessions."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from application.errors import NotFound
@@ -17,7 +18,7 @@ class Principal:
     session_id: UUID
     org_id: UUID
     platform_role: str
-    auth_time: object
+    auth_time: datetime | None
 
 
 @dataclass

@@ -8,6 +8,7 @@ from litestar.params import JSONBody
 
 from application.errors import NotAuthenticated
 from application.ports.token_issuer import IssuedToken
+from application.use_cases.mfa_challenge import MfaRequired
 from application.use_cases.sessions import Principal
 from domain.users import User
 from entrypoints.controllers.identity_views import user_view
@@ -20,9 +21,15 @@ from entrypoints.dto.identity import (
     TokenRequest,
     TokenResponse,
 )
-from entrypoints.http.auth import provide_optional_principal
+from entrypoints.dto.two_factor import (
+    AccessTokenResponse,
+    MfaLoginRequest,
+    MfaRequiredResponse,
+    ReauthRequest,
+)
+from entrypoints.http.auth import provide_optional_principal, provide_principal
 from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie, refresh_cookie, refresh_cookie_name
-from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep
+from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep, PrincipalDep
 from entrypoints.http.request_context import request_context
 
 
@@ -74,12 +81,53 @@ class AuthController(Controller):
         await container.identity.resend_verification(data.email, request_context(request))
         return StatusResponse(status="accepted")
 
-    @post("/login", status_code=200, operation_id="login")
+    @post(
+        "/login",
+        status_code=200,
+        operation_id="login",
+        summary="Password step; answers tokens, or an mfa_token when 2FA is on.",
+    )
     async def login(
         self, data: JSONBody[LoginRequest], request: Request[Any, Any, Any], container: ContainerDep
-    ) -> Response[TokenResponse]:
+    ) -> Response[TokenResponse | MfaRequiredResponse]:
         result = await container.identity.login(data.email, data.password, request_context(request))
+        if isinstance(result, MfaRequired):
+            body = MfaRequiredResponse(
+                mfa_required=True, mfa_token=result.mfa_token, methods=list(result.methods)
+            )
+            return Response(body, status_code=200)
+        return token_response(container, result.access, result.refresh_token, result.user)  # type: ignore[return-value]
+
+    @post("/login/2fa", status_code=200, operation_id="loginSecondFactor")
+    async def login_second_factor(
+        self, data: JSONBody[MfaLoginRequest], request: Request[Any, Any, Any], container: ContainerDep
+    ) -> Response[TokenResponse]:
+        result = await container.identity.complete_mfa_login(
+            data.mfa_token, data.code, data.recovery_code, request_context(request)
+        )
         return token_response(container, result.access, result.refresh_token, result.user)
+
+    @post(
+        "/reauth",
+        status_code=200,
+        operation_id="reauthenticate",
+        dependencies={"principal": Provide(provide_principal)},
+    )
+    async def reauth(
+        self,
+        data: JSONBody[ReauthRequest],
+        principal: PrincipalDep,
+        request: Request[Any, Any, Any],
+        container: ContainerDep,
+    ) -> AccessTokenResponse:
+        access = await container.identity.reauthenticate(
+            principal, data.password, data.code, request_context(request)
+        )
+        return AccessTokenResponse(
+            access_token=access.token,
+            token_type="Bearer",  # noqa: S106
+            expires_in=access.expires_in,
+        )
 
     @post("/refresh", status_code=200, operation_id="refresh")
     async def refresh(
