@@ -170,7 +170,8 @@ class Settings:
     @property
     def effective_allowed_origins(self) -> tuple[str, ...]:
         if self.allowed_origins:
-            return self.allowed_origins
+            # Browsers send origins lower-case and without a path; compare in that form.
+            return tuple(o if o == "*" else origin_of(o) for o in self.allowed_origins)
         return (origin_of(self.frontend_url),)
 
     @property

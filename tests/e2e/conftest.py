@@ -99,8 +99,13 @@ async def service(service_settings: Settings, redis_namespace: str) -> AsyncIter
 
 
 @pytest.fixture
-async def embedded_service(tmp_path: Path, redis_namespace: str) -> AsyncIterator[Service]:
+def embedded_settings(tmp_path: Path) -> Settings:
     settings = make_settings(tmp_path)
     migrations.upgrade(settings.effective_database_url)
-    async for svc in start_service(settings, redis_namespace):
+    return settings
+
+
+@pytest.fixture
+async def embedded_service(embedded_settings: Settings, redis_namespace: str) -> AsyncIterator[Service]:
+    async for svc in start_service(embedded_settings, redis_namespace):
         yield svc
