@@ -32,10 +32,20 @@ class JsonContentTypeMiddleware:
             if not _is_json(headers.get(b"content-type", b"")):
                 declared = _declared_body(headers)
                 if declared is None:
-                    # Undeclared length: look at the first chunk, then hand it on unchanged.
-                    first = await receive()
-                    declared = bool(first.get("body")) or bool(first.get("more_body"))
-                    receive = _replay(first, receive)
+                    # Undeclared length: read until the first non-empty chunk (or the end), then
+                    # hand every chunk read on unchanged. Empty chunks say nothing either way.
+                    seen: list[Message] = []
+                    while True:
+                        message = await receive()
+                        seen.append(message)
+                        if (
+                            message.get("type") != "http.request"
+                            or message.get("body")
+                            or not message.get("more_body")
+                        ):
+                            break
+                    declared = any(m.get("body") for m in seen)
+                    receive = _replay(seen, receive)
                 if declared:
                     await send_problem(
                         send, 415, "unsupported_media_type", "Request bodies must be application/json."
@@ -44,10 +54,10 @@ class JsonContentTypeMiddleware:
         await self.app(scope, receive, send)
 
 
-def _replay(first: Message, receive: Receive) -> Receive:
-    pending: list[Message] = [first]
+def _replay(seen: list[Message], receive: Receive) -> Receive:
+    pending = list(seen)
 
     async def replaying_receive() -> Message:
-        return pending.pop() if pending else await receive()
+        return pending.pop(0) if pending else await receive()
 
     return replaying_receive
