@@ -1,4 +1,4 @@
-"""Roles as sets of `resource:action` permissions (the catalog and system roles grow in the roles issue)."""
+"""Roles as sets of `resource:action` permissions (catalog and system roles live in domain.permissions)."""
 
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -27,3 +27,4 @@ class Role:
     permissions: frozenset[Permission] = field(default_factory=frozenset)
     org_id: UUID | None = None  # None for system roles, shared by every org
     system: bool = False
+    description: str = ""
