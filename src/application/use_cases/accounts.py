@@ -89,6 +89,7 @@ class RegisterUser:
         # Hash before looking the address up, so both branches cost the same.
         password_hash, pepper_version = await deps.hasher.hash(password)
         now = deps.clock.now()
+        lost_race = False
         async with deps.uow() as uow:
             existing = await uow.users.get_by_email(email)
             if existing is None:
@@ -108,7 +109,10 @@ class RegisterUser:
                 try:
                     await uow.users.add(user)
                 except Conflict:
-                    existing = user  # a concurrent registration won; answer the same way
+                    # A concurrent registration won. Leave without committing, so this
+                    # transaction's personal organisation is rolled back (and a failed statement
+                    # has aborted it on PostgreSQL anyway); answer as for an existing address.
+                    lost_race = True
                 else:
                     await uow.orgs.add_membership(Membership(org.id, user.id, OrgRole.ADMINISTRATOR, now))
                     raw = await issue_one_time_token(deps, uow, user.id, TokenPurpose.VERIFY_EMAIL)
@@ -127,6 +131,17 @@ class RegisterUser:
             if existing is not None:
                 await uow.audit.append(
                     ctx.event("user.register_existing", target_type="user", target_id=existing.id)
+                )
+                await uow.commit()
+        if lost_race:
+            async with deps.uow() as uow:
+                winner = await uow.users.get_by_email(email)
+                await uow.audit.append(
+                    ctx.event(
+                        "user.register_existing",
+                        target_type="user",
+                        target_id=winner.id if winner is not None else None,
+                    )
                 )
                 await uow.commit()
         await send_mail(
