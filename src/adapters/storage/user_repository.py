@@ -2,9 +2,11 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.tables import users
+from application.errors import Conflict
 from domain.users import PlatformRole, User, UserStatus
 
 
@@ -44,7 +46,10 @@ class SqlUserRepository:
         self.connection = connection
 
     async def add(self, user: User) -> None:
-        await self.connection.execute(insert(users).values(id=user.id, **_values(user)))
+        try:
+            await self.connection.execute(insert(users).values(id=user.id, **_values(user)))
+        except IntegrityError:
+            raise Conflict("An account with this email exists.", code="email_taken") from None
 
     async def get(self, user_id: UUID) -> User | None:
         row = (await self.connection.execute(select(users).where(users.c.id == user_id))).first()
