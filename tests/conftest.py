@@ -6,6 +6,7 @@ end) and its own Redis key namespace, so runs never see each other's data. When 
 answer, its tests are skipped with the reason shown -- except under CI=true, where that fails."""
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -96,6 +97,33 @@ def fresh_pg_url(pg_base_url: str, pg_template: str) -> Iterator[str]:
         yield make_url(pg_base_url).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_drop_database(pg_base_url, name))
+
+
+APP_ROLE = "bulwark_app_test"
+
+
+async def _grant_app_role(url: str) -> None:
+    """The service's own role: no superuser, no BYPASSRLS, not the tables' owner -- so PostgreSQL
+    row-level security applies to everything it does, as it must in production."""
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        # Made once; an earlier or a parallel run may have made it already.
+        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            await conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
+        )
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def app_pg_url(fresh_pg_url: str) -> str:
+    """A fresh migrated database, reached as the unprivileged service role."""
+    asyncio.run(_grant_app_role(fresh_pg_url))
+    return make_url(fresh_pg_url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
 
 
 @pytest.fixture

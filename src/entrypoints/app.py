@@ -12,9 +12,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from entrypoints.composition import Container
+from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.auth import AuthController
+from entrypoints.controllers.authorization import AuthzController
 from entrypoints.controllers.health import HealthController
 from entrypoints.controllers.me import MeController
+from entrypoints.controllers.orgs import OrgController
 from entrypoints.controllers.two_factor import TwoFactorController
 from entrypoints.controllers.well_known import WellKnownController
 from entrypoints.http.asgi_types import ASGIApp
@@ -30,7 +33,16 @@ API_VERSION = "0.1.0"
 
 
 def route_handlers() -> list[Any]:
-    return [HealthController, AuthController, MeController, TwoFactorController, WellKnownController]
+    return [
+        HealthController,
+        AuthController,
+        MeController,
+        TwoFactorController,
+        WellKnownController,
+        OrgController,
+        AuthzController,
+        AdminOrgController,
+    ]
 
 
 def create_litestar(container: Container) -> Litestar:

@@ -11,6 +11,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.authz.in_process import InProcessAuthzVersions
+from adapters.authz.permission_cache import LayeredPermissionCache
+from adapters.authz.redis_versions import RedisAuthzVersions
 from adapters.clock import SystemClock
 from adapters.crypto.secret_box import EnvelopeSecretBox
 from adapters.health import DependencyProbe
@@ -28,7 +31,9 @@ from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.database import create_engine
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
+from application.authorization import AuthzDeps, PermissionResolver
 from application.identity import IdentityDeps, IdentityPolicy
+from application.ports.authz_cache import AuthzVersions
 from application.ports.clock import Clock
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
@@ -36,7 +41,38 @@ from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.login import Login
+from application.use_cases.org_audit import ListOrgAudit
+from application.use_cases.org_members import (
+    AcceptInvitation,
+    ChangeMemberRole,
+    InviteMember,
+    ListMembers,
+    RemoveMember,
+)
+from application.use_cases.org_roles import (
+    CreateGroup,
+    CreateRole,
+    DeleteGroup,
+    DeleteRole,
+    GetGroup,
+    ListGroups,
+    ListRoles,
+    SetGroupMember,
+    SetGroupRole,
+    SetMemberRole,
+    UpdateGroup,
+    UpdateRole,
+)
+from application.use_cases.organisations import (
+    CreateOrg,
+    GetOrg,
+    ListMyOrgs,
+    SetOrgStatus,
+    SwitchOrg,
+    UpdateOrg,
+)
 from application.use_cases.passwords import ChangePassword, ForgotPassword, ResetPassword
+from application.use_cases.permissions_query import CheckPermissions, MyPermissions
 from application.use_cases.profile import GetProfile
 from application.use_cases.refresh import RefreshSession
 from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
@@ -114,6 +150,71 @@ class IdentityApi:
 
 
 @dataclass
+class AuthzApi:
+    """Organisations, members, roles, groups and authorization checks, wired."""
+
+    resolver: PermissionResolver
+    create_org: CreateOrg
+    list_my_orgs: ListMyOrgs
+    get_org: GetOrg
+    update_org: UpdateOrg
+    switch_org: SwitchOrg
+    set_org_status: SetOrgStatus
+    list_members: ListMembers
+    invite_member: InviteMember
+    accept_invitation: AcceptInvitation
+    change_member_role: ChangeMemberRole
+    remove_member: RemoveMember
+    list_roles: ListRoles
+    create_role: CreateRole
+    update_role: UpdateRole
+    delete_role: DeleteRole
+    set_member_role: SetMemberRole
+    list_groups: ListGroups
+    get_group: GetGroup
+    create_group: CreateGroup
+    update_group: UpdateGroup
+    delete_group: DeleteGroup
+    set_group_member: SetGroupMember
+    set_group_role: SetGroupRole
+    list_audit: ListOrgAudit
+    my_permissions: MyPermissions
+    check: CheckPermissions
+
+    @classmethod
+    def wire(cls, deps: AuthzDeps) -> "AuthzApi":
+        return cls(
+            resolver=PermissionResolver(deps),
+            create_org=CreateOrg(deps),
+            list_my_orgs=ListMyOrgs(deps),
+            get_org=GetOrg(deps),
+            update_org=UpdateOrg(deps),
+            switch_org=SwitchOrg(deps),
+            set_org_status=SetOrgStatus(deps),
+            list_members=ListMembers(deps),
+            invite_member=InviteMember(deps),
+            accept_invitation=AcceptInvitation(deps),
+            change_member_role=ChangeMemberRole(deps),
+            remove_member=RemoveMember(deps),
+            list_roles=ListRoles(deps),
+            create_role=CreateRole(deps),
+            update_role=UpdateRole(deps),
+            delete_role=DeleteRole(deps),
+            set_member_role=SetMemberRole(deps),
+            list_groups=ListGroups(deps),
+            get_group=GetGroup(deps),
+            create_group=CreateGroup(deps),
+            update_group=UpdateGroup(deps),
+            delete_group=DeleteGroup(deps),
+            set_group_member=SetGroupMember(deps),
+            set_group_role=SetGroupRole(deps),
+            list_audit=ListOrgAudit(deps),
+            my_permissions=MyPermissions(deps),
+            check=CheckPermissions(deps),
+        )
+
+
+@dataclass
 class Container:
     settings: Settings
     engine: AsyncEngine
@@ -128,12 +229,16 @@ class Container:
     hasher: Argon2PasswordHasher
     tokens: EdDsaJwtIssuer
     identity: IdentityApi
+    authz: AuthzApi
+    versions: AuthzVersions
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
         await self.revocations.start()
+        await self.versions.start()
 
     async def stop(self) -> None:
+        await self.versions.stop()
         await self.revocations.stop()
         if self.redis is not None:
             await self.redis.aclose()
@@ -174,12 +279,15 @@ def build_container(
     key_provider = LocalKeyProvider(load_keys(settings))
     limiter: RateLimiter
     revocations: RevocationStore
+    versions: AuthzVersions
     if redis is not None:
+        versions = RedisAuthzVersions(redis, redis_namespace)
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
         revocations = RedisRevocationStore(
             redis, redis_namespace, max_token_ttl_seconds=settings.access_token_ttl_seconds
         )
     else:
+        versions = InProcessAuthzVersions()
         limiter = InProcessSlidingWindowLimiter()
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
@@ -228,6 +336,10 @@ def build_container(
         hasher=hasher,
         tokens=tokens,
         identity=IdentityApi.wire(deps),
+        authz=AuthzApi.wire(
+            AuthzDeps(identity=deps, versions=versions, cache=LayeredPermissionCache(redis, redis_namespace))
+        ),
+        versions=versions,
     )
 
 

@@ -74,7 +74,7 @@ def service_settings(backend: str, tmp_path: Path, request: pytest.FixtureReques
         settings = make_settings(tmp_path)
         migrations.upgrade(settings.effective_database_url)
         return settings
-    pg_url = request.getfixturevalue("fresh_pg_url")
+    pg_url = request.getfixturevalue("app_pg_url")
     redis_url = request.getfixturevalue("redis_url")
     return make_settings(tmp_path, database_url=pg_url, redis_url=redis_url)
 

@@ -58,7 +58,7 @@ def world_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
         return settings
     return make_settings(
         tmp_path,
-        database_url=request.getfixturevalue("fresh_pg_url"),
+        database_url=request.getfixturevalue("app_pg_url"),
         redis_url=request.getfixturevalue("redis_url"),
         **overrides,
     )

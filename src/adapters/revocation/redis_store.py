@@ -7,19 +7,15 @@ one atomic step. Each worker subscribes, and after every (re)subscription reload
 is then either in the reload or published after the subscription was live, never lost in between.
 `is_revoked` reads memory only, so the check on every bearer request costs no round trip."""
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
+from adapters.redis_mirror import RedisChannelMirror
 from adapters.revocation.in_process import RevocationState, to_micros, wall_clock_micros
 from application.errors import DependencyUnavailable
 
@@ -71,13 +67,20 @@ class RedisRevocationStore:
         self._keys = {kind: f"{namespace}:rev:{kind}s" for kind in _KINDS}
         self._channel = f"{namespace}:revocations"
         self._script = client.register_script(_WRITE_SCRIPT)
-        self._reconnect_delay = reconnect_delay
-        self._ping_interval = ping_interval
-        self._startup_timeout = startup_timeout
-        self._task: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
-        self._synced = False  # subscribed, and reloaded since the subscription became live
-        self._degraded_logged = False
+        self._mirror = RedisChannelMirror(
+            client,
+            self._channel,
+            reload=self._reload,
+            apply=self._apply,
+            on_tick=self._tick,
+            logger=logger,
+            subject="revocation",
+            stale_what="revocation checks",
+            reconnect_delay=reconnect_delay,
+            ping_interval=ping_interval,
+            startup_timeout=startup_timeout,
+            task_name=f"revocations:{self._channel}",
+        )
 
     # -- writes: local memory first (this worker sees its change at once), then Redis + publish.
 
@@ -114,87 +117,20 @@ class RedisRevocationStore:
     async def healthy(self) -> bool:
         """False while the subscriber is disconnected or its last reload failed: memory may then
         miss revocations made by other workers, so the caller should consult the database."""
-        return self._synced and self._task is not None and not self._task.done()
+        return self._mirror.healthy()
 
-    # -- lifecycle and the subscriber.
+    # -- lifecycle: the subscriber lives in the mirror.
 
     async def start(self) -> None:
         """Start the subscriber and wait (up to `startup_timeout`) for its first attempt to
         connect and load the state. Never raises for an unreachable Redis: `healthy()` says so."""
-        if self._task is not None and not self._task.done():
-            return
-        self._first_attempt.clear()
-        self._task = asyncio.create_task(self._run(), name=f"revocations:{self._channel}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_attempt.wait(), self._startup_timeout)
+        await self._mirror.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        self._synced = False
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._mirror.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._subscribe_and_listen()
-            except (RedisError, OSError) as error:
-                self._synced = False
-                self._log_degraded("the revocation subscriber lost Redis", error)
-            except Exception:
-                # Unexpected (e.g. garbage in the sets): keep the subscriber alive, retry later.
-                self._synced = False
-                logger.exception("the revocation subscriber failed")
-            self._first_attempt.set()
-            await asyncio.sleep(self._reconnect_delay)
-
-    async def _subscribe_and_listen(self) -> None:
-        pubsub = self._client.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-            connection = pubsub.connection
-            if connection is not None:
-                # redis-py reconnects and resubscribes on its own inside get_message: note it, so
-                # healthy() is false until the reload that its subscribe confirmation triggers.
-                connection.register_connect_callback(self._on_reconnect)
-            last_seen = time.monotonic()
-            pinged = False
-            while True:
-                message = await pubsub.get_message(timeout=self._ping_interval)
-                now = time.monotonic()
-                if message is not None:
-                    last_seen, pinged = now, False
-                    await self._handle(message)
-                elif now - last_seen >= 3 * self._ping_interval:
-                    raise aioredis.ConnectionError("no answer to pub/sub ping")
-                elif not pinged:
-                    # A silently dead connection would block forever: a ping must come back.
-                    await pubsub.ping()
-                    pinged = True
-                self._state.maybe_purge()
-        finally:
-            if pubsub.connection is not None:
-                pubsub.connection.deregister_connect_callback(self._on_reconnect)
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-
-    def _on_reconnect(self, connection: Connection) -> None:
-        self._synced = False
-
-    async def _handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "subscribe":
-            # The subscription is live from here on: whatever was written before is in Redis.
-            await self._reload()
-            self._synced = True
-            self._first_attempt.set()
-            if self._degraded_logged:
-                self._degraded_logged = False
-                logger.info("revocation subscriber reconnected and reloaded the revocation state")
-        elif kind == "message":
-            self._apply(_text(message["data"]))
+    async def _tick(self) -> None:
+        self._state.maybe_purge()
 
     def _apply(self, data: str) -> None:
         try:
@@ -226,13 +162,4 @@ class RedisRevocationStore:
         self._state.purge()
 
     def _log_degraded(self, what: str, error: BaseException) -> None:
-        if self._degraded_logged:
-            return
-        self._degraded_logged = True
-        # The error's class and text only (host/port); never ids or tokens.
-        logger.warning(
-            "%s (%s: %s); revocation checks may be stale until it is back",
-            what,
-            error.__class__.__name__,
-            error,
-        )
+        self._mirror.log_degraded(what, error)

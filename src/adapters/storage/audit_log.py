@@ -97,7 +97,7 @@ class SqlAuditLog:
         return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
 
 
-def _to_record(row: RowMapping) -> AuditRecord:
+def row_to_record(row: RowMapping) -> AuditRecord:
     details: Any = row["details"]
     return AuditRecord(
         id=int(row["id"]),
@@ -149,7 +149,7 @@ class SqlAuditReader:
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
             for row in rows:
-                yield _to_record(row)
+                yield row_to_record(row)
             if len(rows) < batch_size:
                 return
             last_seen = int(rows[-1]["id"])

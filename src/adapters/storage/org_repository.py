@@ -1,9 +1,10 @@
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.storage.row_security import RowSecurity
 from adapters.storage.tables import memberships, organisations
 from domain.orgs import Membership, Organisation, OrgRole, OrgStatus
 
@@ -20,8 +21,9 @@ def _to_org(row: Any) -> Organisation:
 
 
 class SqlOrgRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, rls: RowSecurity) -> None:
         self.connection = connection
+        self.rls = rls
 
     async def add(self, org: Organisation) -> None:
         await self.connection.execute(
@@ -40,7 +42,15 @@ class SqlOrgRepository:
         row = (await self.connection.execute(query)).first()
         return _to_org(row) if row else None
 
+    async def update(self, org: Organisation) -> None:
+        await self.connection.execute(
+            update(organisations)
+            .where(organisations.c.id == org.id)
+            .values(name=org.name, status=str(org.status), require_2fa=org.require_2fa)
+        )
+
     async def add_membership(self, membership: Membership) -> None:
+        await self.rls.org(membership.org_id)
         await self.connection.execute(
             insert(memberships).values(
                 org_id=membership.org_id,
@@ -51,6 +61,7 @@ class SqlOrgRepository:
         )
 
     async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]:
+        await self.rls.user(user_id)
         query = (
             select(memberships, organisations)
             .join(organisations, organisations.c.id == memberships.c.org_id)

@@ -82,6 +82,29 @@ class SqlSessionRepository:
             )
         return ids
 
+    async def revoke_all_for_org(
+        self, org_id: UUID, now: datetime, reason: str, user_id: UUID | None = None
+    ) -> list[UUID]:
+        condition = (sessions.c.org_id == org_id) & sessions.c.revoked_at.is_(None)
+        if user_id is not None:
+            condition &= sessions.c.user_id == user_id
+        ids = [row.id for row in await self.connection.execute(select(sessions.c.id).where(condition))]
+        if ids:
+            await self.connection.execute(
+                update(sessions)
+                .where(sessions.c.id.in_(ids) & sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return ids
+
+    async def retire_refresh_tokens(self, session_id: UUID, now: datetime) -> None:
+        """Every live refresh token of the session stops working (the chain restarts)."""
+        await self.connection.execute(
+            update(refresh_tokens)
+            .where((refresh_tokens.c.session_id == session_id) & refresh_tokens.c.rotated_at.is_(None))
+            .values(rotated_at=now)
+        )
+
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self.connection.execute(
             insert(refresh_tokens).values(

@@ -7,12 +7,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     Uuid,
 )
 
@@ -37,6 +39,9 @@ organisations = Table(
     Column("status", String(20), nullable=False),
     Column("require_2fa", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Bumped in the same transaction as any change to who may do what in this org; permission
+    # caches are keyed by it, so a bump makes every cached answer for the org unreachable.
+    Column("authz_version", BigInteger, nullable=False, server_default="0"),
 )
 
 users = Table(
@@ -169,6 +174,94 @@ mfa_challenges = Table(
     Column("used_at", UTCDateTime, nullable=True),
 )
 
+# --- Org-scoped authorization tables: every row carries org_id, every query filters by it, and
+# on PostgreSQL row-level security policies refuse rows of any org but the transaction's own.
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("permissions", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+    UniqueConstraint("org_id", "name", name="uq_roles_org_id_name"),
+)
+
+member_roles = Table(
+    "member_roles",
+    metadata,
+    Column("org_id", Uuid, primary_key=True),
+    Column("user_id", Uuid, primary_key=True),
+    Column("role_id", Uuid, primary_key=True),  # a system role id or a custom role of this org
+    Column("created_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["org_id", "user_id"],
+        ["memberships.org_id", "memberships.user_id"],
+        name="fk_member_roles_membership",
+        ondelete="CASCADE",
+    ),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_groups_org_id_name"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("org_id", Uuid, nullable=False),
+    Column("group_id", Uuid, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Uuid, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["org_id", "user_id"],
+        ["memberships.org_id", "memberships.user_id"],
+        name="fk_group_members_membership",
+        ondelete="CASCADE",
+    ),
+    Index("ix_group_members_org_user", "org_id", "user_id"),
+)
+
+group_roles = Table(
+    "group_roles",
+    metadata,
+    Column("org_id", Uuid, nullable=False),
+    Column("group_id", Uuid, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", Uuid, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_group_roles_org_id", "org_id"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("org_role", String(40), nullable=False),
+    Column("role_ids", JSON, nullable=False),
+    Column("group_ids", JSON, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("accepted_at", UTCDateTime, nullable=True),
+    Column("accepted_by", Uuid, nullable=True),
+    Index("ix_invitations_org_id", "org_id"),
+)
+
+ORG_SCOPED_TABLES = ("roles", "member_roles", "groups", "group_members", "group_roles", "invitations")
+
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
     "audit_chain_head",
@@ -179,9 +272,15 @@ audit_chain_head = Table(
 )
 
 __all__ = [
+    "ORG_SCOPED_TABLES",
     "audit_chain_head",
     "audit_events",
     "data_keys",
+    "group_members",
+    "group_roles",
+    "groups",
+    "invitations",
+    "member_roles",
     "memberships",
     "metadata",
     "mfa_challenges",
@@ -189,6 +288,7 @@ __all__ = [
     "organisations",
     "recovery_codes",
     "refresh_tokens",
+    "roles",
     "sessions",
     "totp_credentials",
     "users",

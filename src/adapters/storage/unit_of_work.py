@@ -6,9 +6,12 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from adapters.storage.audit_log import SqlAuditLog
+from adapters.storage.audit_query import SqlAuditQuery
+from adapters.storage.authz_repository import SqlAuthzRepository
 from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
 from adapters.storage.org_repository import SqlOrgRepository
+from adapters.storage.row_security import RowSecurity
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.user_repository import SqlUserRepository
 
@@ -20,6 +23,8 @@ class SqlUnitOfWork:
     one_time_tokens: SqlOneTimeTokenRepository
     audit: SqlAuditLog
     mfa: SqlMfaRepository
+    authz: SqlAuthzRepository
+    audit_query: SqlAuditQuery
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -31,11 +36,14 @@ class SqlUnitOfWork:
         self._transaction = await self._connection.begin()
         connection = self._connection
         self.users = SqlUserRepository(connection)
-        self.orgs = SqlOrgRepository(connection)
+        rls = RowSecurity(connection)
+        self.orgs = SqlOrgRepository(connection, rls)
         self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)
         self.audit = SqlAuditLog(connection)
         self.mfa = SqlMfaRepository(connection)
+        self.authz = SqlAuthzRepository(connection, rls)
+        self.audit_query = SqlAuditQuery(connection)
         return self
 
     async def commit(self) -> None:

@@ -6,6 +6,8 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from application.ports.audit import AuditSink
+from application.ports.audit_query import AuditQuery
+from application.ports.authz_repository import AuthzRepository
 from application.ports.mfa_repository import MfaRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
@@ -28,6 +30,8 @@ class OrgRepository(Protocol):
 
     async def get(self, org_id: UUID) -> Organisation | None: ...
 
+    async def update(self, org: Organisation) -> None: ...
+
     async def add_membership(self, membership: Membership) -> None: ...
 
     async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]: ...
@@ -49,6 +53,14 @@ class SessionRepository(Protocol):
     async def revoke_all_for_user(
         self, user_id: UUID, now: datetime, reason: str, except_session: UUID | None = None
     ) -> list[UUID]: ...
+
+    async def revoke_all_for_org(
+        self, org_id: UUID, now: datetime, reason: str, user_id: UUID | None = None
+    ) -> list[UUID]:
+        """Every live session in the org (of one user, when given)."""
+        ...
+
+    async def retire_refresh_tokens(self, session_id: UUID, now: datetime) -> None: ...
 
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
@@ -89,6 +101,12 @@ class UnitOfWork(Protocol):
 
     @property
     def mfa(self) -> MfaRepository: ...
+
+    @property
+    def authz(self) -> AuthzRepository: ...
+
+    @property
+    def audit_query(self) -> AuditQuery: ...
 
     async def __aenter__(self) -> Self: ...
 

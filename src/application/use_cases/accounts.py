@@ -13,6 +13,7 @@ from application.use_cases.session_tokens import enforce_limits, new_secret_toke
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation, OrgRole
 from domain.password_policy import check_password
+from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from domain.sessions import token_digest
 from domain.users import User, normalise_email
 
@@ -115,6 +116,9 @@ class RegisterUser:
                     lost_race = True
                 else:
                     await uow.orgs.add_membership(Membership(org.id, user.id, OrgRole.ADMINISTRATOR, now))
+                    await uow.authz.assign_member_role(
+                        org.id, user.id, SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR], now
+                    )
                     raw = await issue_one_time_token(deps, uow, user.id, TokenPurpose.VERIFY_EMAIL)
                     await uow.audit.append(
                         ctx.event(

@@ -1,16 +1,19 @@
-"""Bearer authentication as a Litestar dependency: the token must verify and its session live."""
+"""Bearer authentication (a Litestar dependency and a helper for guards): the token must verify
+and its session must be live. Resolved once per request and kept in the scope's state."""
 
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 
 from application.errors import NotAuthenticated
 from application.use_cases.sessions import Principal
+from entrypoints.composition import Container
 from entrypoints.http.dependencies import ContainerDep
 
 
-def bearer_token(request: Request[Any, Any, Any]) -> str | None:
-    header = request.headers.get("authorization")
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -21,19 +24,26 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-async def provide_principal(request: Request[Any, Any, Any], container: ContainerDep) -> Principal:
-    token = bearer_token(request)
+async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], container: Container) -> Principal:
+    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    known = state.get("principal")
+    if isinstance(known, Principal):
+        return known
+    token = bearer_token(connection)
     if token is None:
         raise NotAuthenticated("This endpoint needs a bearer token.")
     principal = await container.identity.authenticate(token)
-    request.scope.setdefault("state", {})["principal"] = principal  # type: ignore[typeddict-item]
+    state["principal"] = principal
     return principal
+
+
+async def provide_principal(request: Request[Any, Any, Any], container: ContainerDep) -> Principal:
+    return await authenticated(request, container)
 
 
 async def provide_optional_principal(
     request: Request[Any, Any, Any], container: ContainerDep
 ) -> Principal | None:
-    token = bearer_token(request)
-    if token is None:
+    if bearer_token(request) is None:
         return None
-    return await container.identity.authenticate(token)
+    return await authenticated(request, container)

@@ -1,0 +1,423 @@
+"""Roles (system and custom) and who holds them, directly or through groups."""
+
+import uuid
+from dataclasses import dataclass
+
+from application.authorization import AuthzDeps, PermissionResolver, same_org
+from application.errors import Conflict, Forbidden, InvalidInput, NotFound
+from application.identity import RequestContext
+from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.sessions import Principal
+from domain.groups import Group
+from domain.permissions import SYSTEM_ROLE_BY_ID, parse_permissions, system_role, system_roles
+from domain.roles import Permission, Role
+
+
+def _valid_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput(f"{what} names are 1 to 100 characters.", field="name")
+    return name
+
+
+def _permissions(texts: list[str]) -> frozenset[Permission]:
+    try:
+        return parse_permissions(texts)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(str(error), code="unknown_permission", field="permissions") from None
+
+
+async def _role_in_org(uow: UnitOfWork, org_id: uuid.UUID, role_id: uuid.UUID) -> Role:
+    system = SYSTEM_ROLE_BY_ID.get(role_id)
+    if system is not None:
+        return system_role(system)
+    role = await uow.authz.custom_role(org_id, role_id)
+    if role is None:
+        raise NotFound("No such role.")
+    return role
+
+
+async def _group_in_org(uow: UnitOfWork, org_id: uuid.UUID, group_id: uuid.UUID) -> Group:
+    group = await uow.authz.group(org_id, group_id)
+    if group is None:
+        raise NotFound("No such group.")
+    return group
+
+
+async def _member_in_org(uow: UnitOfWork, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    if await uow.authz.membership(org_id, user_id) is None:
+        raise NotFound("No such member.")
+
+
+@dataclass
+class AccessUseCase:
+    deps: AuthzDeps
+
+    @property
+    def resolver(self) -> PermissionResolver:
+        return PermissionResolver(self.deps)
+
+
+class ListRoles(AccessUseCase):
+    async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[Role]:
+        same_org(principal, org_id)
+        async with self.deps.identity.uow() as uow:
+            return system_roles() + await uow.authz.custom_roles(org_id)
+
+
+class CreateRole(AccessUseCase):
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        name: str,
+        description: str,
+        permissions: list[str],
+        ctx: RequestContext,
+    ) -> Role:
+        same_org(principal, org_id)
+        role = Role(
+            id=uuid.uuid4(),
+            name=_valid_name(name, "Role"),
+            permissions=_permissions(permissions),
+            org_id=org_id,
+            description=description.strip()[:500],
+        )
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            if await uow.authz.custom_role_named(org_id, role.name) or any(
+                r.name.lower() == role.name.lower() for r in system_roles()
+            ):
+                raise Conflict("A role with this name exists.", code="role_name_taken")
+            await uow.authz.add_role(role, now)
+            await uow.audit.append(
+                ctx.event(
+                    "role.created",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="role",
+                    target_id=role.id,
+                    after={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                )
+            )
+            await uow.commit()
+        return role
+
+
+class UpdateRole(AccessUseCase):
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        role_id: uuid.UUID,
+        name: str | None,
+        description: str | None,
+        permissions: list[str] | None,
+        ctx: RequestContext,
+    ) -> Role:
+        same_org(principal, org_id)
+        if role_id in SYSTEM_ROLE_BY_ID:
+            raise Forbidden("System roles cannot be changed.", code="system_role_immutable")
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            role = await _role_in_org(uow, org_id, role_id)
+            before = {"name": role.name, "permissions": sorted(str(p) for p in role.permissions)}
+            if name is not None:
+                role.name = _valid_name(name, "Role")
+                other = await uow.authz.custom_role_named(org_id, role.name)
+                if (other and other.id != role.id) or any(
+                    r.name.lower() == role.name.lower() for r in system_roles()
+                ):
+                    raise Conflict("A role with this name exists.", code="role_name_taken")
+            if description is not None:
+                role.description = description.strip()[:500]
+            if permissions is not None:
+                role.permissions = _permissions(permissions)
+            await uow.authz.update_role(role, now)
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "role.updated",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="role",
+                    target_id=role.id,
+                    before=before,
+                    after={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
+        return role
+
+
+class DeleteRole(AccessUseCase):
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, role_id: uuid.UUID, ctx: RequestContext
+    ) -> None:
+        same_org(principal, org_id)
+        if role_id in SYSTEM_ROLE_BY_ID:
+            raise Forbidden("System roles cannot be deleted.", code="system_role_immutable")
+        async with self.deps.identity.uow() as uow:
+            role = await _role_in_org(uow, org_id, role_id)
+            await uow.authz.delete_role(org_id, role_id)
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "role.deleted",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="role",
+                    target_id=role_id,
+                    before={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
+
+
+class SetMemberRole(AccessUseCase):
+    """PUT (assign=True) or DELETE (assign=False) a role held directly by a member."""
+
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        role_id: uuid.UUID,
+        assign: bool,
+        ctx: RequestContext,
+    ) -> None:
+        same_org(principal, org_id)
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            await _member_in_org(uow, org_id, user_id)
+            role = await _role_in_org(uow, org_id, role_id)
+            if assign:
+                changed = await uow.authz.assign_member_role(org_id, user_id, role_id, now)
+            else:
+                changed = await uow.authz.unassign_member_role(org_id, user_id, role_id)
+                if not changed:
+                    raise NotFound("That member does not hold this role.")
+            if not changed:
+                return
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "member.role_assigned" if assign else "member.role_removed",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="user",
+                    target_id=user_id,
+                    role_id=role_id,
+                    role_name=role.name,
+                    before={"holds": not assign},
+                    after={"holds": assign},
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
+
+
+@dataclass(frozen=True)
+class GroupDetail:
+    group: Group
+    member_ids: list[uuid.UUID]
+    role_ids: list[uuid.UUID]
+
+
+class ListGroups(AccessUseCase):
+    async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[Group]:
+        same_org(principal, org_id)
+        async with self.deps.identity.uow() as uow:
+            return await uow.authz.groups(org_id)
+
+
+class GetGroup(AccessUseCase):
+    async def __call__(self, principal: Principal, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupDetail:
+        same_org(principal, org_id)
+        async with self.deps.identity.uow() as uow:
+            group = await _group_in_org(uow, org_id, group_id)
+            return GroupDetail(
+                group,
+                await uow.authz.group_member_ids(org_id, group_id),
+                await uow.authz.group_role_ids(org_id, group_id),
+            )
+
+
+class CreateGroup(AccessUseCase):
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, name: str, description: str, ctx: RequestContext
+    ) -> Group:
+        same_org(principal, org_id)
+        now = self.deps.identity.clock.now()
+        group = Group(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            name=_valid_name(name, "Group"),
+            created_at=now,
+            description=description.strip()[:500],
+        )
+        async with self.deps.identity.uow() as uow:
+            if await uow.authz.group_named(org_id, group.name):
+                raise Conflict("A group with this name exists.", code="group_name_taken")
+            await uow.authz.add_group(group)
+            await uow.audit.append(
+                ctx.event(
+                    "group.created",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="group",
+                    target_id=group.id,
+                    after={"name": group.name},
+                )
+            )
+            await uow.commit()
+        return group
+
+
+class UpdateGroup(AccessUseCase):
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        name: str | None,
+        description: str | None,
+        ctx: RequestContext,
+    ) -> Group:
+        same_org(principal, org_id)
+        async with self.deps.identity.uow() as uow:
+            group = await _group_in_org(uow, org_id, group_id)
+            before = {"name": group.name, "description": group.description}
+            if name is not None:
+                group.name = _valid_name(name, "Group")
+                other = await uow.authz.group_named(org_id, group.name)
+                if other and other.id != group.id:
+                    raise Conflict("A group with this name exists.", code="group_name_taken")
+            if description is not None:
+                group.description = description.strip()[:500]
+            await uow.authz.update_group(group)
+            await uow.audit.append(
+                ctx.event(
+                    "group.updated",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="group",
+                    target_id=group.id,
+                    before=before,
+                    after={"name": group.name, "description": group.description},
+                )
+            )
+            await uow.commit()
+        return group
+
+
+class DeleteGroup(AccessUseCase):
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, group_id: uuid.UUID, ctx: RequestContext
+    ) -> None:
+        same_org(principal, org_id)
+        async with self.deps.identity.uow() as uow:
+            group = await _group_in_org(uow, org_id, group_id)
+            members = await uow.authz.group_member_ids(org_id, group_id)
+            role_ids = await uow.authz.group_role_ids(org_id, group_id)
+            await uow.authz.delete_group(org_id, group_id)
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "group.deleted",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="group",
+                    target_id=group_id,
+                    before={
+                        "name": group.name,
+                        "member_ids": [str(m) for m in members],
+                        "role_ids": [str(r) for r in role_ids],
+                    },
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
+
+
+class SetGroupMember(AccessUseCase):
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        user_id: uuid.UUID,
+        add: bool,
+        ctx: RequestContext,
+    ) -> None:
+        same_org(principal, org_id)
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            await _group_in_org(uow, org_id, group_id)
+            await _member_in_org(uow, org_id, user_id)
+            if add:
+                changed = await uow.authz.add_group_member(org_id, group_id, user_id, now)
+            else:
+                changed = await uow.authz.remove_group_member(org_id, group_id, user_id)
+                if not changed:
+                    raise NotFound("That user is not in this group.")
+            if not changed:
+                return
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "group.member_added" if add else "group.member_removed",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="group",
+                    target_id=group_id,
+                    user_id=user_id,
+                    before={"member": not add},
+                    after={"member": add},
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
+
+
+class SetGroupRole(AccessUseCase):
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        role_id: uuid.UUID,
+        add: bool,
+        ctx: RequestContext,
+    ) -> None:
+        same_org(principal, org_id)
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            await _group_in_org(uow, org_id, group_id)
+            role = await _role_in_org(uow, org_id, role_id)
+            if add:
+                changed = await uow.authz.add_group_role(org_id, group_id, role_id, now)
+            else:
+                changed = await uow.authz.remove_group_role(org_id, group_id, role_id)
+                if not changed:
+                    raise NotFound("This group does not hold that role.")
+            if not changed:
+                return
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    "group.role_added" if add else "group.role_removed",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="group",
+                    target_id=group_id,
+                    role_id=role_id,
+                    role_name=role.name,
+                    before={"holds": not add},
+                    after={"holds": add},
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)

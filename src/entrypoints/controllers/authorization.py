@@ -1,0 +1,86 @@
+"""For the platform's other services: may this token do X? And the user's own permission view."""
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import Provide
+from litestar.params import JSONBody
+
+from application.errors import InvalidInput
+from entrypoints.dto.orgs import (
+    AcceptInvitationRequest,
+    AuthzCheckRequest,
+    AuthzCheckResponse,
+    EffectivePermission,
+    MemberView,
+    MyPermissions,
+    PermissionSource,
+)
+from entrypoints.http.auth import provide_principal
+from entrypoints.http.dependencies import ContainerDep, PrincipalDep
+from entrypoints.http.request_context import request_context
+
+
+class AuthzController(Controller):
+    path = "/api/v1"
+    tags = ["authorization"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @post(
+        "/authz/check",
+        status_code=200,
+        operation_id="authzCheck",
+        summary="One permission (`permission`) or a batch (`permissions`) for the bearer token's user.",
+    )
+    async def check(
+        self, data: JSONBody[AuthzCheckRequest], principal: PrincipalDep, container: ContainerDep
+    ) -> AuthzCheckResponse:
+        if (data.permission is None) == (data.permissions is None):
+            raise InvalidInput("Send either `permission` or `permissions`.", field="permission")
+        if data.permission is not None:
+            results = await container.authz.check(principal, [data.permission])
+            return AuthzCheckResponse(allowed=results[data.permission])
+        assert data.permissions is not None
+        results = await container.authz.check(principal, data.permissions)
+        return AuthzCheckResponse(allowed=all(results.values()), results=results)
+
+    @get("/me/permissions", operation_id="myPermissions")
+    async def mine(self, principal: PrincipalDep, container: ContainerDep) -> MyPermissions:
+        effective = await container.authz.my_permissions(principal)
+        return MyPermissions(
+            org_id=principal.org_id,
+            permissions=[
+                EffectivePermission(
+                    permission=str(permission),
+                    sources=[
+                        PermissionSource(
+                            role_id=g.role_id,
+                            role_name=g.role_name,
+                            group_id=g.via_group_id,
+                            group_name=g.via_group_name,
+                        )
+                        for g in effective.sources(permission)
+                    ],
+                )
+                for permission in sorted(effective.permissions, key=str)
+            ],
+        )
+
+    @post("/invitations/accept", status_code=200, operation_id="acceptInvitation")
+    async def accept(
+        self,
+        data: JSONBody[AcceptInvitationRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Request[Any, Any, Any],
+    ) -> MemberView:
+        membership = await container.authz.accept_invitation(principal, data.token, request_context(request))
+        profile = await container.identity.profile(principal)
+        user = profile.user
+        return MemberView(
+            user_id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            org_role=str(membership.role),
+            joined_at=membership.created_at,
+        )
