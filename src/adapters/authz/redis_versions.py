@@ -62,7 +62,7 @@ class RedisAuthzVersions:
             self._channel,
             reload=self._reload,
             apply=self._apply,
-            on_tick=self._reload,
+            on_tick=self._flush_pending,
             logger=logger,
             subject="authz version",
             stale_what="cached permissions",
