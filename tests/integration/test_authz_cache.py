@@ -242,7 +242,7 @@ async def test_bumps_missed_while_the_subscriber_connection_was_down_are_reloade
     # ... and misses a bump published by another worker, and one written but never published
     # (only the reload after resubscribing can bring that one in).
     await other_worker.bump(published_org, 2)
-    await redis_client.hset(f"{redis_namespace}:authz:versions", str(silent_org), "8")  # type: ignore[misc]
+    await redis_client.hset(f"{redis_namespace}:authz:versions", str(silent_org), "8")
 
     await eventually(worker.healthy)
     assert await worker.current(published_org) == 2

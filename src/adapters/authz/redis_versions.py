@@ -122,7 +122,7 @@ class RedisAuthzVersions:
             logger.warning("ignoring a malformed message on the authz version channel")
 
     async def _reload(self) -> None:
-        entries = await self._client.hgetall(self._key)  # type: ignore[misc]  # redis-py's union type
+        entries = await self._client.hgetall(self._key)
         # Merge rather than replace: versions never go back, and a bump this worker made while
         # the reload was in flight must not be dropped.
         for org, version in entries.items():
