@@ -61,10 +61,13 @@ class PermissionResolver:
         current = await self.deps.versions.current(org_id)
         if current is not None:
             return current
+        # Unknown here (never bumped since this worker loaded, or the store is degraded): the
+        # database is the truth; seed the store so every worker learns it once, not per request.
+        async with self.deps.identity.uow() as uow:
+            version = await uow.authz.version(org_id)
         if await self.deps.versions.healthy():
-            return 0  # never bumped since the store loaded: the org is at its initial version
-        async with self.deps.identity.uow() as uow:  # degraded: ask the source of truth
-            return await uow.authz.version(org_id)
+            await self.published(org_id, version)
+        return version
 
     async def names(self, principal: Principal) -> frozenset[str]:
         """The hot path: answered from the worker's memory when the cache is warm."""
@@ -73,9 +76,10 @@ class PermissionResolver:
         if cached is not None:
             return cached
         async with self.deps.identity.uow() as uow:
-            names = (await load_effective(uow, principal.org_id, principal.user_id)).names
-            # The version may have moved while we read: key by what the database says now.
+            # The version first: a change committed while we read the roles then lands under a
+            # newer version than the one we store (harmless), never the other way round.
             version = await uow.authz.version(principal.org_id)
+            names = (await load_effective(uow, principal.org_id, principal.user_id)).names
         await self.deps.cache.put(principal.user_id, principal.org_id, version, names)
         return names
 

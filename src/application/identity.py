@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from application.ports.clock import Clock
@@ -15,6 +16,7 @@ from application.ports.secret_box import SecretBox
 from application.ports.token_issuer import TokenIssuer
 from application.ports.totp import QrRenderer, TotpService
 from application.ports.unit_of_work import UnitOfWorkFactory
+from application.profile_cache import ProfileCache
 from domain.audit import ActorKind, AuditEvent
 
 log = logging.getLogger("bulwark.identity")
@@ -90,5 +92,6 @@ class IdentityDeps:
     totp: TotpService
     qr: QrRenderer
     secret_box: SecretBox
+    profiles: ProfileCache[Any] = field(default_factory=ProfileCache)
     refresh_successor_key: bytes = field(repr=False, default=b"")
     recovery_code_key: bytes = field(repr=False, default=b"")

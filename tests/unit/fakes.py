@@ -346,6 +346,11 @@ class FakeSessionRepository:
         token: RefreshToken | None = self.tx.get(REFRESH_TOKENS, token_hash)
         return token
 
+    async def get_refresh_token_with_session(self, token_hash: str) -> tuple[RefreshToken, Session] | None:
+        token = await self.get_refresh_token(token_hash)
+        session = await self.get(token.session_id) if token is not None else None
+        return (token, session) if token is not None and session is not None else None
+
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         await self.tx.lock(REFRESH_TOKENS, token_hash)
         token: RefreshToken | None = self.tx.get(REFRESH_TOKENS, token_hash)

@@ -116,6 +116,29 @@ class SqlSessionRepository:
             )
         )
 
+    async def get_refresh_token_with_session(self, token_hash: str) -> tuple[RefreshToken, Session] | None:
+        """One round trip for the two rows every refresh needs."""
+        query = (
+            select(refresh_tokens, sessions)
+            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        row = (await self.connection.execute(query)).first()
+        if row is None:
+            return None
+        token = RefreshToken(
+            token_hash=row.token_hash,
+            session_id=row.session_id,
+            created_at=row.created_at,
+            rotated_at=row.rotated_at,
+            successor_hash=row.successor_hash,
+        )
+        values = row._mapping
+        session = Session(
+            id=values[sessions.c.id], **{name: values[sessions.c[name]] for name in _SESSION_FIELDS}
+        )
+        return token, session
+
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
         row = (await self.connection.execute(query)).first()

@@ -66,6 +66,10 @@ class SessionRepository(Protocol):
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
 
+    async def get_refresh_token_with_session(
+        self, token_hash: str
+    ) -> tuple[RefreshToken, Session] | None: ...
+
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         """Atomically mark a live token rotated; exactly one concurrent caller gets True."""
         ...

@@ -190,6 +190,7 @@ class VerifyEmail:
                 ctx.event("user.email_verified", actor=user.id, target_type="user", target_id=user.id)
             )
             await uow.commit()
+        self.deps.profiles.forget_user(token.user_id)
 
 
 @dataclass

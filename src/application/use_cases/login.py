@@ -74,24 +74,31 @@ class Login:
             tiers("login-ip", ctx.ip, deps.policy.login_per_ip)
             + tiers("login-account", address, deps.policy.login_per_account),
         )
+        # The password is checked with no connection held: a login storm must not drain the
+        # pool that every other request needs while argon2 runs.
         async with deps.uow() as uow:
-            user = await uow.users.get_by_email(address)
-            if user is None:
-                await deps.hasher.burn(password)
-                await self._fail(uow, ctx, None, "unknown_email")
-                raise InvalidCredentials()
-            check = await deps.hasher.verify(password, user.password_hash, user.pepper_version)
-            if not check.valid:
-                await self._fail(uow, ctx, user, "wrong_password")
-                raise InvalidCredentials()
-            if check.needs_rehash:
-                user.password_hash, user.pepper_version = await deps.hasher.hash(password)
+            found = await uow.users.get_by_email(address)
+        if found is None:
+            await deps.hasher.burn(password)
+            await self._fail(ctx, None, "unknown_email")
+            raise InvalidCredentials()
+        check = await deps.hasher.verify(password, found.password_hash, found.pepper_version)
+        if not check.valid:
+            await self._fail(ctx, found, "wrong_password")
+            raise InvalidCredentials()
+        upgraded = await deps.hasher.hash(password) if check.needs_rehash else None
+        async with deps.uow() as uow:
+            user = await uow.users.get(found.id)
+            if user is None or user.password_hash != found.password_hash:
+                raise InvalidCredentials()  # changed while we hashed: the check no longer holds
+            if upgraded is not None:
+                user.password_hash, user.pepper_version = upgraded
                 await uow.users.update(user)
             if user.is_suspended:
-                await self._fail(uow, ctx, user, "account_suspended")
+                await self._fail_in(uow, ctx, user, "account_suspended")
                 raise Forbidden("This account is suspended.", code="account_suspended")
             if not user.is_verified:
-                await self._fail(uow, ctx, user, "email_not_verified")
+                await self._fail_in(uow, ctx, user, "email_not_verified")
                 raise Forbidden("Verify your email address before logging in.", code="email_not_verified")
             org = await active_org_for(uow, user)
             totp = await uow.mfa.get_totp(user.id)
@@ -115,7 +122,11 @@ class Login:
         )
         return LoginResult(access, raw, user, session)
 
-    async def _fail(self, uow: UnitOfWork, ctx: RequestContext, user: User | None, reason: str) -> None:
+    async def _fail(self, ctx: RequestContext, user: User | None, reason: str) -> None:
+        async with self.deps.uow() as uow:
+            await self._fail_in(uow, ctx, user, reason)
+
+    async def _fail_in(self, uow: UnitOfWork, ctx: RequestContext, user: User | None, reason: str) -> None:
         await uow.audit.append(
             ctx.event(
                 "login.failure",

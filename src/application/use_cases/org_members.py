@@ -161,6 +161,7 @@ class AcceptInvitation(MembersUseCase):
             )
             await uow.commit()
         await self.resolver.published(org_id, version)
+        identity.profiles.forget_user(user.id)
         return membership
 
 
@@ -195,6 +196,7 @@ class ChangeMemberRole(MembersUseCase):
             )
             await uow.commit()
         await self.resolver.published(org_id, version)
+        self.deps.identity.profiles.forget_user(user_id)
         membership.role = role
         return membership
 
@@ -232,4 +234,5 @@ class RemoveMember(MembersUseCase):
             )
             await uow.commit()
         await self.resolver.published(org_id, version)
+        identity.profiles.forget_user(user_id)
         await revoke_in_store(identity, revoked, now + identity.policy.session_absolute)

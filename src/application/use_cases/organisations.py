@@ -56,6 +56,7 @@ class CreateOrg(OrgUseCase):
                 )
             )
             await uow.commit()
+        identity.profiles.forget_user(principal.user_id)
         return org
 
 
@@ -107,6 +108,7 @@ class UpdateOrg(OrgUseCase):
                 )
             )
             await uow.commit()
+        self.deps.identity.profiles.clear()  # every member's /me shows the name
         return org
 
 
@@ -199,6 +201,7 @@ class SetOrgStatus(OrgUseCase):
                 )
             )
             await uow.commit()
+        identity.profiles.clear()
         if status is OrgStatus.DISABLED:
             try:
                 await identity.revocations.set_org_not_before(org_id, now)

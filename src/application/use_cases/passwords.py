@@ -146,6 +146,7 @@ class ResetPassword:
                 )
             )
             await uow.commit()
+        deps.profiles.forget_user(user.id)
         await revoke_in_store(deps, ids, now + deps.policy.session_absolute)
         try:
             # Whole seconds, like a token's `iat`: a login right after the reset must stay valid.

@@ -21,6 +21,9 @@ class GetProfile:
     deps: IdentityDeps
 
     async def __call__(self, principal: Principal) -> Profile:
+        cached: Profile | None = self.deps.profiles.get(principal.user_id, principal.org_id)
+        if cached is not None:
+            return cached
         async with self.deps.uow() as uow:
             user = await uow.users.get(principal.user_id)
             if user is None:
@@ -29,4 +32,6 @@ class GetProfile:
         current = next((org for m, org in memberships if org.id == principal.org_id), None)
         if current is None:
             raise NotAuthenticated("You are no longer a member of this organisation.")
-        return Profile(user, current, memberships)
+        profile = Profile(user, current, memberships)
+        self.deps.profiles.put(principal.user_id, principal.org_id, profile)
+        return profile

@@ -9,6 +9,7 @@ from application.ports.token_issuer import IssuedToken
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.session_tokens import revoke_in_store, successor_of
 from domain.sessions import RefreshToken, Session, token_digest
+from domain.users import User
 
 
 class InvalidRefreshToken(NotAuthenticated):
@@ -28,6 +29,7 @@ class RefreshResult:
     access: IssuedToken
     refresh_token: str
     session: Session
+    user: User
 
 
 @dataclass
@@ -40,11 +42,11 @@ class RefreshSession:
         presented = token_digest(raw_token)
         successor = successor_of(raw_token, deps.refresh_successor_key)
         async with deps.uow() as uow:
-            token = await uow.sessions.get_refresh_token(presented)
-            if token is None:
+            found = await uow.sessions.get_refresh_token_with_session(presented)
+            if found is None:
                 raise InvalidRefreshToken()
-            session = await uow.sessions.get(token.session_id)
-            if session is None or not session.is_live(now):
+            token, session = found
+            if not session.is_live(now):
                 raise InvalidRefreshToken()
             user = await uow.users.get(session.user_id)
             org = await uow.orgs.get(session.org_id)
@@ -73,7 +75,7 @@ class RefreshSession:
             prole=str(user.platform_role),
             auth_time=session.auth_time,
         )
-        return RefreshResult(access, successor, session)
+        return RefreshResult(access, successor, session, user)
 
     async def _within_grace(
         self, uow: UnitOfWork, token: RefreshToken, successor: str, now: datetime

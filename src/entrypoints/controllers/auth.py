@@ -9,7 +9,6 @@ from litestar.params import JSONBody
 from application.errors import NotAuthenticated
 from application.ports.token_issuer import IssuedToken
 from application.use_cases.mfa_challenge import MfaRequired
-from application.use_cases.sessions import Principal
 from domain.users import User
 from entrypoints.controllers.identity_views import user_view
 from entrypoints.dto.identity import (
@@ -138,10 +137,7 @@ class AuthController(Controller):
         if not raw:
             raise NotAuthenticated("No refresh cookie.", code="invalid_refresh_token")
         result = await container.identity.refresh(raw, request_context(request))
-        profile = await container.identity.profile(
-            Principal(result.session.user_id, result.session.id, result.session.org_id, "", None)
-        )
-        return token_response(container, result.access, result.refresh_token, profile.user)
+        return token_response(container, result.access, result.refresh_token, result.user)
 
     @post(
         "/logout",

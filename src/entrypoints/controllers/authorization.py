@@ -2,11 +2,14 @@
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import JSONBody
 
 from application.errors import InvalidInput
+from application.use_cases.sessions import Principal
+from entrypoints.controllers.auth import token_response
+from entrypoints.dto.identity import TokenResponse
 from entrypoints.dto.orgs import (
     AcceptInvitationRequest,
     AuthzCheckRequest,
@@ -15,6 +18,7 @@ from entrypoints.dto.orgs import (
     MemberView,
     MyPermissions,
     PermissionSource,
+    SwitchOrgRequest,
 )
 from entrypoints.http.auth import provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
@@ -84,3 +88,23 @@ class AuthzController(Controller):
             org_role=str(membership.role),
             joined_at=membership.created_at,
         )
+
+    @post(
+        "/auth/switch-org",
+        status_code=200,
+        operation_id="switchOrg",
+        summary="Move the session to another org of the user's: new access token, new refresh cookie.",
+    )
+    async def switch_org(
+        self,
+        data: JSONBody[SwitchOrgRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Request[Any, Any, Any],
+    ) -> Response[TokenResponse]:
+        result = await container.authz.switch_org(principal, data.org_id, request_context(request))
+        moved = Principal(
+            principal.user_id, principal.session_id, data.org_id, principal.platform_role, principal.auth_time
+        )
+        profile = await container.identity.profile(moved)
+        return token_response(container, result.access, result.refresh_token, profile.user)
