@@ -34,6 +34,7 @@ from application.ports.rate_limiter import LimitDecision, RateLimit
 from application.ports.secret_box import SecretBoxError, SecretContext
 from application.ports.token_issuer import AccessClaims, InvalidToken, IssuedToken
 from application.ports.totp import TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS
+from application.ports.unit_of_work import RefreshContext
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.login import Login, LoginResult
 from application.use_cases.sessions import Principal
@@ -346,10 +347,28 @@ class FakeSessionRepository:
         token: RefreshToken | None = self.tx.get(REFRESH_TOKENS, token_hash)
         return token
 
-    async def get_refresh_token_with_session(self, token_hash: str) -> tuple[RefreshToken, Session] | None:
+    async def refresh_context(self, token_hash: str) -> RefreshContext | None:
         token = await self.get_refresh_token(token_hash)
         session = await self.get(token.session_id) if token is not None else None
-        return (token, session) if token is not None and session is not None else None
+        if token is None or session is None:
+            return None
+        user: User | None = self.tx.get(USERS, session.user_id)
+        org: Organisation | None = self.tx.get(ORGS, session.org_id)
+        if user is None or org is None:
+            return None
+        return RefreshContext(token, session, user, org)
+
+    async def rotate_refresh_token(
+        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
+    ) -> bool:
+        if not await self.claim_refresh_token(token_hash, now, successor_hash):
+            return False
+        await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
+        session = await self.get(session_id)
+        if session is not None:
+            session.last_used_at, session.idle_expires_at = now, idle_expires_at
+            await self.update(session)
+        return True
 
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         await self.tx.lock(REFRESH_TOKENS, token_hash)

@@ -31,7 +31,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping round trip per checkout (the hot paths are a few statements each);
+        # connections are recycled instead, and asyncpg drops broken ones on first use.
+        pool_pre_ping=False,
+        pool_recycle=300,
         connect_args={"timeout": 5},
     )
 

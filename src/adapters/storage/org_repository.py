@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +20,10 @@ def _to_org(row: Any) -> Organisation:
         status=OrgStatus(row.status),
         require_2fa=row.require_2fa,
     )
+
+
+def org_from_mapping(values: Mapping[str, Any]) -> Organisation:
+    return _to_org(SimpleNamespace(**values))
 
 
 class SqlOrgRepository:

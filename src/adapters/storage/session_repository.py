@@ -2,10 +2,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.storage.tables import refresh_tokens, sessions
+from adapters.storage.org_repository import org_from_mapping
+from adapters.storage.tables import organisations, refresh_tokens, sessions, users
+from adapters.storage.types import UTCDateTime
+from adapters.storage.user_repository import user_from_mapping
+from application.ports.unit_of_work import RefreshContext
 from domain.sessions import RefreshToken, Session
 
 _SESSION_FIELDS = (
@@ -116,28 +120,71 @@ class SqlSessionRepository:
             )
         )
 
-    async def get_refresh_token_with_session(self, token_hash: str) -> tuple[RefreshToken, Session] | None:
-        """One round trip for the two rows every refresh needs."""
+    async def refresh_context(self, token_hash: str) -> RefreshContext | None:
+        """Everything a refresh decides on -- token, session, user, org -- in one round trip."""
         query = (
-            select(refresh_tokens, sessions)
+            select(refresh_tokens, sessions, users, organisations)
             .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+            .join(users, users.c.id == sessions.c.user_id)
+            .join(organisations, organisations.c.id == sessions.c.org_id)
             .where(refresh_tokens.c.token_hash == token_hash)
         )
         row = (await self.connection.execute(query)).first()
         if row is None:
             return None
-        token = RefreshToken(
-            token_hash=row.token_hash,
-            session_id=row.session_id,
-            created_at=row.created_at,
-            rotated_at=row.rotated_at,
-            successor_hash=row.successor_hash,
-        )
         values = row._mapping
-        session = Session(
-            id=values[sessions.c.id], **{name: values[sessions.c[name]] for name in _SESSION_FIELDS}
+        token = RefreshToken(
+            token_hash=values[refresh_tokens.c.token_hash],
+            session_id=values[refresh_tokens.c.session_id],
+            created_at=values[refresh_tokens.c.created_at],
+            rotated_at=values[refresh_tokens.c.rotated_at],
+            successor_hash=values[refresh_tokens.c.successor_hash],
         )
-        return token, session
+        session = Session(id=values[sessions.c.id], **{n: values[sessions.c[n]] for n in _SESSION_FIELDS})
+        user = user_from_mapping({c.name: values[c] for c in users.c})
+        org = org_from_mapping({c.name: values[c] for c in organisations.c})
+        return RefreshContext(token, session, user, org)
+
+    async def rotate_refresh_token(
+        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
+    ) -> bool:
+        """Claims the live token, stores its successor and touches the session, atomically: of two
+        concurrent callers exactly one gets True. One statement on PostgreSQL."""
+        if self.connection.dialect.name == "postgresql":
+            claimed = (
+                update(refresh_tokens)
+                .where((refresh_tokens.c.token_hash == token_hash) & refresh_tokens.c.rotated_at.is_(None))
+                .values(rotated_at=now, successor_hash=successor_hash)
+                .returning(refresh_tokens.c.session_id)
+                .cte("claimed")
+            )
+            stored = (
+                insert(refresh_tokens)
+                .from_select(
+                    ["token_hash", "session_id", "created_at"],
+                    select(literal(successor_hash), claimed.c.session_id, literal(now, UTCDateTime)),
+                )
+                .returning(refresh_tokens.c.session_id)
+                .cte("stored")
+            )
+            touched = (
+                update(sessions)
+                .where(sessions.c.id.in_(select(stored.c.session_id)))
+                .values(last_used_at=now, idle_expires_at=idle_expires_at)
+                .returning(sessions.c.id)
+                .cte("touched")
+            )
+            result = await self.connection.execute(select(func.count()).select_from(touched))
+            return int(result.scalar_one()) == 1
+        if not await self.claim_refresh_token(token_hash, now, successor_hash):
+            return False
+        await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
+        await self.connection.execute(
+            update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(last_used_at=now, idle_expires_at=idle_expires_at)
+        )
+        return True
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)

@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +26,10 @@ def _to_user(row: Any) -> User:
         default_org_id=row.default_org_id,
         updated_at=row.updated_at,
     )
+
+
+def user_from_mapping(values: Mapping[str, Any]) -> User:
+    return _to_user(SimpleNamespace(**values))
 
 
 def _values(user: User) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Repositories and the unit of work: one transaction, rolled back unless committed."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -13,6 +14,14 @@ from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
 from domain.users import User
+
+
+@dataclass(frozen=True)
+class RefreshContext:
+    token: RefreshToken
+    session: Session
+    user: User
+    org: Organisation
 
 
 class UserRepository(Protocol):
@@ -66,9 +75,16 @@ class SessionRepository(Protocol):
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
 
-    async def get_refresh_token_with_session(
-        self, token_hash: str
-    ) -> tuple[RefreshToken, Session] | None: ...
+    async def refresh_context(self, token_hash: str) -> "RefreshContext | None":
+        """The token, its session, the session's user and org, read together."""
+        ...
+
+    async def rotate_refresh_token(
+        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
+    ) -> bool:
+        """Claim the live token, store its successor, touch the session -- atomically; of two
+        concurrent callers exactly one gets True."""
+        ...
 
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         """Atomically mark a live token rotated; exactly one concurrent caller gets True."""

@@ -42,31 +42,28 @@ class RefreshSession:
         presented = token_digest(raw_token)
         successor = successor_of(raw_token, deps.refresh_successor_key)
         async with deps.uow() as uow:
-            found = await uow.sessions.get_refresh_token_with_session(presented)
-            if found is None:
+            context = await uow.sessions.refresh_context(presented)
+            if context is None:
                 raise InvalidRefreshToken()
-            token, session = found
+            token, session, user, org = context.token, context.session, context.user, context.org
             if not session.is_live(now):
                 raise InvalidRefreshToken()
-            user = await uow.users.get(session.user_id)
-            org = await uow.orgs.get(session.org_id)
-            if user is None or user.is_suspended or org is None or org.is_disabled:
+            if user.is_suspended or org.is_disabled:
                 await uow.sessions.revoke(session.id, now, "account_or_org_inactive")
                 await uow.commit()
                 await revoke_in_store(deps, [session.id], session.absolute_expires_at)
                 raise InvalidRefreshToken()
-            if token.rotated_at is None and await uow.sessions.claim_refresh_token(
-                presented, now, token_digest(successor)
-            ):
-                await uow.sessions.add_refresh_token(RefreshToken(token_digest(successor), session.id, now))
-            else:
+            session.touched(now, deps.policy.session_idle)
+            rotated = token.rotated_at is None and await uow.sessions.rotate_refresh_token(
+                presented, token_digest(successor), session.id, now, session.idle_expires_at
+            )
+            if not rotated:
                 # Already rotated (earlier, or by a concurrent request that won the claim).
                 token = await uow.sessions.get_refresh_token(presented) or token
                 if not await self._within_grace(uow, token, successor, now):
                     await self._revoke_for_reuse(uow, session, ctx, now)
                     raise RefreshTokenReused()
-            session.touched(now, deps.policy.session_idle)
-            await uow.sessions.update(session)
+                await uow.sessions.update(session)
             await uow.commit()
         access = deps.tokens.issue(
             sub=user.id,

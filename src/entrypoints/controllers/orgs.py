@@ -8,7 +8,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from application.ports.audit_query import AuditFilter
 from domain.orgs import OrgRole
@@ -470,14 +470,14 @@ class OrgController(Controller):
         org_id: OrgId,
         principal: PrincipalDep,
         container: ContainerDep,
-        actor: Annotated[UUID | None, Parameter(query="actor")] = None,
-        action: Annotated[str | None, Parameter(query="action")] = None,
-        target_type: Annotated[str | None, Parameter(query="target_type")] = None,
-        target_id: Annotated[str | None, Parameter(query="target_id")] = None,
-        since: Annotated[datetime | None, Parameter(query="since")] = None,
-        until: Annotated[datetime | None, Parameter(query="until")] = None,
-        cursor: Annotated[str | None, Parameter(query="cursor")] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=200)] = 50,
+        actor: FromQuery[UUID | None] = None,
+        action: FromQuery[str | None] = None,
+        target_type: FromQuery[str | None] = None,
+        target_id: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> AuditList:
         page = await container.authz.list_audit(
             principal, org_id, AuditFilter(actor, action, target_type, target_id, since, until), cursor, limit
