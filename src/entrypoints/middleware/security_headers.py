@@ -27,6 +27,13 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
+                if (
+                    b"access-control-allow-credentials" in present
+                    and b"access-control-allow-origin" not in present
+                ):
+                    # Litestar's CORS adds it for any Origin; without an allowed origin it means nothing
+                    # and must not suggest to anyone that credentials are welcome.
+                    headers = [h for h in headers if h[0].lower() != b"access-control-allow-credentials"]
                 headers.extend(h for h in self.headers if h[0] not in present)
                 # Tokens and personal data must never land in a shared or browser cache; a
                 # handler that serves something cacheable (JWKS) says so explicitly.
