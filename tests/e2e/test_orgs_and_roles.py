@@ -784,6 +784,11 @@ async def test_org_audit_needs_audit_log_read_filters_and_pages_newest_first(ser
         url, params={"target_type": "user", "target_id": bob.user_id}, headers=alice.headers
     )
     assert [e["action"] for e in r.json()["entries"]] == ["member.joined"]
+    newest = everything[0]["occurred_at"]
+    r = await service.client.get(url, params={"since": newest}, headers=alice.headers)
+    assert r.json()["entries"] and all(e["occurred_at"] >= newest for e in r.json()["entries"])
+    r = await service.client.get(url, params={"until": everything[-1]["occurred_at"]}, headers=alice.headers)
+    assert r.json()["entries"] == []
     r = await service.client.get(url, params={"cursor": "not-a-cursor"}, headers=alice.headers)
     assert r.status_code == 400, r.text
 
