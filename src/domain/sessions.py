@@ -39,6 +39,11 @@ class RefreshToken:
     successor_hash: str | None = None
 
 
+# Marks refresh tokens retired by an org switch (no successor of their own): presenting one soon
+# after is a tab that raced the switch, not a thief.
+RETIRED_BY_SWITCH = "retired:org-switch"
+
+
 def token_digest(raw_token: str) -> str:
     """Refresh and one-time tokens are stored only as their SHA-256 (they carry 256 random bits,
     so a fast hash is enough: there is nothing to brute-force)."""

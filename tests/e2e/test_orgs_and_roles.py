@@ -2,10 +2,12 @@
 org disabling, end to end through the HTTP app on both backends (PostgreSQL as the unprivileged
 service role, so row-level security is live)."""
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
+from uuid import UUID
 
 import httpx
 import jwt
@@ -13,6 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from adapters.storage.tables import audit_events, users
+from application.identity import RequestContext
+from application.use_cases.org_members import LastAdministrator
+from domain.orgs import OrgRole
 from domain.permissions import (
     CATALOG,
     SYSTEM_ROLE_IDS,
@@ -288,13 +293,14 @@ async def test_switching_org_moves_the_token_the_profile_and_the_refresh_session
     r = await me(service.client, moved.access)
     assert r.json()["current_org"]["id"] == org_id
 
-    # The refresh chain restarted in the new org: the new cookie refreshes into it...
+    # The cookie from before the switch is dead. A tab that raced the switch is refused without
+    # ending the session...
+    r = await refresh(service.client, alice.refresh)
+    assert r.status_code == 401 and r.json()["code"] == "invalid_refresh_token", r.text
+    # ...and the new cookie refreshes, in the new org.
     r = await refresh(service.client, moved.refresh)
     assert r.status_code == 200, r.text
     assert claims(r.json()["access_token"])["org"] == org_id
-    # ...and the cookie from before the switch is dead (presenting it counts as reuse).
-    r = await refresh(service.client, alice.refresh)
-    assert r.status_code == 401, r.text
 
 
 # -- invitations and members -----------------------------------------------------------------------
@@ -840,3 +846,33 @@ async def test_disabling_an_org_ends_member_sessions_on_the_next_request_and_ena
     assert (await refresh(service.client, bob.refresh)).status_code == 401
     [event] = [d for d in await audit_details(service, "org.disabled") if str(d["org_id"]) == org_id]
     assert event["details"]["before"] == {"status": "active"} and event["details"]["sessions_revoked"] == 2
+
+
+async def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
+    service: Service,
+) -> None:
+    from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
+
+    admin_role = str(SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR])
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    bob = await join(service, alice, await new_user(service, "bob"), "administrator", [admin_role])
+
+    async def demote(actor: Actor, target: Actor) -> str:
+        # Straight to the use case, both at once: the guards' own reads would only space them out.
+        principal = await service.container.identity.authenticate(actor.access)
+        try:
+            await service.container.authz.change_member_role(
+                principal, UUID(org_id), UUID(target.user_id), OrgRole.MEMBER, RequestContext()
+            )
+        except LastAdministrator:
+            return "refused"
+        return "demoted"
+
+    outcomes = await asyncio.gather(demote(alice, bob), demote(bob, alice))
+    # The org row is locked while administrators are counted: exactly one demotion wins.
+    assert sorted(outcomes) == ["demoted", "refused"], outcomes
+    winner = alice if outcomes[0] == "demoted" else bob
+    r = await service.client.get(f"/api/v1/orgs/{org_id}/members", headers=winner.headers)
+    assert r.status_code == 200, r.text
+    assert [m["org_role"] for m in r.json()["members"]].count("administrator") == 1

@@ -250,6 +250,9 @@ class FakeOrgRepository:
     async def add(self, org: Organisation) -> None:
         await _insert(self.tx, ORGS, org.id, org)
 
+    async def lock(self, org_id: UUID) -> None:
+        await self.tx.lock(ORGS, org_id)
+
     async def get(self, org_id: UUID) -> Organisation | None:
         org: Organisation | None = self.tx.get(ORGS, org_id)
         return org

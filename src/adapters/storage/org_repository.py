@@ -43,6 +43,14 @@ class SqlOrgRepository:
             )
         )
 
+    async def lock(self, org_id: UUID) -> None:
+        """Serialises changes that count the org's members (the last-administrator rule). SQLite
+        already holds the write lock from BEGIN IMMEDIATE."""
+        if self.connection.dialect.name == "postgresql":
+            await self.connection.execute(
+                select(organisations.c.id).where(organisations.c.id == org_id).with_for_update()
+            )
+
     async def get(self, org_id: UUID) -> Organisation | None:
         query = select(organisations).where(organisations.c.id == org_id)
         row = (await self.connection.execute(query)).first()

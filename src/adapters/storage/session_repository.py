@@ -10,7 +10,7 @@ from adapters.storage.tables import organisations, refresh_tokens, sessions, use
 from adapters.storage.types import UTCDateTime
 from adapters.storage.user_repository import user_from_mapping
 from application.ports.unit_of_work import RefreshContext
-from domain.sessions import RefreshToken, Session
+from domain.sessions import RETIRED_BY_SWITCH, RefreshToken, Session
 
 _SESSION_FIELDS = (
     "user_id",
@@ -106,7 +106,7 @@ class SqlSessionRepository:
         await self.connection.execute(
             update(refresh_tokens)
             .where((refresh_tokens.c.session_id == session_id) & refresh_tokens.c.rotated_at.is_(None))
-            .values(rotated_at=now)
+            .values(rotated_at=now, successor_hash=RETIRED_BY_SWITCH)
         )
 
     async def add_refresh_token(self, token: RefreshToken) -> None:

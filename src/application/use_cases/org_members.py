@@ -171,6 +171,7 @@ class ChangeMemberRole(MembersUseCase):
     ) -> Membership:
         same_org(principal, org_id)
         async with self.deps.identity.uow() as uow:
+            await uow.orgs.lock(org_id)  # two admins demoting each other must not leave none
             membership = await uow.authz.membership(org_id, user_id)
             if membership is None:
                 raise NotFound("No such member.")
@@ -211,6 +212,7 @@ class RemoveMember(MembersUseCase):
         identity = self.deps.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await uow.orgs.lock(org_id)
             membership = await uow.authz.membership(org_id, user_id)
             if membership is None:
                 raise NotFound("No such member.")

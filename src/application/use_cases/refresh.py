@@ -8,7 +8,7 @@ from application.identity import IdentityDeps, RequestContext
 from application.ports.token_issuer import IssuedToken
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.session_tokens import revoke_in_store, successor_of
-from domain.sessions import RefreshToken, Session, token_digest
+from domain.sessions import RETIRED_BY_SWITCH, RefreshToken, Session, token_digest
 from domain.users import User
 
 
@@ -60,6 +60,8 @@ class RefreshSession:
             if not rotated:
                 # Already rotated (earlier, or by a concurrent request that won the claim).
                 token = await uow.sessions.get_refresh_token(presented) or token
+                if self._raced_an_org_switch(token, now):
+                    raise InvalidRefreshToken()
                 if not await self._within_grace(uow, token, successor, now):
                     await self._revoke_for_reuse(uow, session, ctx, now)
                     raise RefreshTokenReused()
@@ -73,6 +75,15 @@ class RefreshSession:
             auth_time=session.auth_time,
         )
         return RefreshResult(access, successor, session, user)
+
+    def _raced_an_org_switch(self, token: RefreshToken, now: datetime) -> bool:
+        """A tab refreshing with the cookie an org switch just replaced is refused, but the session
+        lives on; after the grace period the usual reuse rule applies."""
+        return (
+            token.successor_hash == RETIRED_BY_SWITCH
+            and token.rotated_at is not None
+            and now - token.rotated_at <= self.deps.policy.refresh_grace
+        )
 
     async def _within_grace(
         self, uow: UnitOfWork, token: RefreshToken, successor: str, now: datetime
