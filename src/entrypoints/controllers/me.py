@@ -15,7 +15,7 @@ from entrypoints.dto.identity import (
     SessionsResponse,
     SessionView,
 )
-from entrypoints.http.auth import provide_principal
+from entrypoints.http.auth import authenticated, container_of, provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.request_context import request_context
 
@@ -26,8 +26,10 @@ class MeController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("", operation_id="getMe")
-    async def me(self, principal: PrincipalDep, container: ContainerDep) -> MeResponse:
-        profile = await container.identity.profile(principal)
+    async def me(self, request: Request[Any, Any, Any]) -> MeResponse:
+        # Called on every SPA page: resolved by hand rather than by dependency injection.
+        container = container_of(request)
+        profile = await container.identity.profile(await authenticated(request, container))
         return MeResponse(
             user=user_view(profile.user),
             current_org=org_view(profile.current_org),

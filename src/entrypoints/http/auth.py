@@ -37,6 +37,12 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], containe
     return principal
 
 
+def container_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Container:
+    """The composition root's container, without a dependency-injection round (hot paths)."""
+    container: Container = connection.app.state["container"]
+    return container
+
+
 async def provide_principal(request: Request[Any, Any, Any], container: ContainerDep) -> Principal:
     return await authenticated(request, container)
 
