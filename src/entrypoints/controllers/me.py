@@ -3,10 +3,12 @@
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, post
+import msgspec
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 
+from application.use_cases.profile import Profile
 from entrypoints.controllers.identity_views import org_view, user_view
 from entrypoints.dto.identity import (
     ChangePasswordRequest,
@@ -19,6 +21,10 @@ from entrypoints.http.auth import authenticated, container_of, provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.request_context import request_context
 
+# (user, org) -> (the profile object it was encoded from, its JSON); bounded by a blunt clear.
+_encoded_profiles: dict[tuple[UUID, UUID], tuple[Profile, bytes]] = {}
+_ENCODED_PROFILES_MAX = 50_000
+
 
 class MeController(Controller):
     path = "/api/v1/me"
@@ -26,18 +32,30 @@ class MeController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("", operation_id="getMe")
-    async def me(self, request: Request[Any, Any, Any]) -> MeResponse:
-        # Called on every SPA page: resolved by hand rather than by dependency injection.
+    async def me(self, request: Request[Any, Any, Any]) -> Response[MeResponse]:
+        # Called on every SPA page: resolved by hand rather than by dependency injection, and the
+        # encoded body is reused for as long as the worker's profile cache returns the same profile.
         container = container_of(request)
-        profile = await container.identity.profile(await authenticated(request, container))
-        return MeResponse(
-            user=user_view(profile.user),
-            current_org=org_view(profile.current_org),
-            platform_role=str(profile.user.platform_role),
-            memberships=[
-                MembershipView(org=org_view(org), role=str(m.role)) for m, org in profile.memberships
-            ],
-        )
+        principal = await authenticated(request, container)
+        profile = await container.identity.profile(principal)
+        key = (principal.user_id, principal.org_id)
+        known = _encoded_profiles.get(key)
+        if known is None or known[0] is not profile:
+            body = msgspec.json.encode(
+                MeResponse(
+                    user=user_view(profile.user),
+                    current_org=org_view(profile.current_org),
+                    platform_role=str(profile.user.platform_role),
+                    memberships=[
+                        MembershipView(org=org_view(org), role=str(m.role)) for m, org in profile.memberships
+                    ],
+                )
+            )
+            if len(_encoded_profiles) >= _ENCODED_PROFILES_MAX:
+                _encoded_profiles.clear()
+            known = _encoded_profiles[key] = (profile, body)
+        encoded: Response[Any] = Response(content=known[1], media_type=MediaType.JSON)
+        return encoded
 
     @get("/sessions", operation_id="listSessions")
     async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:
