@@ -4,6 +4,8 @@ Nothing else constructs adapters; tests call `build_container` with their own se
 import hashlib
 import hmac
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -227,6 +229,7 @@ class Container:
     clock: Clock
     probe: DependencyProbe
     hasher: Argon2PasswordHasher
+    argon2_pool: ThreadPoolExecutor
     tokens: EdDsaJwtIssuer
     identity: IdentityApi
     authz: AuthzApi
@@ -244,6 +247,7 @@ class Container:
             await self.redis.aclose()
         await self.engine.dispose()
         self.hasher.close()
+        self.argon2_pool.shutdown(wait=False)
 
 
 def build_redis(settings: Settings) -> aioredis.Redis | None:
@@ -291,8 +295,10 @@ def build_container(
         limiter = InProcessSlidingWindowLimiter()
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
+    argon2_pool = ThreadPoolExecutor(max_workers=argon2_threads(settings), thread_name_prefix="argon2")
     hasher = Argon2PasswordHasher(
         key_provider,
+        executor=argon2_pool,
         time_cost=settings.argon2_time_cost,
         memory_cost_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
@@ -334,6 +340,7 @@ def build_container(
         clock=clock,
         probe=DependencyProbe(engine, redis),
         hasher=hasher,
+        argon2_pool=argon2_pool,
         tokens=tokens,
         identity=IdentityApi.wire(deps),
         authz=AuthzApi.wire(
@@ -341,6 +348,14 @@ def build_container(
         ),
         versions=versions,
     )
+
+
+def argon2_threads(settings: Settings) -> int:
+    """Hashes in flight per worker. Every worker hashing on every core oversubscribes the CPU
+    (and its memory bandwidth, 46 MiB a hash): by default the cores are shared out."""
+    if settings.argon2_threads:
+        return settings.argon2_threads
+    return max(1, (os.cpu_count() or 1) // settings.effective_workers)
 
 
 def _derived_key(keys: LocalKeyProvider, label: bytes) -> bytes:

@@ -106,6 +106,12 @@ class Settings:
     argon2_memory_kib: int = field(
         default=46 * 1024, metadata=_doc("argon2id memory per hash in KiB (floor 19456).")
     )
+    argon2_threads: int = field(
+        default=0,
+        metadata=_doc(
+            "Password hashes in flight per worker. 0: the machine's cores shared out among the workers."
+        ),
+    )
     argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes (floor 1)."))
     password_min_length: int = field(
         default=15, metadata=_doc("Shortest password accepted, in code points (never below 8).")
