@@ -27,7 +27,9 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], container: Container) -> Principal:
-    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state = connection.scope.get("state")  # set by RequestContextMiddleware on every request
+    if state is None:
+        state = connection.scope["state"] = {}  # type: ignore[typeddict-unknown-key]
     known = state.get("principal")
     if isinstance(known, Principal):
         return known
