@@ -4,9 +4,11 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar import Controller, MediaType, Request, delete, get, post
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
+from litestar.response.base import ASGIResponse
 
 from application.use_cases.profile import Profile
 from entrypoints.controllers.identity_views import org_view, user_view
@@ -31,8 +33,12 @@ class MeController(Controller):
     tags = ["me"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("", operation_id="getMe")
-    async def me(self, request: Request[Any, Any, Any]) -> Response[MeResponse]:
+    @get(
+        "",
+        operation_id="getMe",
+        responses={200: ResponseSpec(MeResponse, description="The caller's profile")},
+    )
+    async def me(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         # Called on every SPA page: resolved by hand rather than by dependency injection, and the
         # encoded body is reused for as long as the worker's profile cache returns the same profile.
         container = container_of(request)
@@ -54,8 +60,8 @@ class MeController(Controller):
             if len(_encoded_profiles) >= _ENCODED_PROFILES_MAX:
                 _encoded_profiles.clear()
             known = _encoded_profiles[key] = (profile, body)
-        encoded: Response[Any] = Response(content=known[1], media_type=MediaType.JSON)
-        return encoded
+        # Already-encoded bytes go out as they are, without Litestar's response conversion.
+        return ASGIResponse(body=known[1], media_type=MediaType.JSON)
 
     @get("/sessions", operation_id="listSessions")
     async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:
