@@ -9,7 +9,7 @@ from application.errors import Conflict, InvalidInput
 from application.identity import IdentityDeps, RequestContext
 from application.ports.mailer import MailMessage
 from application.ports.unit_of_work import UnitOfWork
-from application.use_cases.session_tokens import enforce_limits, new_secret_token, tiers
+from application.use_cases.session_tokens import enforce_limits, limit_mail_requests, new_secret_token, tiers
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation, OrgRole
 from domain.password_policy import check_password
@@ -200,12 +200,7 @@ class ResendVerification:
     async def __call__(self, email: str, ctx: RequestContext) -> None:
         deps = self.deps
         address = normalise_email(email)
-        await enforce_limits(
-            deps,
-            ctx,
-            tiers("mail-ip", ctx.ip, deps.policy.mail_per_ip)
-            + tiers("mail-address", address, deps.policy.mail_per_address),
-        )
+        await limit_mail_requests(deps, ctx, address)
         async with deps.uow() as uow:
             user = await uow.users.get_by_email(address)
             if user is None or user.is_verified:

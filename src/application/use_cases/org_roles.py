@@ -1,7 +1,10 @@
 """Roles (system and custom) and who holds them, directly or through groups."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from application.authorization import AuthzDeps, PermissionResolver, same_org
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -56,6 +59,47 @@ class AccessUseCase:
     @property
     def resolver(self) -> PermissionResolver:
         return PermissionResolver(self.deps)
+
+    async def _link(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        ctx: RequestContext,
+        *,
+        add: bool,
+        check: Callable[[UnitOfWork], Awaitable[dict[str, Any]]],
+        apply: Callable[[UnitOfWork, datetime], Awaitable[bool]],
+        missing: str,
+        action: str,
+        target: tuple[str, uuid.UUID],
+    ) -> None:
+        """Adds or removes one link (member-role, group-member, group-role): both sides must exist
+        in the org; a change bumps the org's authorization version, is audited with before/after,
+        and is published so every worker's cached permissions drop at once."""
+        same_org(principal, org_id)
+        now = self.deps.identity.clock.now()
+        async with self.deps.identity.uow() as uow:
+            details = await check(uow)
+            changed = await apply(uow, now)
+            if not changed and not add:
+                raise NotFound(missing)
+            if not changed:
+                return  # already there: nothing to do
+            version = await uow.authz.bump_version(org_id)
+            await uow.audit.append(
+                ctx.event(
+                    action,
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type=target[0],
+                    target_id=target[1],
+                    before={"linked": not add},
+                    after={"linked": add},
+                    **details,
+                )
+            )
+            await uow.commit()
+        await self.resolver.published(org_id, version)
 
 
 class ListRoles(AccessUseCase):
@@ -188,35 +232,27 @@ class SetMemberRole(AccessUseCase):
         assign: bool,
         ctx: RequestContext,
     ) -> None:
-        same_org(principal, org_id)
-        now = self.deps.identity.clock.now()
-        async with self.deps.identity.uow() as uow:
+        async def check(uow: UnitOfWork) -> dict[str, Any]:
             await _member_in_org(uow, org_id, user_id)
             role = await _role_in_org(uow, org_id, role_id)
+            return {"role_id": role_id, "role_name": role.name}
+
+        async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if assign:
-                changed = await uow.authz.assign_member_role(org_id, user_id, role_id, now)
-            else:
-                changed = await uow.authz.unassign_member_role(org_id, user_id, role_id)
-                if not changed:
-                    raise NotFound("That member does not hold this role.")
-            if not changed:
-                return
-            version = await uow.authz.bump_version(org_id)
-            await uow.audit.append(
-                ctx.event(
-                    "member.role_assigned" if assign else "member.role_removed",
-                    actor=principal.user_id,
-                    org=org_id,
-                    target_type="user",
-                    target_id=user_id,
-                    role_id=role_id,
-                    role_name=role.name,
-                    before={"holds": not assign},
-                    after={"holds": assign},
-                )
-            )
-            await uow.commit()
-        await self.resolver.published(org_id, version)
+                return await uow.authz.assign_member_role(org_id, user_id, role_id, now)
+            return await uow.authz.unassign_member_role(org_id, user_id, role_id)
+
+        await self._link(
+            principal,
+            org_id,
+            ctx,
+            add=assign,
+            check=check,
+            apply=apply,
+            missing="That member does not hold this role.",
+            action="member.role_assigned" if assign else "member.role_removed",
+            target=("user", user_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -352,34 +388,27 @@ class SetGroupMember(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        same_org(principal, org_id)
-        now = self.deps.identity.clock.now()
-        async with self.deps.identity.uow() as uow:
+        async def check(uow: UnitOfWork) -> dict[str, Any]:
             await _group_in_org(uow, org_id, group_id)
             await _member_in_org(uow, org_id, user_id)
+            return {"user_id": user_id}
+
+        async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
-                changed = await uow.authz.add_group_member(org_id, group_id, user_id, now)
-            else:
-                changed = await uow.authz.remove_group_member(org_id, group_id, user_id)
-                if not changed:
-                    raise NotFound("That user is not in this group.")
-            if not changed:
-                return
-            version = await uow.authz.bump_version(org_id)
-            await uow.audit.append(
-                ctx.event(
-                    "group.member_added" if add else "group.member_removed",
-                    actor=principal.user_id,
-                    org=org_id,
-                    target_type="group",
-                    target_id=group_id,
-                    user_id=user_id,
-                    before={"member": not add},
-                    after={"member": add},
-                )
-            )
-            await uow.commit()
-        await self.resolver.published(org_id, version)
+                return await uow.authz.add_group_member(org_id, group_id, user_id, now)
+            return await uow.authz.remove_group_member(org_id, group_id, user_id)
+
+        await self._link(
+            principal,
+            org_id,
+            ctx,
+            add=add,
+            check=check,
+            apply=apply,
+            missing="That user is not in this group.",
+            action="group.member_added" if add else "group.member_removed",
+            target=("group", group_id),
+        )
 
 
 class SetGroupRole(AccessUseCase):
@@ -392,32 +421,24 @@ class SetGroupRole(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        same_org(principal, org_id)
-        now = self.deps.identity.clock.now()
-        async with self.deps.identity.uow() as uow:
+        async def check(uow: UnitOfWork) -> dict[str, Any]:
             await _group_in_org(uow, org_id, group_id)
             role = await _role_in_org(uow, org_id, role_id)
+            return {"role_id": role_id, "role_name": role.name}
+
+        async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
-                changed = await uow.authz.add_group_role(org_id, group_id, role_id, now)
-            else:
-                changed = await uow.authz.remove_group_role(org_id, group_id, role_id)
-                if not changed:
-                    raise NotFound("This group does not hold that role.")
-            if not changed:
-                return
-            version = await uow.authz.bump_version(org_id)
-            await uow.audit.append(
-                ctx.event(
-                    "group.role_added" if add else "group.role_removed",
-                    actor=principal.user_id,
-                    org=org_id,
-                    target_type="group",
-                    target_id=group_id,
-                    role_id=role_id,
-                    role_name=role.name,
-                    before={"holds": not add},
-                    after={"holds": add},
-                )
-            )
-            await uow.commit()
-        await self.resolver.published(org_id, version)
+                return await uow.authz.add_group_role(org_id, group_id, role_id, now)
+            return await uow.authz.remove_group_role(org_id, group_id, role_id)
+
+        await self._link(
+            principal,
+            org_id,
+            ctx,
+            add=add,
+            check=check,
+            apply=apply,
+            missing="This group does not hold that role.",
+            action="group.role_added" if add else "group.role_removed",
+            target=("group", group_id),
+        )

@@ -7,7 +7,7 @@ from application.errors import InvalidInput, NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.mailer import MailMessage
 from application.use_cases.accounts import enforce_password_policy, issue_one_time_token, send_mail
-from application.use_cases.session_tokens import enforce_limits, revoke_in_store, tiers
+from application.use_cases.session_tokens import enforce_limits, limit_mail_requests, revoke_in_store, tiers
 from application.use_cases.sessions import Principal
 from domain.one_time_tokens import TokenPurpose
 from domain.sessions import token_digest
@@ -79,12 +79,7 @@ class ForgotPassword:
     async def __call__(self, email: str, ctx: RequestContext) -> None:
         deps = self.deps
         address = normalise_email(email)
-        await enforce_limits(
-            deps,
-            ctx,
-            tiers("mail-ip", ctx.ip, deps.policy.mail_per_ip)
-            + tiers("mail-address", address, deps.policy.mail_per_address),
-        )
+        await limit_mail_requests(deps, ctx, address)
         async with deps.uow() as uow:
             user = await uow.users.get_by_email(address)
             if user is None or user.is_suspended:

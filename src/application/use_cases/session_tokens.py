@@ -44,6 +44,16 @@ def tiers(name: str, subject: object, limits: Iterable[RateLimit]) -> list[tuple
     return [(f"{name}:{limit.window_seconds:g}:{subject}", limit) for limit in limits]
 
 
+async def limit_mail_requests(deps: IdentityDeps, ctx: RequestContext, address: str) -> None:
+    """Anything that mails a link (resend, forgot) shares one budget per IP and per address."""
+    await enforce_limits(
+        deps,
+        ctx,
+        tiers("mail-ip", ctx.ip, deps.policy.mail_per_ip)
+        + tiers("mail-address", address, deps.policy.mail_per_address),
+    )
+
+
 async def enforce_limits(
     deps: IdentityDeps, ctx: RequestContext, checks: Iterable[tuple[str, RateLimit]]
 ) -> None:
