@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -291,10 +291,13 @@ class FakeSessionRepository:
         session: Session | None = self.tx.get(SESSIONS, session_id)
         return session
 
-    async def update(self, session: Session) -> None:
-        await self.tx.lock(SESSIONS, session.id)
-        if self.tx.get(SESSIONS, session.id) is not None:
-            self.tx.put(SESSIONS, session.id, session)
+    async def amend(self, session_id: UUID, **changes: Any) -> bool:
+        await self.tx.lock(SESSIONS, session_id)
+        current: Session | None = self.tx.get(SESSIONS, session_id)
+        if current is None or current.revoked_at is not None:
+            return False
+        self.tx.put(SESSIONS, session_id, replace(current, **changes))
+        return True
 
     async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]:
         live = [s for s in self.tx.rows(SESSIONS) if s.user_id == user_id and s.is_live(now)]
@@ -367,11 +370,7 @@ class FakeSessionRepository:
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
             return False
         await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
-        session = await self.get(session_id)
-        if session is not None:
-            session.last_used_at, session.idle_expires_at = now, idle_expires_at
-            await self.update(session)
-        return True
+        return await self.amend(session_id, last_used_at=now, idle_expires_at=idle_expires_at)
 
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         await self.tx.lock(REFRESH_TOKENS, token_hash)

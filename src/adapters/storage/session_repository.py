@@ -56,6 +56,8 @@ def _rotation_statement() -> Any:
         .where(
             (refresh_tokens.c.token_hash == bindparam("presented_hash"))
             & refresh_tokens.c.rotated_at.is_(None)
+            # A revocation committed since the context was read wins: nothing is claimed.
+            & refresh_tokens.c.session_id.in_(select(sessions.c.id).where(sessions.c.revoked_at.is_(None)))
         )
         .values(rotated_at=bindparam("at", type_=UTCDateTime), successor_hash=bindparam("next_hash"))
         .returning(refresh_tokens.c.session_id)
@@ -102,9 +104,18 @@ class SqlSessionRepository:
         row = (await self.connection.execute(select(sessions).where(sessions.c.id == session_id))).first()
         return _to_session(row) if row else None
 
-    async def update(self, session: Session) -> None:
-        values = {name: getattr(session, name) for name in _SESSION_FIELDS}
-        await self.connection.execute(update(sessions).where(sessions.c.id == session.id).values(**values))
+    async def amend(self, session_id: UUID, **changes: Any) -> bool:
+        """Changes only the named fields, and only while the session is not revoked: a revocation
+        committed meanwhile is never written over (False then)."""
+        unknown = set(changes) - {"last_used_at", "idle_expires_at", "auth_time", "org_id"}
+        if unknown:
+            raise ValueError(f"sessions cannot amend {sorted(unknown)}")
+        result = await self.connection.execute(
+            update(sessions)
+            .where((sessions.c.id == session_id) & sessions.c.revoked_at.is_(None))
+            .values(**changes)
+        )
+        return result.rowcount == 1
 
     async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]:
         query = (
@@ -208,12 +219,7 @@ class SqlSessionRepository:
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
             return False
         await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
-        await self.connection.execute(
-            update(sessions)
-            .where(sessions.c.id == session_id)
-            .values(last_used_at=now, idle_expires_at=idle_expires_at)
-        )
-        return True
+        return await self.amend(session_id, last_used_at=now, idle_expires_at=idle_expires_at)
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
@@ -233,7 +239,13 @@ class SqlSessionRepository:
         # row lock, then re-evaluates `rotated_at IS NULL` and updates nothing.
         result = await self.connection.execute(
             update(refresh_tokens)
-            .where((refresh_tokens.c.token_hash == token_hash) & refresh_tokens.c.rotated_at.is_(None))
+            .where(
+                (refresh_tokens.c.token_hash == token_hash)
+                & refresh_tokens.c.rotated_at.is_(None)
+                & refresh_tokens.c.session_id.in_(
+                    select(sessions.c.id).where(sessions.c.revoked_at.is_(None))
+                )
+            )
             .values(rotated_at=now, successor_hash=successor_hash)
         )
         return result.rowcount == 1

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 from uuid import UUID
 
 from application.ports.audit import AuditSink
@@ -55,7 +55,10 @@ class SessionRepository(Protocol):
 
     async def get(self, session_id: UUID) -> Session | None: ...
 
-    async def update(self, session: Session) -> None: ...
+    async def amend(self, session_id: UUID, **changes: Any) -> bool:
+        """Change only the named fields (last_used_at, idle_expires_at, auth_time, org_id), and only
+        while the session is not revoked; False when it was revoked meanwhile."""
+        ...
 
     async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]: ...
 

@@ -139,7 +139,11 @@ class SwitchOrg(OrgUseCase):
             before = session.org_id
             session.org_id = org_id
             session.touched(now, identity.policy.session_idle)
-            await uow.sessions.update(session)
+            moved = await uow.sessions.amend(
+                session.id, org_id=org_id, last_used_at=now, idle_expires_at=session.idle_expires_at
+            )
+            if not moved:
+                raise NotFound("No such session.")
             await uow.sessions.retire_refresh_tokens(session.id, now)
             raw = new_secret_token()
             await uow.sessions.add_refresh_token(RefreshToken(token_digest(raw), session.id, now))

@@ -58,14 +58,20 @@ class RefreshSession:
                 presented, token_digest(successor), session.id, now, session.idle_expires_at
             )
             if not rotated:
-                # Already rotated (earlier, or by a concurrent request that won the claim).
                 token = await uow.sessions.get_refresh_token(presented) or token
+                if token.rotated_at is None:
+                    raise InvalidRefreshToken()  # the session was revoked while we read it
+                # Already rotated (earlier, or by a concurrent request that won the claim).
                 if self._raced_an_org_switch(token, now):
                     raise InvalidRefreshToken()
                 if not await self._within_grace(uow, token, successor, now):
                     await self._revoke_for_reuse(uow, session, ctx, now)
                     raise RefreshTokenReused()
-                await uow.sessions.update(session)
+                touched = await uow.sessions.amend(
+                    session.id, last_used_at=session.last_used_at, idle_expires_at=session.idle_expires_at
+                )
+                if not touched:
+                    raise InvalidRefreshToken()
             await uow.commit()
         access = deps.tokens.issue(
             sub=user.id,

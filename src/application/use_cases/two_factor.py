@@ -431,10 +431,12 @@ class Reauthenticate:
                     await uow.commit()
                     raise InvalidMfaCode()
             session = await uow.sessions.get(principal.session_id)
-            if session is None or not session.is_live(now):
+            if (
+                session is None
+                or not session.is_live(now)
+                or not await uow.sessions.amend(session.id, auth_time=now)
+            ):
                 raise NotAuthenticated()
-            session.auth_time = now
-            await uow.sessions.update(session)
             await uow.audit.append(
                 ctx.event(
                     "reauth.success",

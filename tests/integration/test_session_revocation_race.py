@@ -1,0 +1,86 @@
+"""A revocation committed while a refresh, re-authentication or org switch is in flight is never
+written over: the storage refuses to touch a revoked session (both backends)."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.storage.unit_of_work import SqlUnitOfWork
+from domain.orgs import Membership, Organisation, OrgRole
+from domain.sessions import RefreshToken, Session, token_digest
+from domain.users import User
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+async def seed(engine: AsyncEngine) -> tuple[Session, str]:
+    org = Organisation(id=uuid.uuid4(), name="Desk", created_at=NOW)
+    user = User(
+        id=uuid.uuid4(),
+        email=f"{uuid.uuid4().hex[:8]}@example.com",
+        display_name="T",
+        password_hash="x",
+        pepper_version="p",
+        created_at=NOW,
+        default_org_id=org.id,
+        email_verified_at=NOW,
+    )
+    session = Session(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        org_id=org.id,
+        created_at=NOW,
+        last_used_at=NOW,
+        auth_time=NOW,
+        idle_expires_at=NOW + timedelta(days=7),
+        absolute_expires_at=NOW + timedelta(days=30),
+    )
+    raw = uuid.uuid4().hex
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.orgs.add(org)
+        await uow.users.add(user)
+        await uow.orgs.add_membership(Membership(org.id, user.id, OrgRole.ADMINISTRATOR, NOW))
+        await uow.sessions.add(session)
+        await uow.sessions.add_refresh_token(RefreshToken(token_digest(raw), session.id, NOW))
+        await uow.commit()
+    return session, raw
+
+
+async def revoke(engine: AsyncEngine, session_id: uuid.UUID) -> None:
+    async with SqlUnitOfWork(engine) as uow:
+        assert await uow.sessions.revoke(session_id, NOW, "logout")
+        await uow.commit()
+
+
+async def test_a_rotation_after_a_concurrent_revocation_claims_nothing(engine: AsyncEngine) -> None:
+    session, raw = await seed(engine)
+    async with SqlUnitOfWork(engine) as uow:
+        context = await uow.sessions.refresh_context(token_digest(raw))
+        assert context is not None and context.session.revoked_at is None
+    await revoke(engine, session.id)  # lands between the refresh's read and its write
+    async with SqlUnitOfWork(engine) as uow:
+        rotated = await uow.sessions.rotate_refresh_token(
+            token_digest(raw), token_digest("next"), session.id, NOW, NOW + timedelta(days=7)
+        )
+        await uow.commit()
+    assert rotated is False
+    async with SqlUnitOfWork(engine) as uow:
+        stored = await uow.sessions.get(session.id)
+        token = await uow.sessions.get_refresh_token(token_digest(raw))
+    assert stored is not None and stored.revoked_at is not None
+    assert token is not None and token.rotated_at is None
+    async with SqlUnitOfWork(engine) as uow:
+        assert await uow.sessions.get_refresh_token(token_digest("next")) is None  # no successor
+
+
+async def test_amending_a_revoked_session_changes_nothing_and_says_so(engine: AsyncEngine) -> None:
+    session, _ = await seed(engine)
+    await revoke(engine, session.id)
+    async with SqlUnitOfWork(engine) as uow:
+        assert not await uow.sessions.amend(session.id, auth_time=NOW + timedelta(hours=1))
+        assert not await uow.sessions.amend(session.id, last_used_at=NOW + timedelta(hours=1))
+        await uow.commit()
+    async with SqlUnitOfWork(engine) as uow:
+        stored = await uow.sessions.get(session.id)
+    assert stored is not None and stored.revoked_at is not None and stored.auth_time == NOW
