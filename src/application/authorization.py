@@ -3,6 +3,7 @@ answer honest: each change bumps the org's authorization version in the same tra
 cached permission sets are keyed by that version."""
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -12,8 +13,14 @@ from application.ports.authz_cache import AuthzVersions, PermissionCache
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.sessions import Principal
 from domain.orgs import Membership, OrgRole
-from domain.permissions import SYSTEM_ROLE_BY_ID, EffectivePermissions, resolve_permissions, system_role
-from domain.roles import Role
+from domain.permissions import (
+    SYSTEM_ROLE_BY_ID,
+    EffectivePermissions,
+    resolve_permissions,
+    role_permissions,
+    system_role,
+)
+from domain.roles import Permission, Role
 
 log = logging.getLogger("bulwark.authz")
 
@@ -51,6 +58,25 @@ async def load_effective(uow: UnitOfWork, org_id: UUID, user_id: UUID) -> Effect
         [(group, [roles[r] for r in ids if r in roles]) for group, ids in grouped],
         org_id=org_id,
     )
+
+
+async def ensure_may_grant(uow: UnitOfWork, principal: Principal, granted: Iterable[Permission]) -> None:
+    """Nobody hands out more than they hold: a role, a group link or an invitation may carry only
+    permissions the granter has themselves (else one admin-area permission would be a ladder to
+    everything)."""
+    held = (await load_effective(uow, principal.org_id, principal.user_id)).permissions
+    beyond = sorted(str(p) for p in set(granted) - held)
+    if beyond:
+        raise Forbidden(
+            f"You cannot grant permissions you do not hold: {', '.join(beyond[:5])}"
+            + (" ..." if len(beyond) > 5 else ""),
+            code="grant_exceeds_own",
+        )
+
+
+async def group_permissions(uow: UnitOfWork, org_id: UUID, group_id: UUID) -> frozenset[Permission]:
+    roles = await roles_by_id(uow, org_id, await uow.authz.group_role_ids(org_id, group_id))
+    return frozenset(p for role in roles.values() for p in role_permissions(role))
 
 
 class PermissionResolver:

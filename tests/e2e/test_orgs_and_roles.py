@@ -425,8 +425,11 @@ async def test_org_role_changes_and_the_last_administrator_cannot_be_demoted_rem
         await service.client.patch(f"{base}/{bob.user_id}", json={"org_role": "member"}, headers=bob.headers)
     )
     refused(await delete(service, bob, f"{base}/{bob.user_id}"))
-    members = (await service.client.get(base, headers=alice.headers)).json()["members"]
+    members = (await service.client.get(base, headers=bob.headers)).json()["members"]
     assert {m["email"]: m["org_role"] for m in members} == {alice.email: "member", bob.email: "administrator"}
+    # Stepping down took the Administrator role with it: alice keeps no admin-area permission.
+    r = await service.client.get(base, headers=alice.headers)
+    assert r.status_code == 403, r.text
 
     [change] = [
         d
@@ -876,3 +879,76 @@ async def test_two_administrators_demoting_each_other_at_once_leave_one_administ
     r = await service.client.get(f"/api/v1/orgs/{org_id}/members", headers=winner.headers)
     assert r.status_code == 200, r.text
     assert [m["org_role"] for m in r.json()["members"]].count("administrator") == 1
+
+
+async def test_nobody_grants_more_than_they_hold(service: Service) -> None:
+    """One admin-area permission is no ladder: roles, role links, group links and invitations may
+    only carry permissions the granter holds, and only administrators invite administrators."""
+    from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
+
+    admin_role = str(SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR])
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    manager = await create_role(
+        service,
+        alice,
+        "People Manager",
+        [
+            "members:read",
+            "members:create",
+            "roles:read",
+            "roles:create",
+            "roles:update",
+            "groups:read",
+            "groups:update",
+            "orders:read",
+        ],
+    )
+    group_id = await create_group(service, alice, "Desk")
+    r = await service.client.put(
+        f"/api/v1/orgs/{org_id}/groups/{group_id}/roles/{admin_role}", headers=alice.headers
+    )
+    assert r.status_code == 204, r.text
+    bob = await join(service, alice, await new_user(service, "bob"), "member", [manager])
+    base = f"/api/v1/orgs/{org_id}"
+
+    def exceeds(r: httpx.Response) -> None:
+        assert r.status_code == 403 and r.json()["code"] == "grant_exceeds_own", r.text
+
+    # Himself the Administrator role, directly or through a group that holds it.
+    exceeds(await service.client.put(f"{base}/members/{bob.user_id}/roles/{admin_role}", headers=bob.headers))
+    exceeds(await service.client.put(f"{base}/groups/{group_id}/members/{bob.user_id}", headers=bob.headers))
+    # A custom role wider than his own, new or by editing the one he holds.
+    exceeds(
+        await service.client.post(
+            f"{base}/roles", json={"name": "Ladder", "permissions": ["orders:create"]}, headers=bob.headers
+        )
+    )
+    exceeds(
+        await service.client.patch(
+            f"{base}/roles/{manager}", json={"permissions": ["orders:execute"]}, headers=bob.headers
+        )
+    )
+    # An accomplice invited with the Administrator role, or as an org administrator.
+    exceeds(
+        await service.client.post(
+            f"{base}/invitations",
+            json={"email": "mallory@example.com", "role_ids": [admin_role]},
+            headers=bob.headers,
+        )
+    )
+    r = await service.client.post(
+        f"{base}/invitations",
+        json={"email": "mallory@example.com", "org_role": "administrator"},
+        headers=bob.headers,
+    )
+    assert r.status_code == 403 and r.json()["code"] == "org_admin_required", r.text
+    assert (await check(service, bob, ["orders:execute", "members:delete"])) == {
+        "orders:execute": False,
+        "members:delete": False,
+    }
+    # Within his own permissions he can still do his job.
+    r = await service.client.post(
+        f"{base}/roles", json={"name": "Readers", "permissions": ["orders:read"]}, headers=bob.headers
+    )
+    assert r.status_code == 201, r.text

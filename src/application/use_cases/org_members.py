@@ -4,7 +4,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from application.authorization import AuthzDeps, PermissionResolver, same_org
+from application.authorization import (
+    AuthzDeps,
+    PermissionResolver,
+    ensure_may_grant,
+    group_permissions,
+    roles_by_id,
+    same_org,
+)
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.ports.mailer import MailMessage
@@ -13,7 +20,7 @@ from application.use_cases.session_tokens import new_secret_token, revoke_in_sto
 from application.use_cases.sessions import Principal
 from domain.invitations import Invitation, invitation_token, split_invitation_token
 from domain.orgs import Membership, OrgRole
-from domain.permissions import SYSTEM_ROLE_BY_ID
+from domain.permissions import SYSTEM_ROLE_BY_ID, SYSTEM_ROLE_IDS, SystemRole, role_permissions, system_role
 from domain.sessions import token_digest
 from domain.users import User
 
@@ -66,6 +73,17 @@ class InviteMember(MembersUseCase):
             custom = [r for r in role_ids if r not in SYSTEM_ROLE_BY_ID]
             if not await uow.authz.existing_ids(org_id, custom, group_ids):
                 raise NotFound("A role or group given does not exist in this organisation.")
+            if org_role is OrgRole.ADMINISTRATOR:
+                inviter = await uow.authz.membership(org_id, principal.user_id)
+                if inviter is None or inviter.role is not OrgRole.ADMINISTRATOR:
+                    raise Forbidden(
+                        "Only an administrator may invite administrators.", code="org_admin_required"
+                    )
+            roles = await roles_by_id(uow, org_id, list(role_ids))
+            granted = {p for role in roles.values() for p in role_permissions(role)}
+            for group_id in group_ids:
+                granted |= await group_permissions(uow, org_id, group_id)
+            await ensure_may_grant(uow, principal, granted)
             invitation = Invitation(
                 id=uuid.uuid4(),
                 org_id=org_id,
@@ -183,6 +201,18 @@ class ChangeMemberRole(MembersUseCase):
             ):
                 raise LastAdministrator()
             await uow.authz.set_org_role(org_id, user_id, role)
+            # The org role and the Administrator system role move together: a demoted
+            # administrator must not keep every permission through the role.
+            admin_role = SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR]
+            if role is OrgRole.ADMINISTRATOR and before is not OrgRole.ADMINISTRATOR:
+                await ensure_may_grant(
+                    uow, principal, role_permissions(system_role(SystemRole.ADMINISTRATOR))
+                )
+                await uow.authz.assign_member_role(
+                    org_id, user_id, admin_role, self.deps.identity.clock.now()
+                )
+            elif role is not OrgRole.ADMINISTRATOR and before is OrgRole.ADMINISTRATOR:
+                await uow.authz.unassign_member_role(org_id, user_id, admin_role)
             version = await uow.authz.bump_version(org_id)
             await uow.audit.append(
                 ctx.event(

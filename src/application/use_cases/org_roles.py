@@ -6,13 +6,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from application.authorization import AuthzDeps, PermissionResolver, same_org
+from application.authorization import (
+    AuthzDeps,
+    PermissionResolver,
+    ensure_may_grant,
+    group_permissions,
+    same_org,
+)
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.sessions import Principal
 from domain.groups import Group
-from domain.permissions import SYSTEM_ROLE_BY_ID, parse_permissions, system_role, system_roles
+from domain.permissions import (
+    SYSTEM_ROLE_BY_ID,
+    parse_permissions,
+    role_permissions,
+    system_role,
+    system_roles,
+)
 from domain.roles import Permission, Role
 
 
@@ -67,7 +79,7 @@ class AccessUseCase:
         ctx: RequestContext,
         *,
         add: bool,
-        check: Callable[[UnitOfWork], Awaitable[dict[str, Any]]],
+        check: Callable[[UnitOfWork], Awaitable[tuple[dict[str, Any], frozenset[Permission]]]],
         apply: Callable[[UnitOfWork, datetime], Awaitable[bool]],
         missing: str,
         action: str,
@@ -79,7 +91,9 @@ class AccessUseCase:
         same_org(principal, org_id)
         now = self.deps.identity.clock.now()
         async with self.deps.identity.uow() as uow:
-            details = await check(uow)
+            details, grants = await check(uow)
+            if add:
+                await ensure_may_grant(uow, principal, grants)
             changed = await apply(uow, now)
             if not changed and not add:
                 raise NotFound(missing)
@@ -133,6 +147,7 @@ class CreateRole(AccessUseCase):
                 r.name.lower() == role.name.lower() for r in system_roles()
             ):
                 raise Conflict("A role with this name exists.", code="role_name_taken")
+            await ensure_may_grant(uow, principal, role.permissions)
             await uow.authz.add_role(role, now)
             await uow.audit.append(
                 ctx.event(
@@ -177,6 +192,7 @@ class UpdateRole(AccessUseCase):
                 role.description = description.strip()[:500]
             if permissions is not None:
                 role.permissions = _permissions(permissions)
+                await ensure_may_grant(uow, principal, role.permissions)
             await uow.authz.update_role(role, now)
             version = await uow.authz.bump_version(org_id)
             await uow.audit.append(
@@ -232,10 +248,10 @@ class SetMemberRole(AccessUseCase):
         assign: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> dict[str, Any]:
+        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
             await _member_in_org(uow, org_id, user_id)
             role = await _role_in_org(uow, org_id, role_id)
-            return {"role_id": role_id, "role_name": role.name}
+            return {"role_id": role_id, "role_name": role.name}, role_permissions(role)
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if assign:
@@ -388,10 +404,10 @@ class SetGroupMember(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> dict[str, Any]:
+        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
             await _group_in_org(uow, org_id, group_id)
             await _member_in_org(uow, org_id, user_id)
-            return {"user_id": user_id}
+            return {"user_id": user_id}, await group_permissions(uow, org_id, group_id)
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
@@ -421,10 +437,10 @@ class SetGroupRole(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> dict[str, Any]:
+        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
             await _group_in_org(uow, org_id, group_id)
             role = await _role_in_org(uow, org_id, role_id)
-            return {"role_id": role_id, "role_name": role.name}
+            return {"role_id": role_id, "role_name": role.name}, role_permissions(role)
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
