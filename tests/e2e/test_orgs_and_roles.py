@@ -30,6 +30,7 @@ from tests.e2e.conftest import FRONTEND, Service
 from tests.e2e.identity_helpers import (
     FAST_ARGON2,
     NO_BODY,
+    PASSWORD,
     assert_invalid_token,
     bearer,
     login,
@@ -260,7 +261,12 @@ async def test_org_settings_are_read_and_changed_with_before_and_after_in_the_au
     assert event["details"]["before"] == {"name": "Before Name", "require_2fa": False}
     assert event["details"]["after"] == {"name": "After Name", "require_2fa": True}
 
-    # A plain member may read the org but not change its settings.
+    # A plain member may read the org but not change its settings. (2FA off again so that bob,
+    # who has none, may switch in: see test_an_org_requiring_2fa_admits_no_session_without_it.)
+    r = await service.client.patch(
+        f"/api/v1/orgs/{org_id}", json={"require_2fa": False}, headers=alice.headers
+    )
+    assert r.status_code == 200, r.text
     bob = await join(service, alice, await new_user(service, "bob"), role_ids=[TRADER_ROLE])
     assert (await service.client.get(f"/api/v1/orgs/{org_id}", headers=bob.headers)).status_code == 200
     r = await service.client.patch(f"/api/v1/orgs/{org_id}", json={"name": "Hijacked"}, headers=bob.headers)
@@ -952,3 +958,33 @@ async def test_nobody_grants_more_than_they_hold(service: Service) -> None:
         f"{base}/roles", json={"name": "Readers", "permissions": ["orders:read"]}, headers=bob.headers
     )
     assert r.status_code == 201, r.text
+
+
+async def test_an_org_requiring_2fa_admits_no_session_without_it(service: Service) -> None:
+    alice = await new_user(service, "alice")
+    personal = alice.org_id
+    org_id, alice = await create_org(service, alice, "Strict Desk")
+    bob = await join(service, alice, await new_user(service, "bob"))
+    r = await service.client.patch(
+        f"/api/v1/orgs/{org_id}", json={"require_2fa": True}, headers=alice.headers
+    )
+    assert r.status_code == 200 and r.json()["require_2fa"] is True, r.text
+
+    def refused(r: httpx.Response) -> None:
+        assert r.status_code == 403 and r.json()["code"] == "two_factor_required", r.text
+
+    # Neither of them has 2FA: no refresh into the org, no switch into it...
+    refused(await refresh(service.client, bob.refresh))
+    back = await service.client.post(
+        "/api/v1/auth/switch-org", json={"org_id": personal}, headers=alice.headers
+    )
+    assert back.status_code == 200, back.text
+    refused(
+        await service.client.post(
+            "/api/v1/auth/switch-org", json={"org_id": org_id}, headers=bearer(back.json()["access_token"])
+        )
+    )
+    # ...and a fresh login lands in an org that does not require it (where 2FA can be turned on).
+    r = await service.client.post("/api/v1/auth/login", json={"email": bob.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert claims(r.json()["access_token"])["org"] != org_id

@@ -476,6 +476,11 @@ class FakeMfaRepository:
             1 for row in self.tx.rows(RECOVERY_CODES) if row.user_id == user_id and row.used_at is None
         )
 
+    async def drop_challenges(self, user_id: UUID) -> None:
+        for challenge in [c for c in self.tx.rows(CHALLENGES) if c.user_id == user_id]:
+            await self.tx.lock(CHALLENGES, challenge.token_hash)
+            self.tx.delete(CHALLENGES, challenge.token_hash)
+
     async def add_challenge(self, challenge: MfaChallenge) -> None:
         self.tx.require(USERS, challenge.user_id)
         await _insert(self.tx, CHALLENGES, challenge.token_hash, challenge)

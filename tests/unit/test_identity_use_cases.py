@@ -770,6 +770,18 @@ async def test_bearer_with_an_unhealthy_store_consults_the_database(fakes: Fakes
         await principal_of(fakes, live.access.token)
 
 
+async def test_bearer_fallback_refuses_a_token_of_an_org_the_session_has_left(fakes: Fakes) -> None:
+    _, live = await logged_in(fakes)
+    other = Organisation(id=uuid.uuid4(), name="Elsewhere", created_at=fakes.clock.now())
+    async with fakes.deps.uow() as uow:
+        await uow.orgs.add(other)
+        await uow.commit()
+    mutate(fakes, SESSIONS, live.session.id, lambda s: setattr(s, "org_id", other.id))  # switched away
+    fakes.revocations.up = False
+    with pytest.raises(InvalidToken):
+        await principal_of(fakes, live.access.token)
+
+
 async def test_bearer_with_a_healthy_store_does_not_touch_the_database(fakes: Fakes) -> None:
     _, first = await logged_in(fakes)
     opened = fakes.uow.opened

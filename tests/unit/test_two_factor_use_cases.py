@@ -406,3 +406,32 @@ async def test_regenerating_recovery_codes_will_not_take_a_recovery_code(fakes: 
         await RegenerateRecoveryCodes(fakes.deps)(enrolled.principal, enrolled.recovery_codes[0], CTX)
     status = await GetTwoFactorStatus(fakes.deps)(enrolled.principal)
     assert status.recovery_codes_left == RECOVERY_CODE_COUNT
+
+
+async def test_a_password_reset_ends_a_pending_second_factor_step(fakes: Fakes) -> None:
+    """A thief holding the password step (and soon a code) loses it when the owner resets."""
+    from application.use_cases.passwords import ForgotPassword, ResetPassword
+
+    enrolled = await enrol(fakes)
+    pending = await Login(fakes.deps)(EMAIL, PASSWORD, CTX)
+    assert isinstance(pending, MfaRequired)
+    await ForgotPassword(fakes.deps)(EMAIL, CTX)
+    link = fakes.mailer.outbox[-1].body
+    raw = link.split("reset-password?token=")[1].split()[0]
+    await ResetPassword(fakes.deps)(raw, "an entirely new long passphrase", CTX)
+
+    code = fakes.totp.code_at(enrolled.secret, fakes.clock.now())
+    with pytest.raises(InvalidMfaToken):
+        await CompleteMfaLogin(fakes.deps)(pending.mfa_token, code, None, CTX)
+
+
+async def test_2fa_setup_checks_the_password_only_within_the_signed_in_password_budget(fakes: Fakes) -> None:
+    user = seed_user(fakes, EMAIL, PASSWORD)
+    result = await login(fakes, EMAIL, PASSWORD)
+    principal = await principal_of(fakes, result.access.token)
+    fakes.limiter.refuse("reauth-user")
+    calls_before = list(fakes.trace)
+    with pytest.raises(RateLimited):
+        await SetupTotp(fakes.deps)(principal, "a wrong guess of the password", CTX)
+    assert not any("verify" in call for call in fakes.trace[len(calls_before) :])  # no hash was spent
+    assert user.id == principal.user_id

@@ -105,6 +105,9 @@ class SqlMfaRepository:
         )
         return int((await self.connection.execute(query)).scalar_one())
 
+    async def drop_challenges(self, user_id: UUID) -> None:
+        await self.connection.execute(delete(mfa_challenges).where(mfa_challenges.c.user_id == user_id))
+
     async def add_challenge(self, challenge: MfaChallenge) -> None:
         await self.connection.execute(
             insert(mfa_challenges).values(

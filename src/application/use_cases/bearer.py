@@ -23,17 +23,19 @@ class AuthenticateBearer:
         if await self.deps.revocations.healthy():
             revoked = await self.deps.revocations.is_revoked(claims.sid, claims.sub, claims.org, claims.iat)
         else:
-            revoked = not await self._session_live_in_database(claims.sid, claims.sub)
+            revoked = not await self._session_live_in_database(claims.sid, claims.sub, claims.org)
         if revoked:
             raise InvalidToken("This token's session has ended.")
         return Principal(claims.sub, claims.sid, claims.org, claims.prole, claims.auth_time)
 
-    async def _session_live_in_database(self, session_id: UUID, user_id: UUID) -> bool:
+    async def _session_live_in_database(self, session_id: UUID, user_id: UUID, org_id: UUID) -> bool:
         log.warning("revocation store degraded: checking session %s in the database", session_id)
         async with self.deps.uow() as uow:
             session = await uow.sessions.get(session_id)
             if session is None or session.user_id != user_id or not session.is_live(self.deps.clock.now()):
                 return False
+            if session.org_id != org_id:
+                return False  # a token of the org the session has since left (switch, disable)
             user = await uow.users.get(user_id)
             org = await uow.orgs.get(session.org_id)
             return user is not None and not user.is_suspended and org is not None and not org.is_disabled

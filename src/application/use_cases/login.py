@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from uuid import UUID
 
 from application.errors import Forbidden, NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
@@ -28,15 +29,33 @@ class LoginResult:
     session: Session
 
 
+async def has_second_factor(uow: UnitOfWork, user_id: UUID) -> bool:
+    credential = await uow.mfa.get_totp(user_id)
+    return credential is not None and credential.enabled
+
+
+def require_second_factor_for(org: Organisation) -> Forbidden:
+    return Forbidden(
+        f"{org.name} requires two-factor authentication: turn it on first.", code="two_factor_required"
+    )
+
+
 async def active_org_for(uow: UnitOfWork, user: User) -> Organisation:
-    """The user's default organisation if it is active, else their first active one."""
-    candidates = [org for _, org in await uow.orgs.memberships_of(user.id) if not org.is_disabled]
+    """The user's default organisation if it is active, else their first active one -- among
+    those whose two-factor requirement the user meets (without 2FA they can still sign in to an
+    org that does not require it, and turn 2FA on there)."""
+    active = [org for _, org in await uow.orgs.memberships_of(user.id) if not org.is_disabled]
+    if not active:
+        raise Forbidden("None of your organisations is active.", code="org_disabled")
+    candidates = active
+    if any(org.require_2fa for org in active) and not await has_second_factor(uow, user.id):
+        candidates = [org for org in active if not org.require_2fa]
+        if not candidates:
+            raise require_second_factor_for(active[0])
     for org in candidates:
         if org.id == user.default_org_id:
             return org
-    if candidates:
-        return candidates[0]
-    raise Forbidden("None of your organisations is active.", code="org_disabled")
+    return candidates[0]
 
 
 async def start_session(

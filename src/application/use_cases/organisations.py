@@ -8,6 +8,7 @@ from application.authorization import AuthzDeps, PermissionResolver, same_org
 from application.errors import Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.ports.token_issuer import IssuedToken
+from application.use_cases.login import has_second_factor, require_second_factor_for
 from application.use_cases.session_tokens import new_secret_token, revoke_in_store
 from application.use_cases.sessions import Principal
 from domain.orgs import Membership, Organisation, OrgRole, OrgStatus
@@ -132,6 +133,8 @@ class SwitchOrg(OrgUseCase):
                 raise NotFound("No such organisation.")
             if org.is_disabled:
                 raise Forbidden("That organisation is disabled.", code="org_disabled")
+            if org.require_2fa and not await has_second_factor(uow, principal.user_id):
+                raise require_second_factor_for(org)
             session = await uow.sessions.get(principal.session_id)
             user = await uow.users.get(principal.user_id)
             if session is None or user is None or not session.is_live(now):

@@ -55,6 +55,7 @@ class ChangePassword:
             user.password_hash, user.pepper_version = await deps.hasher.hash(new_password)
             user.updated_at = now
             await uow.users.update(user)
+            await uow.mfa.drop_challenges(user.id)  # a pending sign-in step dies with the old password
             ids = await uow.sessions.revoke_all_for_user(
                 user.id, now, "password_changed", except_session=principal.session_id
             )
@@ -130,6 +131,7 @@ class ResetPassword:
             if user.email_verified_at is None:
                 user.email_verified_at = now  # the mailed link proves the address
             await uow.users.update(user)
+            await uow.mfa.drop_challenges(user.id)  # a pending sign-in step dies with the old password
             ids = await uow.sessions.revoke_all_for_user(user.id, now, "password_reset")
             await uow.audit.append(
                 ctx.event(

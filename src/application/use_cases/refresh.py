@@ -7,6 +7,7 @@ from application.errors import NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.token_issuer import IssuedToken
 from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.login import has_second_factor, require_second_factor_for
 from application.use_cases.session_tokens import revoke_in_store, successor_of
 from domain.sessions import RETIRED_BY_SWITCH, RefreshToken, Session, token_digest
 from domain.users import User
@@ -48,6 +49,9 @@ class RefreshSession:
             token, session, user, org = context.token, context.session, context.user, context.org
             if not session.is_live(now):
                 raise InvalidRefreshToken()
+            if org.require_2fa and not await has_second_factor(uow, user.id):
+                # The org turned the requirement on since this session began.
+                raise require_second_factor_for(org)
             if user.is_suspended or org.is_disabled:
                 await uow.sessions.revoke(session.id, now, "account_or_org_inactive")
                 await uow.commit()

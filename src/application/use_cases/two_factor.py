@@ -162,6 +162,12 @@ async def issue_recovery_codes(deps: IdentityDeps, uow: UnitOfWork, user_id: uui
     return codes
 
 
+async def limit_password_checks(deps: IdentityDeps, principal: Principal, ctx: RequestContext) -> None:
+    """Every signed-in password check (step-up, 2FA setup and removal) shares one budget, so a
+    stolen access token is no password-guessing oracle (nor a way to burn argon2 time)."""
+    await enforce_limits(deps, ctx, tiers("reauth-user", principal.user_id, deps.policy.login_per_account))
+
+
 def require_recent_auth(deps: IdentityDeps, principal: Principal) -> None:
     auth_time = principal.auth_time
     if auth_time is None or not is_recent(
@@ -231,6 +237,7 @@ class SetupTotp:
     async def __call__(self, principal: Principal, password: str, ctx: RequestContext) -> TotpEnrolment:
         deps = self.deps
         require_recent_auth(deps, principal)
+        await limit_password_checks(deps, principal, ctx)
         secret = deps.totp.new_secret()
         # Sealed before the transaction: the secret box may write a data key of its own.
         envelope = await deps.secret_box.seal(secret.encode(), totp_context(principal.user_id))
@@ -353,6 +360,7 @@ class DisableTotp:
         require_recent_auth(deps, principal)
         second = SecondFactor(deps)
         await second.limit(principal.user_id, ctx)
+        await limit_password_checks(deps, principal, ctx)
         now = deps.clock.now()
         secret = await second.secret_of(principal.user_id)
         async with deps.uow() as uow:
@@ -368,6 +376,7 @@ class DisableTotp:
                 await uow.commit()
                 raise InvalidMfaCode()
             await uow.mfa.delete_totp(user.id)
+            await uow.mfa.drop_challenges(user.id)
             ids = await uow.sessions.revoke_all_for_user(
                 user.id, now, "2fa_disabled", except_session=principal.session_id
             )
@@ -408,9 +417,7 @@ class Reauthenticate:
         self, principal: Principal, password: str, code: str | None, ctx: RequestContext
     ) -> IssuedToken:
         deps = self.deps
-        await enforce_limits(
-            deps, ctx, tiers("reauth-user", principal.user_id, deps.policy.login_per_account)
-        )
+        await limit_password_checks(deps, principal, ctx)
         now = deps.clock.now()
         second = SecondFactor(deps)
         secret = await second.secret_of(principal.user_id)
