@@ -354,3 +354,29 @@ async def test_unreachable_redis_is_reported_unhealthy_logged_once_and_fails_wri
     warnings = [r for r in caplog.records if r.name == "adapters.revocation.redis_store"]
     assert len(warnings) == 1
     assert str(session) not in caplog.text
+
+
+@pytest.mark.redis
+async def test_a_revocation_redis_refused_is_resent_and_reaches_the_other_workers(
+    make_redis_store: Callable[..., Awaitable[RedisRevocationStore]],
+    redis_client: aioredis.Redis,
+    redis_namespace: str,
+) -> None:
+    writer = await make_redis_store(ping_interval=0.05)
+    reader = await make_redis_store()
+    session = uuid4()
+    key = f"{redis_namespace}:rev:sessions"
+    await redis_client.set(key, "not a sorted set")  # every write to it now fails (WRONGTYPE)
+
+    with pytest.raises(DependencyUnavailable):
+        await writer.revoke_session(session, datetime.now(UTC) + timedelta(minutes=15))
+    assert await writer.is_revoked(session, uuid4(), uuid4(), datetime.now(UTC))  # locally at once
+    assert not await writer.healthy()  # its own checks go to the database meanwhile
+    assert not await reader.is_revoked(session, uuid4(), uuid4(), datetime.now(UTC))
+
+    await redis_client.delete(key)  # Redis accepts writes again
+    deadline = asyncio.get_running_loop().time() + 2
+    while not await reader.is_revoked(session, uuid4(), uuid4(), datetime.now(UTC)):
+        assert asyncio.get_running_loop().time() < deadline, "the refused revocation was never re-sent"
+        await asyncio.sleep(0.02)
+    assert await writer.healthy()

@@ -67,6 +67,9 @@ class RedisRevocationStore:
         self._keys = {kind: f"{namespace}:rev:{kind}s" for kind in _KINDS}
         self._channel = f"{namespace}:revocations"
         self._script = client.register_script(_WRITE_SCRIPT)
+        # Writes Redis refused, re-sent from the subscriber loop until they land, so other
+        # workers do not stay unaware of a revocation made during a Redis hiccup.
+        self._pending: dict[tuple[str, UUID], tuple[int, int]] = {}
         self._mirror = RedisChannelMirror(
             client,
             self._channel,
@@ -101,13 +104,28 @@ class RedisRevocationStore:
 
     async def _write(self, kind: str, member: UUID, score_us: int, retention_us: int) -> None:
         try:
-            await self._script(
-                keys=[self._keys[kind]],
-                args=[str(member), score_us, retention_us, self._channel, kind],
-            )
+            await self._send(kind, member, score_us, retention_us)
         except (RedisError, OSError) as error:
-            self._log_degraded("a revocation could not be written", error)
+            previous = self._pending.get((kind, member))
+            if previous is None or previous[0] < score_us:
+                self._pending[(kind, member)] = (score_us, retention_us)
+            self._log_degraded("a revocation could not be written (it will be re-sent)", error)
             raise DependencyUnavailable("The revocation store is unreachable.") from error
+
+    async def _send(self, kind: str, member: UUID, score_us: int, retention_us: int) -> None:
+        await self._script(
+            keys=[self._keys[kind]],
+            args=[str(member), score_us, retention_us, self._channel, kind],
+        )
+
+    async def _flush_pending(self) -> None:
+        for (kind, member), (score_us, retention_us) in list(self._pending.items()):
+            try:
+                await self._send(kind, member, score_us, retention_us)
+            except (RedisError, OSError):
+                return  # still down: try again on the next tick
+            if self._pending.get((kind, member)) == (score_us, retention_us):
+                del self._pending[(kind, member)]
 
     # -- reads: memory only.
 
@@ -117,7 +135,7 @@ class RedisRevocationStore:
     async def healthy(self) -> bool:
         """False while the subscriber is disconnected or its last reload failed: memory may then
         miss revocations made by other workers, so the caller should consult the database."""
-        return self._mirror.healthy()
+        return self._mirror.healthy() and not self._pending
 
     # -- lifecycle: the subscriber lives in the mirror.
 
@@ -131,6 +149,8 @@ class RedisRevocationStore:
 
     async def _tick(self) -> None:
         self._state.maybe_purge()
+        if self._pending:
+            await self._flush_pending()
 
     def _apply(self, data: str) -> None:
         try:
