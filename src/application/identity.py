@@ -25,6 +25,7 @@ log = logging.getLogger("bulwark.identity")
 @dataclass(frozen=True)
 class IdentityPolicy:
     frontend_url: str
+    access_token_ttl: timedelta = timedelta(minutes=15)
     session_idle: timedelta = timedelta(days=7)
     session_absolute: timedelta = timedelta(days=30)
     refresh_grace: timedelta = timedelta(seconds=10)

@@ -5,10 +5,12 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +33,7 @@ from adapters.passwords import Argon2PasswordHasher, is_common_password
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.database import create_engine
+from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from application.authorization import AuthzDeps, PermissionResolver
@@ -250,6 +253,19 @@ class Container:
         self.argon2_pool.shutdown(wait=False)
 
 
+def recently_revoked_sessions(
+    engine: AsyncEngine, window_seconds: int
+) -> Callable[[], Awaitable[list[tuple[UUID, datetime]]]]:
+    """Only sessions revoked within one access-token lifetime can still have live tokens."""
+
+    async def load() -> list[tuple[UUID, datetime]]:
+        since = datetime.now(UTC) - timedelta(seconds=window_seconds + 60)
+        async with engine.connect() as connection:
+            return await SqlSessionRepository(connection).revoked_since(since)
+
+    return load
+
+
 def build_redis(settings: Settings) -> aioredis.Redis | None:
     if not settings.redis_url:
         return None
@@ -288,7 +304,10 @@ def build_container(
         versions = RedisAuthzVersions(redis, redis_namespace)
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
         revocations = RedisRevocationStore(
-            redis, redis_namespace, max_token_ttl_seconds=settings.access_token_ttl_seconds
+            redis,
+            redis_namespace,
+            max_token_ttl_seconds=settings.access_token_ttl_seconds,
+            recently_revoked=recently_revoked_sessions(engine, settings.access_token_ttl_seconds),
         )
     else:
         versions = InProcessAuthzVersions()
@@ -370,6 +389,7 @@ def _limits(name: str, text: str) -> tuple[RateLimit, ...]:
 def identity_policy(settings: Settings) -> IdentityPolicy:
     return IdentityPolicy(
         frontend_url=settings.frontend_url,
+        access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         session_idle=timedelta(seconds=settings.session_idle_seconds),
         session_absolute=timedelta(seconds=settings.session_absolute_seconds),
         refresh_grace=timedelta(seconds=settings.refresh_grace_seconds),

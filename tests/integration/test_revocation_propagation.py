@@ -125,3 +125,25 @@ async def test_a_worker_without_redis_checks_the_database_and_refuses_revoked_se
     assert_invalid_token(await b.client.get("/api/v1/me", headers=session.headers))
     # The fallback refuses what is revoked, not everything.
     assert (await b.client.get("/api/v1/me", headers=other.headers)).status_code == 200
+
+
+async def test_a_worker_started_after_redis_lost_its_data_still_refuses_recent_revocations(
+    workers: Callable[..., Any], redis_url: str, redis_namespace: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    a = await workers()
+    session = await signed_in(a)
+    assert (await a.client.post("/api/v1/auth/logout", headers=session.headers)).status_code == 204
+    # Redis restarts without persistence: the revocation set is gone.
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{redis_namespace}:rev:*")]
+        assert keys
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+    b = await workers()  # loads Redis (empty) and the database's recent revocations
+    assert await b.container.revocations.healthy()
+    assert_invalid_token(await b.client.get("/api/v1/me", headers=session.headers))

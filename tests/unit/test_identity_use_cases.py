@@ -812,3 +812,13 @@ async def test_refresh_token_rows_are_bound_to_their_session(fakes: Fakes) -> No
     async with fakes.deps.uow() as uow:
         with pytest.raises(IntegrityViolation):
             await uow.sessions.add_refresh_token(RefreshToken("x", uuid.uuid4(), fakes.clock.now()))
+
+
+async def test_a_revocation_outlives_its_session_by_one_access_token_lifetime(fakes: Fakes) -> None:
+    """A token issued just before the session's absolute expiry lives on for its own 15 minutes:
+    the store must still know the session is revoked until then."""
+    _, result = await logged_in(fakes)
+    principal = await principal_of(fakes, result.access.token)
+    await Logout(fakes.deps)(principal, None, CTX)
+    kept = fakes.revocations.sessions[result.session.id]
+    assert kept >= result.session.absolute_expires_at + fakes.deps.policy.access_token_ttl

@@ -8,7 +8,7 @@ is then either in the reload or published after the subscription was live, never
 `is_revoked` reads memory only, so the check on every bearer request costs no round trip."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from uuid import UUID
 
@@ -61,8 +61,12 @@ class RedisRevocationStore:
         ping_interval: float = 5.0,
         startup_timeout: float = 5.0,
         clock: Callable[[], int] = wall_clock_micros,
+        recently_revoked: Callable[[], Awaitable[Iterable[tuple[UUID, datetime]]]] | None = None,
     ) -> None:
         self._client = client
+        # The database's word on sessions revoked lately, merged on every reload: a Redis that
+        # restarted without persistence (or lost a write) cannot make a worker forget them.
+        self._recently_revoked = recently_revoked
         self._state = RevocationState(max_token_ttl_seconds=max_token_ttl_seconds, clock=clock)
         self._keys = {kind: f"{namespace}:rev:{kind}s" for kind in _KINDS}
         self._channel = f"{namespace}:revocations"
@@ -179,6 +183,14 @@ class RedisRevocationStore:
         for kind, entries in zip(_KINDS, results, strict=True):
             for member, score in entries:
                 self._add(kind, UUID(_text(member)), int(score))
+        if self._recently_revoked is not None:
+            try:
+                recent = await self._recently_revoked()
+            except Exception as error:  # the database being down must not make Redis look down
+                self._log_degraded("recent revocations could not be read from the database", error)
+            else:
+                for session_id, expires_at in recent:
+                    self._state.add_session(session_id, to_micros(expires_at))
         self._state.purge()
 
     def _log_degraded(self, what: str, error: BaseException) -> None:

@@ -117,6 +117,11 @@ class SqlSessionRepository:
         )
         return result.rowcount == 1
 
+    async def revoked_since(self, since: datetime) -> list[tuple[UUID, datetime]]:
+        """Sessions revoked after `since`, with their absolute expiry (revocation-store reloads)."""
+        query = select(sessions.c.id, sessions.c.absolute_expires_at).where(sessions.c.revoked_at > since)
+        return [(row.id, row.absolute_expires_at) for row in await self.connection.execute(query)]
+
     async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]:
         query = (
             select(sessions)

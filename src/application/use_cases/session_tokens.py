@@ -31,10 +31,14 @@ def successor_of(raw_token: str, key: bytes) -> str:
 
 async def revoke_in_store(deps: IdentityDeps, session_ids: Iterable[UUID], expires_at: datetime) -> None:
     """The database already says these sessions are dead; tell every worker. If the store is
-    down, bearer checks fall back to the database, so a failure here never accepts a token."""
+    down, bearer checks fall back to the database, so a failure here never accepts a token.
+
+    The entry outlives the session by one access-token lifetime: a token issued just before the
+    session's absolute expiry is still refused after it."""
+    keep_until = max(expires_at, deps.clock.now()) + deps.policy.access_token_ttl
     for session_id in session_ids:
         try:
-            await deps.revocations.revoke_session(session_id, expires_at)
+            await deps.revocations.revoke_session(session_id, keep_until)
         except Exception:
             log.error("revocation store unavailable; session %s is revoked in the database only", session_id)
 
