@@ -172,3 +172,19 @@ def redis_url() -> str:
 def redis_namespace() -> str:
     """Keys of this test only: parallel runs and tests never share counters."""
     return f"bulwark-test:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, redis_namespace: str) -> AsyncIterator[aioredis.Redis]:
+    """A client for the test's own Redis work; at the end it deletes this test's keys (never a
+    flush). A blocking pool, as in production: bursts wait for a connection instead of failing."""
+    client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=32)
+    )
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{redis_namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

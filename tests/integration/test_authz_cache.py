@@ -42,18 +42,6 @@ def sees(versions: AuthzVersions, org: UUID, expected: int) -> Callable[[], Awai
 
 
 @pytest.fixture
-async def redis_client(redis_url: str, redis_namespace: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{redis_namespace}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-@pytest.fixture
 async def make_redis_versions(
     redis_url: str, redis_namespace: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[Callable[..., Awaitable[RedisAuthzVersions]]]:

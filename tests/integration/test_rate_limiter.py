@@ -3,7 +3,7 @@
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,21 +14,6 @@ from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from application.ports.rate_limiter import RateLimit, RateLimiter
 
 HAMMER = Path(__file__).with_name("_rate_limit_hammer.py")
-
-
-@pytest.fixture
-async def redis_client(redis_url: str, redis_namespace: str) -> AsyncIterator[aioredis.Redis]:
-    # A blocking pool, as in production: bursts wait for a connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=32)
-    client = aioredis.Redis(connection_pool=pool)
-    try:
-        yield client
-    finally:
-        # Only this test's keys (they expire anyway); never a flush.
-        keys = [key async for key in client.scan_iter(match=f"{redis_namespace}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 @pytest.fixture(params=["redis", "in_process"])
