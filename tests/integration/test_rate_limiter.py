@@ -102,6 +102,33 @@ async def test_many_concurrent_tasks_admit_exactly_the_limit(limiter: RateLimite
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(50))
 
 
+async def test_hit_many_counts_each_key_on_its_own_in_order(limiter: RateLimiter) -> None:
+    per_ip, per_account = RateLimit(limit=3, window_seconds=10), RateLimit(limit=1, window_seconds=10)
+
+    first = await limiter.hit_many([("ip:1", per_ip), ("account:a", per_account)])
+    second = await limiter.hit_many([("ip:1", per_ip), ("account:a", per_account)])
+
+    assert [(d.allowed, d.remaining) for d in first] == [(True, 2), (True, 0)]
+    # The account refuses while the IP still admits (and counts): same as two separate hits.
+    assert [(d.allowed, d.remaining) for d in second] == [(True, 1), (False, 0)]
+    assert 9 < second[1].retry_after <= 10
+    assert (await limiter.hit("ip:1", per_ip)).allowed
+    assert not (await limiter.hit("ip:1", per_ip)).allowed
+    assert await limiter.hit_many([]) == []
+
+
+async def test_concurrent_hit_many_admit_exactly_the_limit_of_every_key(limiter: RateLimiter) -> None:
+    tight, loose = RateLimit(limit=7, window_seconds=30), RateLimit(limit=20, window_seconds=30)
+
+    results = await asyncio.gather(
+        *(limiter.hit_many([("tight", tight), ("loose", loose)]) for _ in range(60))
+    )
+
+    assert sum(r[0].allowed for r in results) == 7
+    assert sum(r[1].allowed for r in results) == 20
+    assert sorted(r[0].remaining for r in results if r[0].allowed) == list(range(7))
+
+
 async def test_zero_limit_refuses_everything(limiter: RateLimiter) -> None:
     decision = await limiter.hit("k", RateLimit(limit=0, window_seconds=5))
 

@@ -17,7 +17,7 @@ import hmac
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -772,6 +772,9 @@ class FakeRateLimiter:
 
     def allow_all(self) -> None:
         self.refused_prefixes.clear()
+
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        return [await self.hit(key, limit) for key, limit in checks]
 
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
         self.keys.append(key)

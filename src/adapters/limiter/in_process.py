@@ -6,7 +6,7 @@ atomic within the event loop."""
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from application.ports.rate_limiter import LimitDecision, RateLimit
@@ -56,6 +56,9 @@ class InProcessSlidingWindowLimiter:
         # Rounded up to the microsecond like the Redis limiter, and never 0 for a refusal.
         retry_after = max(math.ceil((leaves_at - now) * 1_000_000), 1) / 1_000_000
         return LimitDecision(allowed=False, remaining=0, retry_after=retry_after)
+
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        return [await self.hit(key, limit) for key, limit in checks]
 
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)

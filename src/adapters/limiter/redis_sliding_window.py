@@ -5,39 +5,45 @@ with skewed clocks agree on the window. Check-and-add runs as one Lua script: at
 so concurrent hits from many processes can never admit more than the limit."""
 
 import uuid
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
 from application.ports.rate_limiter import LimitDecision, RateLimit
 
-# KEYS[1]: the window's sorted set. ARGV: limit, window (microseconds), unique member.
-# Scores are server-clock microseconds; '%.0f' keeps them exact (Lua's tostring would round to
+# KEYS: one sorted set per window. ARGV[1]: a unique member; then limit, window (microseconds) per
+# key. Scores are server-clock microseconds; '%.0f' keeps them exact (Lua's tostring would round to
 # 14 significant digits). An entry counts while score > now - window, i.e. it leaves the window at
-# score + window. Returns {admitted, remaining, retry_after_microseconds}.
+# score + window. Returns {admitted, remaining, retry_after_microseconds} per key, flattened: the
+# keys of one request (e.g. per-IP and per-account tiers) cost one round trip, not one each.
 _HIT_SCRIPT = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
-local count = redis.call('ZCARD', key)
-if count < limit then
-  redis.call('ZADD', key, string.format('%.0f', now), ARGV[3])
-  redis.call('PEXPIRE', key, math.ceil(window / 1000))
-  return {1, limit - count - 1, 0}
+local member = ARGV[1]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
+  local count = redis.call('ZCARD', key)
+  if count < limit then
+    redis.call('ZADD', key, string.format('%.0f', now), member)
+    redis.call('PEXPIRE', key, math.ceil(window / 1000))
+    out[#out + 1] = 1; out[#out + 1] = limit - count - 1; out[#out + 1] = 0
+  elseif count == 0 or limit < 1 then
+    out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = window
+  else
+    -- Admitting needs count - limit + 1 entries to leave; the last of them is at this rank.
+    local rank = count - limit
+    local entry = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
+    local retry = tonumber(entry[2]) + window - now
+    if retry < 1 then
+      retry = 1
+    end
+    out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = retry
+  end
 end
-if count == 0 or limit < 1 then
-  return {0, 0, window}
-end
--- Admitting needs count - limit + 1 entries to leave; the last of them is at this rank.
-local rank = count - limit
-local entry = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
-local retry = tonumber(entry[2]) + window - now
-if retry < 1 then
-  retry = 1
-end
-return {0, 0, retry}
+return out
 """
 
 
@@ -53,15 +59,22 @@ class RedisSlidingWindowLimiter:
         return f"{self._namespace}:rl:{key}"
 
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
-        window_us = max(1, round(limit.window_seconds * 1_000_000))
-        admitted, remaining, retry_us = await self._script(
-            keys=[self._key(key)],
-            # A random member: two hits in the same microsecond must both count.
-            args=[limit.limit, window_us, uuid.uuid4().hex],
-        )
-        return LimitDecision(
-            allowed=bool(admitted), remaining=int(remaining), retry_after=int(retry_us) / 1_000_000
-        )
+        return (await self.hit_many([(key, limit)]))[0]
+
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        if not checks:
+            return []
+        # A random member: two hits in the same microsecond must both count.
+        args: list[str | int] = [uuid.uuid4().hex]
+        for _, limit in checks:
+            args += [limit.limit, max(1, round(limit.window_seconds * 1_000_000))]
+        flat = await self._script(keys=[self._key(key) for key, _ in checks], args=args)
+        return [
+            LimitDecision(
+                allowed=bool(flat[i]), remaining=int(flat[i + 1]), retry_after=int(flat[i + 2]) / 1_000_000
+            )
+            for i in range(0, len(flat), 3)
+        ]
 
     async def reset(self, key: str) -> None:
         await self._client.delete(self._key(key))

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,11 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
         """Atomically count one request against a sliding window, admitting it only when fewer
         than `limit.limit` were admitted in the last `limit.window_seconds`."""
+        ...
+
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        """`hit` for every (key, limit), in order and in one step (one round trip where the
+        counts live remotely); each key is counted on its own, whatever the others decide."""
         ...
 
     async def reset(self, key: str) -> None: ...

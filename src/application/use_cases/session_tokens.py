@@ -63,11 +63,13 @@ async def enforce_limits(
 ) -> None:
     """Counts the request against every limit (atomically, before any expensive work) and refuses
     with the longest wait if any is exceeded; the trip is audited."""
-    refused: list[tuple[str, float]] = []
-    for key, limit in checks:
-        decision = await deps.limiter.hit(key, limit)
-        if not decision.allowed:
-            refused.append((key.split(":", 1)[0], decision.retry_after))
+    checks = list(checks)
+    decisions = await deps.limiter.hit_many(checks)
+    refused = [
+        (key.split(":", 1)[0], decision.retry_after)
+        for (key, _), decision in zip(checks, decisions, strict=True)
+        if not decision.allowed
+    ]
     if not refused:
         return
     retry_after = max(wait for _, wait in refused)
