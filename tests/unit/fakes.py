@@ -662,7 +662,7 @@ class FakeUnitOfWorkFactory:
         self.db = db
         self.opened = 0
 
-    def __call__(self) -> FakeUnitOfWork:
+    def __call__(self, *, read_only: bool = False) -> FakeUnitOfWork:
         self.opened += 1
         return FakeUnitOfWork(self.db)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.tables import audit_chain_head, audit_events
@@ -28,6 +28,27 @@ from domain.audit import (
 )
 
 HEAD_ID = 1
+
+# Built once: every audited action runs these, and building a statement costs more than running it.
+_LOCK_HEAD = (
+    select(audit_chain_head.c.last_id, audit_chain_head.c.last_hash)
+    .where(audit_chain_head.c.id == HEAD_ID)
+    .with_for_update()  # rendered on PostgreSQL; SQLite already holds the write lock
+)
+_INSERT_EVENT = audit_events.insert().values(
+    {column: bindparam(f"e_{column.name}", type_=column.type) for column in audit_events.c}
+)
+_ADVANCE_HEAD = (
+    update(audit_chain_head)
+    .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id == bindparam("prev_id"))
+    .values(last_id=bindparam("next_id"), last_hash=bindparam("next_hash"))
+)
+# PostgreSQL: the insert rides along with the head's move, one round trip for both. The UPDATE only
+# matches while the head is still where we read it; the insert runs either way, and a mismatch
+# raises below, rolling both back.
+_APPEND_ON_POSTGRESQL = _ADVANCE_HEAD.where(
+    exists(select(_INSERT_EVENT.returning(audit_events.c.id).cte("appended").c.id))
+)
 
 
 def _utc_now() -> datetime:
@@ -55,42 +76,38 @@ class SqlAuditLog:
         event = dataclasses.replace(
             event, actor_kind=ActorKind(event.actor_kind), details=normalise_details(event.details)
         )
-        head = (
-            await conn.execute(
-                select(audit_chain_head.c.last_id, audit_chain_head.c.last_hash)
-                .where(audit_chain_head.c.id == HEAD_ID)
-                .with_for_update()  # rendered on PostgreSQL; SQLite already holds the write lock
-            )
-        ).one_or_none()
+        head = (await conn.execute(_LOCK_HEAD)).one_or_none()
         if head is None:
             raise AuditChainCorrupt("audit_chain_head row is missing")
         prev_id, prev_hash = int(head.last_id), str(head.last_hash)
         seq = prev_id + 1
         occurred_at = normalise_time(self._clock())
         digest = chain_hash(prev_hash, seq, occurred_at, event)
-        await conn.execute(
-            audit_events.insert().values(
-                id=seq,
-                occurred_at=occurred_at,
-                actor_user_id=event.actor_user_id,
-                actor_kind=str(event.actor_kind),
-                org_id=event.org_id,
-                action=event.action,
-                target_type=event.target_type,
-                target_id=event.target_id,
-                source_ip=event.source_ip,
-                user_agent=event.user_agent,
-                request_id=event.request_id,
-                details=event.details,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-        )
-        moved = await conn.execute(
-            update(audit_chain_head)
-            .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id == prev_id)
-            .values(last_id=seq, last_hash=digest)
-        )
+        row = {
+            f"e_{name}": value
+            for name, value in {
+                "id": seq,
+                "occurred_at": occurred_at,
+                "actor_user_id": event.actor_user_id,
+                "actor_kind": str(event.actor_kind),
+                "org_id": event.org_id,
+                "action": event.action,
+                "target_type": event.target_type,
+                "target_id": event.target_id,
+                "source_ip": event.source_ip,
+                "user_agent": event.user_agent,
+                "request_id": event.request_id,
+                "details": event.details,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }.items()
+        }
+        advance = {"prev_id": prev_id, "next_id": seq, "next_hash": digest}
+        if conn.dialect.name == "postgresql":
+            moved = await conn.execute(_APPEND_ON_POSTGRESQL, row | advance)
+        else:
+            await conn.execute(_INSERT_EVENT, row)
+            moved = await conn.execute(_ADVANCE_HEAD, advance)
         if moved.rowcount != 1:
             # Only possible if the lock was not held (e.g. a misconfigured SQLite begin).
             raise AuditChainCorrupt("audit chain head moved during append")

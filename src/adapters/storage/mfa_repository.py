@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.tables import mfa_challenges, recovery_codes, totp_credentials
@@ -20,13 +20,16 @@ def _to_challenge(row: Any) -> MfaChallenge:
     )
 
 
+# Built once: every login asks.
+_TOTP_OF_USER = select(totp_credentials).where(totp_credentials.c.user_id == bindparam("user_id"))
+
+
 class SqlMfaRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
     async def get_totp(self, user_id: UUID) -> TotpCredential | None:
-        query = select(totp_credentials).where(totp_credentials.c.user_id == user_id)
-        row = (await self.connection.execute(query)).first()
+        row = (await self.connection.execute(_TOTP_OF_USER, {"user_id": user_id})).first()
         if row is None:
             return None
         return TotpCredential(

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.row_security import RowSecurity
@@ -24,6 +24,15 @@ def _to_org(row: Any) -> Organisation:
 
 def org_from_mapping(values: Mapping[str, Any]) -> Organisation:
     return _to_org(SimpleNamespace(**values))
+
+
+# Built once: every login and org switch asks.
+_MEMBERSHIPS_OF = (
+    select(memberships, organisations)
+    .join(organisations, organisations.c.id == memberships.c.org_id)
+    .where(memberships.c.user_id == bindparam("user_id"))
+    .order_by(memberships.c.created_at, organisations.c.name)
+)
 
 
 class SqlOrgRepository:
@@ -76,14 +85,8 @@ class SqlOrgRepository:
 
     async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]:
         await self.rls.user(user_id)
-        query = (
-            select(memberships, organisations)
-            .join(organisations, organisations.c.id == memberships.c.org_id)
-            .where(memberships.c.user_id == user_id)
-            .order_by(memberships.c.created_at, organisations.c.name)
-        )
         result = []
-        for row in (await self.connection.execute(query)).mappings():
+        for row in (await self.connection.execute(_MEMBERSHIPS_OF, {"user_id": user_id})).mappings():
             membership = Membership(
                 org_id=row["org_id"],
                 user_id=row["user_id"],

@@ -90,6 +90,9 @@ def _rotation_statement() -> Any:
 
 
 _ROTATE_ON_POSTGRESQL = _rotation_statement()
+# Built once (every login runs both); the parameters name the columns.
+_INSERT_SESSION = insert(sessions)
+_INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 
 
 class SqlSessionRepository:
@@ -98,7 +101,7 @@ class SqlSessionRepository:
 
     async def add(self, session: Session) -> None:
         values = {name: getattr(session, name) for name in _SESSION_FIELDS}
-        await self.connection.execute(insert(sessions).values(id=session.id, **values))
+        await self.connection.execute(_INSERT_SESSION, {"id": session.id, **values})
 
     async def get(self, session_id: UUID) -> Session | None:
         row = (await self.connection.execute(select(sessions).where(sessions.c.id == session_id))).first()
@@ -178,13 +181,14 @@ class SqlSessionRepository:
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self.connection.execute(
-            insert(refresh_tokens).values(
-                token_hash=token.token_hash,
-                session_id=token.session_id,
-                created_at=token.created_at,
-                rotated_at=token.rotated_at,
-                successor_hash=token.successor_hash,
-            )
+            _INSERT_REFRESH_TOKEN,
+            {
+                "token_hash": token.token_hash,
+                "session_id": token.session_id,
+                "created_at": token.created_at,
+                "rotated_at": token.rotated_at,
+                "successor_hash": token.successor_hash,
+            },
         )
 
     async def refresh_context(self, token_hash: str) -> RefreshContext | None:

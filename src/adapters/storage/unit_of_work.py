@@ -26,14 +26,19 @@ class SqlUnitOfWork:
     authz: SqlAuthzRepository
     audit_query: SqlAuditQuery
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self.engine = engine
+        # PostgreSQL only: SQLite's transactions begin IMMEDIATE (its write lock) by design.
+        self._autocommit = read_only and engine.dialect.name == "postgresql"
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
 
     async def __aenter__(self) -> Self:
         self._connection = await self.engine.connect()
-        self._transaction = await self._connection.begin()
+        if self._autocommit:
+            await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self._transaction = await self._connection.begin()
         connection = self._connection
         self.users = SqlUserRepository(connection)
         rls = RowSecurity(connection)
@@ -47,7 +52,7 @@ class SqlUnitOfWork:
         return self
 
     async def commit(self) -> None:
-        assert self._transaction is not None, "commit outside `async with`"
+        assert self._transaction is not None, "commit outside `async with` or in a read-only unit"
         await self._transaction.commit()
 
     async def __aexit__(
@@ -70,5 +75,5 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, read_only=read_only)

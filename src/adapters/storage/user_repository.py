@@ -3,7 +3,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,6 +47,11 @@ def _values(user: User) -> dict[str, Any]:
     }
 
 
+# Built once (a login runs both): building a statement costs more than running it.
+_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_BY_EMAIL = select(users).where(users.c.email == bindparam("email"))
+
+
 class SqlUserRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
@@ -58,11 +63,11 @@ class SqlUserRepository:
             raise Conflict("An account with this email exists.", code="email_taken") from None
 
     async def get(self, user_id: UUID) -> User | None:
-        row = (await self.connection.execute(select(users).where(users.c.id == user_id))).first()
+        row = (await self.connection.execute(_BY_ID, {"user_id": user_id})).first()
         return _to_user(row) if row else None
 
     async def get_by_email(self, email: str) -> User | None:
-        row = (await self.connection.execute(select(users).where(users.c.email == email))).first()
+        row = (await self.connection.execute(_BY_EMAIL, {"email": email})).first()
         return _to_user(row) if row else None
 
     async def update(self, user: User) -> None:

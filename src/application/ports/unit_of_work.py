@@ -148,4 +148,7 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """`read_only`: a lookup that will not commit, where the backend allows, runs without a
+        transaction of its own (no BEGIN/ROLLBACK round trips; each statement sees committed data)."""
+        ...
