@@ -662,7 +662,7 @@ class FakeUnitOfWorkFactory:
         self.db = db
         self.opened = 0
 
-    def __call__(self, *, read_only: bool = False) -> FakeUnitOfWork:
+    def __call__(self, *, autocommit: bool = False) -> FakeUnitOfWork:
         self.opened += 1
         return FakeUnitOfWork(self.db)
 

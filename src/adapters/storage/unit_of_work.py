@@ -26,10 +26,11 @@ class SqlUnitOfWork:
     authz: SqlAuthzRepository
     audit_query: SqlAuditQuery
 
-    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
+    def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
-        # PostgreSQL only: SQLite's transactions begin IMMEDIATE (its write lock) by design.
-        self._autocommit = read_only and engine.dialect.name == "postgresql"
+        # PostgreSQL only: SQLite's transactions begin IMMEDIATE (its write lock) by design, and
+        # its multi-statement fallbacks (rotation, audit append) need the transaction.
+        self._autocommit = autocommit and engine.dialect.name == "postgresql"
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
 
@@ -52,7 +53,9 @@ class SqlUnitOfWork:
         return self
 
     async def commit(self) -> None:
-        assert self._transaction is not None, "commit outside `async with` or in a read-only unit"
+        if self._autocommit:
+            return  # every statement has committed on its own
+        assert self._transaction is not None, "commit outside `async with`"
         await self._transaction.commit()
 
     async def __aexit__(
@@ -75,5 +78,5 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, read_only=read_only)
+    def __call__(self, *, autocommit: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, autocommit=autocommit)

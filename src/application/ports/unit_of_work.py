@@ -148,7 +148,10 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
-        """`read_only`: a lookup that will not commit, where the backend allows, runs without a
-        transaction of its own (no BEGIN/ROLLBACK round trips; each statement sees committed data)."""
+    def __call__(self, *, autocommit: bool = False) -> UnitOfWork:
+        """`autocommit`: where the backend allows, every statement commits on its own (no
+        BEGIN/COMMIT round trips; each statement sees committed data) and `commit()` commits
+        whatever the backend still holds. Only for work that reads, or whose every write is one
+        statement that is correct by itself (a conditional update, a claim): nothing is rolled
+        back, so a unit that needs two writes to stand or fall together must not use it."""
         ...

@@ -95,7 +95,7 @@ class Login:
         )
         # The password is checked with no connection held: a login storm must not drain the
         # pool that every other request needs while argon2 runs.
-        async with deps.uow(read_only=True) as uow:
+        async with deps.uow(autocommit=True) as uow:
             found = await uow.users.get_by_email(address)
         if found is None:
             await deps.hasher.burn(password)

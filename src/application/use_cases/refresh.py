@@ -42,7 +42,10 @@ class RefreshSession:
         now = deps.clock.now()
         presented = token_digest(raw_token)
         successor = successor_of(raw_token, deps.refresh_successor_key)
-        async with deps.uow() as uow:
+        # Every write below is one self-contained statement (the rotation claims, stores and
+        # touches at once), so PostgreSQL runs them without BEGIN/COMMIT round trips.
+        reused: Session | None = None
+        async with deps.uow(autocommit=True) as uow:
             context = await uow.sessions.refresh_context(presented)
             if context is None:
                 raise InvalidRefreshToken()
@@ -69,14 +72,15 @@ class RefreshSession:
                 if self._raced_an_org_switch(token, now):
                     raise InvalidRefreshToken()
                 if not await self._within_grace(uow, token, successor, now):
-                    await self._revoke_for_reuse(uow, session, ctx, now)
-                    raise RefreshTokenReused()
-                touched = await uow.sessions.amend(
+                    reused = session
+                elif not await uow.sessions.amend(
                     session.id, last_used_at=session.last_used_at, idle_expires_at=session.idle_expires_at
-                )
-                if not touched:
+                ):
                     raise InvalidRefreshToken()
             await uow.commit()
+        if reused is not None:
+            await self._revoke_for_reuse(reused, ctx, now)
+            raise RefreshTokenReused()
         access = deps.tokens.issue(
             sub=user.id,
             sid=session.id,
@@ -107,18 +111,18 @@ class RefreshSession:
         current = await uow.sessions.get_refresh_token(token.successor_hash)
         return current is not None and current.rotated_at is None
 
-    async def _revoke_for_reuse(
-        self, uow: UnitOfWork, session: Session, ctx: RequestContext, now: datetime
-    ) -> None:
-        await uow.sessions.revoke(session.id, now, "refresh_reuse")
-        await uow.audit.append(
-            ctx.event(
-                "session.refresh_reuse",
-                actor=session.user_id,
-                org=session.org_id,
-                target_type="session",
-                target_id=session.id,
+    async def _revoke_for_reuse(self, session: Session, ctx: RequestContext, now: datetime) -> None:
+        """The revocation and its audit event stand or fall together: a unit of their own."""
+        async with self.deps.uow() as uow:
+            await uow.sessions.revoke(session.id, now, "refresh_reuse")
+            await uow.audit.append(
+                ctx.event(
+                    "session.refresh_reuse",
+                    actor=session.user_id,
+                    org=session.org_id,
+                    target_type="session",
+                    target_id=session.id,
+                )
             )
-        )
-        await uow.commit()
+            await uow.commit()
         await revoke_in_store(self.deps, [session.id], session.absolute_expires_at)
