@@ -26,6 +26,7 @@ from adapters.storage.tables import (
     roles,
     users,
 )
+from adapters.storage.unit_of_work import SqlUnitOfWork
 
 pytestmark = pytest.mark.postgres
 
@@ -266,3 +267,15 @@ async def test_the_authz_repository_declares_each_org_it_reads_so_unfiltered_que
         assert await repo.group(db.a.org_id, db.b.group_id) is None
         assert await repo.membership(db.a.org_id, db.b.user_id) is None
         assert not await repo.existing_ids(db.a.org_id, [db.b.role_id], [])
+
+
+async def test_an_autocommit_unit_refuses_org_scoped_reads_instead_of_seeing_nothing(db: Database) -> None:
+    # The declaration lasts one transaction; in autocommit that is one statement, so the next
+    # query would see no rows at all and a member would look like a stranger.
+    async with SqlUnitOfWork(db.app, autocommit=True) as uow:
+        with pytest.raises(RuntimeError, match="transaction"):
+            await uow.orgs.memberships_of(db.both)
+        with pytest.raises(RuntimeError, match="transaction"):
+            await uow.authz.groups(db.a.org_id)
+    async with SqlUnitOfWork(db.app) as uow:
+        assert {org.id for _, org in await uow.orgs.memberships_of(db.both)} == {db.a.org_id, db.b.org_id}

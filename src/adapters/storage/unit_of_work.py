@@ -42,7 +42,7 @@ class SqlUnitOfWork:
             self._transaction = await self._connection.begin()
         connection = self._connection
         self.users = SqlUserRepository(connection)
-        rls = RowSecurity(connection)
+        rls = RowSecurity(connection, in_transaction=not self._autocommit)
         self.orgs = SqlOrgRepository(connection, rls)
         self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)

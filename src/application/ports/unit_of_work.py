@@ -153,5 +153,6 @@ class UnitOfWorkFactory(Protocol):
         BEGIN/COMMIT round trips; each statement sees committed data) and `commit()` commits
         whatever the backend still holds. Only for work that reads, or whose every write is one
         statement that is correct by itself (a conditional update, a claim): nothing is rolled
-        back, so a unit that needs two writes to stand or fall together must not use it."""
+        back, so a unit that needs two writes to stand or fall together must not use it. Nor may
+        a unit that reads org-scoped rows: row-level security is declared per transaction."""
         ...

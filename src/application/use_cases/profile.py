@@ -59,8 +59,9 @@ class GetProfile:
             del self._loading[key]
 
     async def _load(self, principal: Principal) -> Profile:
-        # Two reads, no writes: no BEGIN/ROLLBACK round trips where the backend allows.
-        async with self.deps.uow(autocommit=True) as uow:
+        # A transaction even though it only reads: memberships are behind row-level security,
+        # which is declared per transaction.
+        async with self.deps.uow() as uow:
             user = await uow.users.get(principal.user_id)
             if user is None:
                 raise NotAuthenticated()
