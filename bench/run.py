@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/run.py [--seconds 10] [--users 48] [--rounds 3]
 
 It creates a throw-away PostgreSQL database, writes a real (non-generated) keyring, starts an SMTP
-sink on loopback, runs `bulwark db upgrade` and `bulwark serve` (BULWARK_ENV=production, granian
-with 2 workers, Redis DB 15 under the service's fixed `bulwark` namespace), seeds verified users
+sink on loopback, runs `bulwark db upgrade` as the tables' owner and `bulwark serve` as an
+unprivileged role subject to row-level security (BULWARK_ENV=production, granian with 2 workers,
+Redis DB 15 under the service's fixed `bulwark` namespace), seeds verified users
 through the API, then drives it with wrk (C, so the load generator takes little of the 2 cores):
 
 - GET /healthz/live (the ceiling: middleware + routing, nothing else);
@@ -65,6 +66,7 @@ from entrypoints.settings import load_settings  # noqa: E402
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a DB of its own: the service's namespace is fixed
 REDIS_NAMESPACE = "bulwark"
+SERVICE_ROLE = "bulwark_app_bench"  # what the server connects as (row-level security applies)
 FRONTEND = "https://app.bench.invalid"
 COOKIE = "__Secure-bulwark_refresh"  # production cookie name
 UNLIMITED = "1000000/1"
@@ -347,16 +349,42 @@ def redis_keys(client: redis.Redis) -> set[bytes]:
     return set(client.scan_iter(match=f"{REDIS_NAMESPACE}:*", count=1000))
 
 
+async def grant_service_role(db_name: str) -> None:
+    """The service's own login role, as production runs it: no superuser, no BYPASSRLS, owner of
+    nothing -- so row-level security applies to every query the benchmark makes it run. The role
+    is cluster-wide and kept between runs; its privileges go with the dropped database."""
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db_name}")
+    try:
+        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            await conn.execute(f"CREATE ROLE {SERVICE_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {SERVICE_ROLE}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {SERVICE_ROLE}"
+        )
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {SERVICE_ROLE}")
+    finally:
+        await conn.close()
+
+
+def bulwark_command() -> str:
+    # The console script of the interpreter running this file; PYTHONPATH (set by main) makes it
+    # import the checkout this script lives in.
+    return str(Path(sys.executable).parent / "bulwark")
+
+
+def migrate(env: dict[str, str], workdir: Path) -> None:
+    upgrade = subprocess.run(
+        [bulwark_command(), "db", "upgrade"], env=env, cwd=workdir, capture_output=True, text=True
+    )
+    if upgrade.returncode != 0:
+        raise RuntimeError(f"bulwark db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
+
+
 @contextlib.contextmanager
 def server(
     env: dict[str, str], workdir: Path, log_path: Path, base: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    # The console script of the interpreter running this file; PYTHONPATH (set by main) makes the
-    # server import the checkout this script lives in.
-    bulwark = str(Path(sys.executable).parent / "bulwark")
-    upgrade = subprocess.run([bulwark, "db", "upgrade"], env=env, cwd=workdir, capture_output=True, text=True)
-    if upgrade.returncode != 0:
-        raise RuntimeError(f"bulwark db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
+    bulwark = bulwark_command()
     with log_path.open("wb") as log:
         # A session of its own, so stopping it reaches granian's workers and nothing else.
         process = subprocess.Popen(
@@ -685,6 +713,11 @@ def main() -> int:
 
         print(f"bench: database {db_name}, redis {REDIS_URL}, server {base}, workdir {workdir}", flush=True)
         rows: list[Row] = []
+        # Migrations as the tables' owner; the server as its own unprivileged role, as in production.
+        migrate(env, workdir)
+        asyncio.run(grant_service_role(db_name))
+        service_url = db_url.replace("postgres@", f"{SERVICE_ROLE}@", 1)
+        env["BULWARK_DATABASE_URL"] = service_url
         with server(env, workdir, workdir / "server.log", base) as process:
             load = ForeignLoad(server_session=process.pid)
             started = time.monotonic()
