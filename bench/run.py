@@ -915,7 +915,9 @@ def main() -> int:
         lines = [
             f"Bulwark benchmark, {date}",
             f"Machine: {machine()}; Python {platform.python_version()}; granian {workers} workers, "
-            f"BULWARK_ENV=production, PostgreSQL + Redis on loopback; wrk load, {seconds:.0f} s per figure.",
+            f"BULWARK_ENV=production, served as an unprivileged role (row-level security on), PostgreSQL + "
+            f"Redis on loopback; wrk load, {seconds:.0f} s per figure; the ceiling, /me and /authz/check "
+            f"in {args.rounds} alternating slices of {sliced['seconds']} s each.",
             "",
             "| measurement | result | target | verdict | other load |",
             "|---|---|---|---|---|",
