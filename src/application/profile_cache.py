@@ -19,6 +19,9 @@ class ProfileCache(Generic[T]):
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[tuple[UUID, UUID], tuple[float, T]] = OrderedDict()
+        # Bumped by every forget/clear: a load that began before one may not be cached, nor
+        # shared with requests that came after it (it may have read what was just changed).
+        self.generation = 0
 
     def get(self, user_id: UUID, org_id: UUID) -> T | None:
         entry = self._entries.get((user_id, org_id))
@@ -29,8 +32,9 @@ class ProfileCache(Generic[T]):
             return None
         return entry[1]
 
-    def put(self, user_id: UUID, org_id: UUID, value: T) -> None:
-        if self.ttl <= 0:
+    def put(self, user_id: UUID, org_id: UUID, value: T, generation: int | None = None) -> None:
+        """`generation`: the one current when the value was read; stale by now means not kept."""
+        if self.ttl <= 0 or (generation is not None and generation != self.generation):
             return
         self._entries[(user_id, org_id)] = (self.clock() + self.ttl, value)
         self._entries.move_to_end((user_id, org_id))
@@ -38,8 +42,10 @@ class ProfileCache(Generic[T]):
             self._entries.popitem(last=False)
 
     def forget_user(self, user_id: UUID) -> None:
+        self.generation += 1
         for key in [k for k in self._entries if k[0] == user_id]:
             del self._entries[key]
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()

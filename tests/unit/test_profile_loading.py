@@ -89,3 +89,40 @@ async def test_a_waiter_loads_itself_when_the_loading_request_is_cancelled(fakes
     profile = await waiter
     assert profile.user.id == principal.user_id
     assert loader.cancelled() and units.opened == 2
+
+
+async def test_every_waiter_gets_a_profile_when_the_loading_request_is_cancelled(fakes: Fakes) -> None:
+    get_profile, units, principal = await uncached(fakes)
+    units.gate = asyncio.Event()
+    loader = asyncio.create_task(get_profile(principal))
+    await asyncio.sleep(0.01)
+    waiters = [asyncio.create_task(get_profile(principal)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    loader.cancel()
+    await asyncio.sleep(0.01)
+    units.gate.set()
+    profiles = await asyncio.gather(*waiters)
+    assert all(p.user.id == principal.user_id for p in profiles)
+    assert all(p is profiles[0] for p in profiles)  # the waiters shared the second load, too
+    assert units.opened == 2
+    assert get_profile._loading == {}
+
+
+async def test_a_change_made_meanwhile_is_never_served_from_a_load_that_began_before_it(fakes: Fakes) -> None:
+    _, session = await logged_in(fakes)
+    principal = await principal_of(fakes, session.access.token)
+    units = SlowUnitsOfWork(fakes.uow)
+    cache: ProfileCache[Any] = ProfileCache(ttl_seconds=60)
+    get_profile = GetProfile(dataclasses.replace(fakes.deps, uow=units, profiles=cache))
+    units.gate = asyncio.Event()
+    early = asyncio.create_task(get_profile(principal))
+    await asyncio.sleep(0.01)
+    cache.forget_user(principal.user_id)  # e.g. a role change committed in this worker
+    late = asyncio.create_task(get_profile(principal))
+    await asyncio.sleep(0.01)
+    units.gate.set()
+    early_profile, late_profile = await asyncio.gather(early, late)
+    assert units.opened == 2  # the later request did not join the earlier load
+    assert early_profile is not late_profile
+    # Only what was read after the change is kept for the requests that follow.
+    assert cache.get(principal.user_id, principal.org_id) is late_profile

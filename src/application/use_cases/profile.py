@@ -21,34 +21,39 @@ class Profile:
 @dataclass
 class GetProfile:
     deps: IdentityDeps
-    # One load per (user, org) at a time: when a cached profile expires, the requests that were
-    # waiting for it share one trip to the database instead of each making its own.
-    _loading: dict[tuple[UUID, UUID], "asyncio.Future[Profile]"] = field(default_factory=dict)
+    # One load per (user, org, cache generation) at a time: when a cached profile expires, the
+    # requests waiting for it share one trip to the database instead of each making its own. A
+    # change that drops cached profiles starts a new generation, so later requests never join a
+    # load that may have read the state before it.
+    _loading: dict[tuple[UUID, UUID, int], "asyncio.Future[Profile]"] = field(default_factory=dict)
 
     async def __call__(self, principal: Principal) -> Profile:
-        cached: Profile | None = self.deps.profiles.get(principal.user_id, principal.org_id)
-        if cached is not None:
-            return cached
-        key = (principal.user_id, principal.org_id)
-        pending = self._loading.get(key)
-        if pending is not None:
+        profiles = self.deps.profiles
+        while True:
+            cached: Profile | None = profiles.get(principal.user_id, principal.org_id)
+            if cached is not None:
+                return cached
+            key = (principal.user_id, principal.org_id, profiles.generation)
+            pending = self._loading.get(key)
+            if pending is None:
+                return await self._load_once(key, principal)
             try:
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
                 if not pending.cancelled():
                     raise  # this request itself was cancelled
-                # The request that was loading it was cancelled: load it here instead.
-        return await self._load_once(key, principal)
+                # The request that was loading it was cancelled: look again (another waiter
+                # may have started a load meanwhile) and load it here if nobody has.
 
-    async def _load_once(self, key: tuple[UUID, UUID], principal: Principal) -> Profile:
+    async def _load_once(self, key: tuple[UUID, UUID, int], principal: Principal) -> Profile:
         future: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         try:
-            profile = await self._load(principal)
+            profile = await self._load(principal, generation=key[2])
         except asyncio.CancelledError:
             future.cancel()
             raise
-        except Exception as error:
+        except BaseException as error:
             future.set_exception(error)
             future.exception()  # marked retrieved: with nobody waiting it is not a logged leak
             raise
@@ -56,9 +61,10 @@ class GetProfile:
             future.set_result(profile)
             return profile
         finally:
-            del self._loading[key]
+            if self._loading.get(key) is future:
+                del self._loading[key]
 
-    async def _load(self, principal: Principal) -> Profile:
+    async def _load(self, principal: Principal, generation: int) -> Profile:
         # A transaction even though it only reads: memberships are behind row-level security,
         # which is declared per transaction.
         async with self.deps.uow() as uow:
@@ -70,5 +76,5 @@ class GetProfile:
         if current is None:
             raise NotAuthenticated("You are no longer a member of this organisation.")
         profile = Profile(user, current, memberships)
-        self.deps.profiles.put(principal.user_id, principal.org_id, profile)
+        self.deps.profiles.put(principal.user_id, principal.org_id, profile, generation)
         return profile
