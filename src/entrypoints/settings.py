@@ -313,7 +313,7 @@ def validate(settings: Settings) -> None:
 
 def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
     """`count/seconds[,count/seconds...]` -> ((count, seconds), ...)."""
-    tiers = []
+    tiers: list[tuple[int, float]] = []
     for part in text.split(","):
         count, sep, seconds = part.strip().partition("/")
         try:
@@ -322,6 +322,11 @@ def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
             tier = (0, 0.0)
         if not sep or tier[0] < 1 or tier[1] <= 0:
             raise SettingsError(f"{env_name(name)}={text!r} is not valid: expected count/seconds, e.g. 5/60")
+        if any(window == tier[1] for _, window in tiers):
+            # Both tiers would count in one limiter key: say which count is meant instead.
+            raise SettingsError(
+                f"{env_name(name)}={text!r} is not valid: the window of {tier[1]:g} s is given twice"
+            )
         tiers.append(tier)
     return tuple(tiers)
 

@@ -129,6 +129,14 @@ async def test_concurrent_hit_many_admit_exactly_the_limit_of_every_key(limiter:
     assert sorted(r[0].remaining for r in results if r[0].allowed) == list(range(7))
 
 
+async def test_hit_many_refuses_a_key_named_twice_and_counts_nothing(limiter: RateLimiter) -> None:
+    # One call counts a key once: a repeated key would silently halve its tier.
+    tight = RateLimit(limit=1, window_seconds=10)
+    with pytest.raises(ValueError, match="distinct"):
+        await limiter.hit_many([("dup", tight), ("dup", RateLimit(limit=5, window_seconds=10))])
+    assert (await limiter.hit("dup", tight)).allowed
+
+
 async def test_zero_limit_refuses_everything(limiter: RateLimiter) -> None:
     decision = await limiter.hit("k", RateLimit(limit=0, window_seconds=5))
 
@@ -141,7 +149,9 @@ async def test_zero_limit_refuses_everything(limiter: RateLimiter) -> None:
 async def test_two_processes_hitting_the_same_key_admit_exactly_the_limit_in_total(
     redis_url: str, redis_namespace: str, redis_client: aioredis.Redis
 ) -> None:
-    limit, hits_per_process = 40, 150
+    # Enough hits that neither process can finish its share before the other starts, even when
+    # a loaded machine starts them tens of milliseconds apart.
+    limit, hits_per_process = 300, 600
 
     processes = [
         await asyncio.create_subprocess_exec(

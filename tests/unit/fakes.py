@@ -774,6 +774,8 @@ class FakeRateLimiter:
         self.refused_prefixes.clear()
 
     async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        if len({key for key, _ in checks}) != len(checks):
+            raise ValueError("hit_many needs distinct keys")  # as the real limiters
         return [await self.hit(key, limit) for key, limit in checks]
 
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:

@@ -84,6 +84,13 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     assert variable in refusal({variable: value})
 
 
+def test_a_limit_window_given_twice_is_refused() -> None:
+    # Both tiers would count in one limiter key, and the stricter would quietly not apply.
+    message = refusal({"BULWARK_LOGIN_LIMIT_PER_ACCOUNT": "5/60,10/60"})
+    assert "BULWARK_LOGIN_LIMIT_PER_ACCOUNT" in message and "given twice" in message
+    assert load({"BULWARK_LOGIN_LIMIT_PER_ACCOUNT": "5/60,10/3600"}).login_limit_per_account
+
+
 def test_unknown_bulwark_variable_is_refused() -> None:
     message = refusal({"BULWARK_DATABSE_URL": "postgresql+asyncpg://db/bulwark"})
     assert "BULWARK_DATABSE_URL" in message

@@ -58,6 +58,8 @@ class InProcessSlidingWindowLimiter:
         return LimitDecision(allowed=False, remaining=0, retry_after=retry_after)
 
     async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
+        if len({key for key, _ in checks}) != len(checks):
+            raise ValueError("hit_many needs distinct keys")  # as the Redis limiter
         return [await self.hit(key, limit) for key, limit in checks]
 
     async def reset(self, key: str) -> None:

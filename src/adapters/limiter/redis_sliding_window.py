@@ -64,6 +64,9 @@ class RedisSlidingWindowLimiter:
     async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
         if not checks:
             return []
+        if len({key for key, _ in checks}) != len(checks):
+            # One member per call: a key named twice would silently count once.
+            raise ValueError("hit_many needs distinct keys")
         # A random member: two hits in the same microsecond must both count.
         args: list[str | int] = [uuid.uuid4().hex]
         for _, limit in checks:

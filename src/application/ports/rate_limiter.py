@@ -24,7 +24,8 @@ class RateLimiter(Protocol):
 
     async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:
         """`hit` for every (key, limit), in order and in one step (one round trip where the
-        counts live remotely); each key is counted on its own, whatever the others decide."""
+        counts live remotely); each key is counted on its own, whatever the others decide.
+        The keys must be distinct (ValueError otherwise): one step counts a key once."""
         ...
 
     async def reset(self, key: str) -> None: ...
