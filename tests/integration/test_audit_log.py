@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.audit_log import SqlAuditLog, SqlAuditReader, VerifyResult, verify_chain
 from adapters.storage.database import create_engine
+from adapters.storage.unit_of_work import SqlUnitOfWork
 from domain.audit import GENESIS_HASH, ActorKind, AuditEvent, AuditRecord, chain_hash
 
 
@@ -153,6 +154,17 @@ async def test_append_outside_a_transaction_is_refused(engine: AsyncEngine) -> N
     async with engine.connect() as conn:
         with pytest.raises(RuntimeError, match="transaction"):
             await SqlAuditLog(conn).append(AuditEvent(action="test.lost"))
+    assert await read_all(engine) == []
+
+
+async def test_append_in_an_autocommit_unit_is_refused(engine: AsyncEngine) -> None:
+    # Its entry would commit on its own, apart from the change it records.
+    async with SqlUnitOfWork(engine, autocommit=True) as uow:
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(RuntimeError, match="transaction"):
+                await uow.audit.append(AuditEvent(action="test.apart"))
+        else:  # SQLite keeps its transaction in such a unit: the append waits for the commit
+            await uow.audit.append(AuditEvent(action="test.apart"))
     assert await read_all(engine) == []
 
 

@@ -63,12 +63,23 @@ class SqlAuditLog:
     """AuditSink on the caller's connection; the entry commits or rolls back with the caller's
     transaction, so a failed operation leaves neither an entry nor a gap in the ids."""
 
-    def __init__(self, connection: AsyncConnection, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        clock: Callable[[], datetime] = _utc_now,
+        *,
+        in_transaction: bool = True,
+    ) -> None:
         self._connection = connection
         self._clock = clock
+        # False for an autocommit unit: the head's lock would end with the statement and the
+        # entry would commit apart from the change it records.
+        self._in_transaction = in_transaction
 
     async def append(self, event: AuditEvent) -> AuditRecord:
         conn = self._connection
+        if not self._in_transaction:
+            raise RuntimeError("SqlAuditLog.append needs a unit of work with a transaction (not autocommit)")
         if not conn.in_transaction():
             # Autobegin would open a transaction nobody commits: the entry would vanish.
             raise RuntimeError("SqlAuditLog.append needs the caller's open transaction")

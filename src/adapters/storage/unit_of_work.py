@@ -46,7 +46,7 @@ class SqlUnitOfWork:
         self.orgs = SqlOrgRepository(connection, rls)
         self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)
-        self.audit = SqlAuditLog(connection)
+        self.audit = SqlAuditLog(connection, in_transaction=not self._autocommit)
         self.mfa = SqlMfaRepository(connection)
         self.authz = SqlAuthzRepository(connection, rls)
         self.audit_query = SqlAuditQuery(connection)
