@@ -132,7 +132,10 @@ class Settings:
     reset_password_ttl_seconds: int = field(default=1800, metadata=_doc("Lifetime of password reset links."))
     login_limit_per_ip: str = field(
         default="30/300",
-        metadata=_doc("Login attempts per client IP, as `count/seconds` (comma-separated tiers allowed)."),
+        metadata=_doc(
+            "Login attempts per client IP, as `count/seconds` "
+            "(comma-separated tiers allowed, each window once)."
+        ),
     )
     login_limit_per_account: str = field(
         default="5/60,20/3600",
