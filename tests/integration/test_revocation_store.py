@@ -350,7 +350,9 @@ async def test_a_revocation_redis_refused_is_resent_and_reaches_the_other_worker
     redis_client: aioredis.Redis,
     redis_namespace: str,
 ) -> None:
-    writer = await make_redis_store(ping_interval=0.05)
+    # The writer re-sends on its subscriber's ticks; 0.5 s ticks, not tighter: its pub/sub ping
+    # must come back within three of them, and a loaded machine can miss 150 ms.
+    writer = await make_redis_store(ping_interval=0.5)
     reader = await make_redis_store()
     session = uuid4()
     key = f"{redis_namespace}:rev:sessions"
@@ -363,7 +365,7 @@ async def test_a_revocation_redis_refused_is_resent_and_reaches_the_other_worker
     assert not await reader.is_revoked(session, uuid4(), uuid4(), datetime.now(UTC))
 
     await redis_client.delete(key)  # Redis accepts writes again
-    deadline = asyncio.get_running_loop().time() + 2
+    deadline = asyncio.get_running_loop().time() + 15
     while not await reader.is_revoked(session, uuid4(), uuid4(), datetime.now(UTC)):
         assert asyncio.get_running_loop().time() < deadline, "the refused revocation was never re-sent"
         await asyncio.sleep(0.02)
