@@ -452,22 +452,23 @@ def argon2_ceiling(setting: tuple[int, int, int], processes: int, seconds: float
     return float(total)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes have used since boot (/proc/stat, minus idle and iowait)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def settle(timeout: float = 15.0) -> None:
     """Waits until the machine is nearly idle: after wrk stops, the server still finishes the
     requests it had in flight (for logins, a second of hashing), which a ceiling taken at once
     would have to share the cores with."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def busy() -> float:
-        with open("/proc/stat") as stat:
-            values = [int(v) for v in stat.readline().split()[1:9]]
-        return (sum(values) - values[3] - values[4]) / tick
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        start, began = busy(), time.monotonic()
+        start, began = machine_busy_seconds(), time.monotonic()
         time.sleep(0.25)
-        if (busy() - start) / ((time.monotonic() - began) * (os.cpu_count() or 1)) < 0.1:
+        used = machine_busy_seconds() - start
+        if used / ((time.monotonic() - began) * (os.cpu_count() or 1)) < 0.1:
             return
 
 
@@ -483,11 +484,6 @@ class ForeignLoad:
     def __init__(self, server_session: int) -> None:
         self.server_session = server_session
         self.tick = os.sysconf("SC_CLK_TCK")
-
-    def _busy(self) -> float:
-        with open("/proc/stat") as stat:
-            values = [int(v) for v in stat.readline().split()[1:9]]
-        return (sum(values) - values[3] - values[4]) / self.tick  # minus idle and iowait
 
     def _known(self) -> float:
         ticks = 0
@@ -508,12 +504,12 @@ class ForeignLoad:
         return ticks / self.tick + own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
     def start(self) -> tuple[float, float, float]:
-        return time.monotonic(), self._busy(), self._known()
+        return time.monotonic(), machine_busy_seconds(), self._known()
 
     def percent(self, since: tuple[float, float, float]) -> float:
         """Share of all CPUs (0-100) used by foreign processes since `since`."""
         elapsed = time.monotonic() - since[0]
-        foreign = (self._busy() - since[1]) - (self._known() - since[2])
+        foreign = (machine_busy_seconds() - since[1]) - (self._known() - since[2])
         return max(0.0, 100 * foreign / (elapsed * (os.cpu_count() or 1)))
 
 
