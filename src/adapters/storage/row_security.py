@@ -23,18 +23,20 @@ class RowSecurity:
             raise RuntimeError("org-scoped rows need a unit of work with a transaction (not autocommit)")
 
     async def org(self, org_id: UUID) -> None:
-        if self.enabled:
-            self._require_transaction()
-        if self.enabled and self._org != org_id:
+        if not self.enabled:
+            return
+        self._require_transaction()
+        if self._org != org_id:
             await self.connection.execute(
                 text("SELECT set_config('bulwark.org_id', :v, true)"), {"v": str(org_id)}
             )
             self._org = org_id
 
     async def user(self, user_id: UUID) -> None:
-        if self.enabled:
-            self._require_transaction()
-        if self.enabled and self._user != user_id:
+        if not self.enabled:
+            return
+        self._require_transaction()
+        if self._user != user_id:
             await self.connection.execute(
                 text("SELECT set_config('bulwark.user_id', :v, true)"), {"v": str(user_id)}
             )
