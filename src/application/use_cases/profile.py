@@ -61,8 +61,7 @@ class GetProfile:
             future.set_result(profile)
             return profile
         finally:
-            if self._loading.get(key) is future:
-                del self._loading[key]
+            del self._loading[key]  # ours: a load starts only where no entry is
 
     async def _load(self, principal: Principal, generation: int) -> Profile:
         # A transaction even though it only reads: memberships are behind row-level security,
