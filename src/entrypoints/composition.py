@@ -30,6 +30,7 @@ from adapters.mail.smtp_mailer import SmtpMailer
 from adapters.otp.pyotp_totp import PyOtpTotpService
 from adapters.otp.segno_qr import SegnoQrRenderer
 from adapters.passwords import Argon2PasswordHasher, is_common_password
+from adapters.passwords.hash_memory import keep_hash_memory
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.database import create_engine
@@ -314,6 +315,7 @@ def build_container(
         limiter = InProcessSlidingWindowLimiter()
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
+    keep_hash_memory(settings.argon2_memory_kib)  # process-wide: no page faults per hash
     argon2_pool = ThreadPoolExecutor(max_workers=argon2_threads(settings), thread_name_prefix="argon2")
     hasher = Argon2PasswordHasher(
         key_provider,
