@@ -49,7 +49,7 @@ def keep_hash_memory(memory_cost_kib: int) -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     trim_threshold = min(2 * memory_cost_kib * 1024, 2**31 - 1)
-    applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+    applied: bool = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
     if not applied:
         log.warning("mallopt refused the argon2 memory settings; every hash will map its memory anew")
     return applied
