@@ -102,7 +102,7 @@ class Settings:
     jwt_audience: str = field(default="bulwark-api", metadata=_doc("`aud` of access tokens."))
     access_token_ttl_seconds: int = field(default=900, metadata=_doc("Access token lifetime."))
 
-    argon2_time_cost: int = field(default=2, metadata=_doc("argon2id iterations (floor 2)."))
+    argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations (floor 2)."))
     argon2_memory_kib: int = field(
         default=46 * 1024, metadata=_doc("argon2id memory per hash in KiB (floor 19456).")
     )

@@ -25,7 +25,7 @@ from application.ports.password_hasher import PasswordCheck
 from domain.password_policy import normalise_password
 
 # Chosen with bench/argon2_params.py on the 2-core reference machine: ~70 ms per hash.
-DEFAULT_TIME_COST = 2
+DEFAULT_TIME_COST = 3
 DEFAULT_MEMORY_COST_KIB = 46 * 1024
 DEFAULT_PARALLELISM = 1
 
