@@ -21,6 +21,7 @@ from entrypoints.controllers.orgs import OrgController
 from entrypoints.controllers.two_factor import TwoFactorController
 from entrypoints.controllers.well_known import WellKnownController
 from entrypoints.http.asgi_types import ASGIApp
+from entrypoints.http.authz_check import AuthzCheckFastPath
 from entrypoints.http.client_ip import parse_networks
 from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.middleware.content_type import JsonContentTypeMiddleware
@@ -86,10 +87,14 @@ def create_litestar(container: Container) -> Litestar:
     )
 
 
-def create_asgi(container: Container) -> ASGIApp:
-    """Outermost first: request id and security headers wrap even the errors produced below."""
+def create_asgi(container: Container, *, authz_fast_path: bool = True) -> ASGIApp:
+    """Outermost first: request id and security headers wrap even the errors produced below.
+    Without `authz_fast_path`, every check goes through the framework route (the reference the
+    fast path is tested against)."""
     settings = container.settings
     app: ASGIApp = cast(ASGIApp, create_litestar(container))  # Litestar's scope types are stricter
+    if authz_fast_path:
+        app = AuthzCheckFastPath(app, container, settings.max_body_bytes)
     app = JsonContentTypeMiddleware(app)
     app = OriginCheckMiddleware(app, allowed_origins=settings.effective_allowed_origins)
     app = TimeoutMiddleware(app, seconds=settings.request_timeout_seconds)

@@ -2,14 +2,12 @@
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
 
-from application.errors import InvalidInput
 from application.use_cases.sessions import Principal
 from entrypoints.controllers.auth import token_response
 from entrypoints.dto.identity import TokenResponse
@@ -24,12 +22,10 @@ from entrypoints.dto.orgs import (
     SwitchOrgRequest,
 )
 from entrypoints.http.auth import authenticated, container_of, provide_principal
+from entrypoints.http.authz_check import PATH as AUTHZ_CHECK_PATH
+from entrypoints.http.authz_check import authz_answer
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.request_context import request_context
-
-# The two answers of the single form, encoded once.
-_ALLOWED = msgspec.json.encode(AuthzCheckResponse(allowed=True))
-_DENIED = msgspec.json.encode(AuthzCheckResponse(allowed=False))
 
 
 class AuthzController(Controller):
@@ -38,27 +34,18 @@ class AuthzController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @post(
-        "/authz/check",
+        AUTHZ_CHECK_PATH.removeprefix("/api/v1"),
         status_code=200,
         operation_id="authzCheck",
         summary="One permission (`permission`) or a batch (`permissions`) for the bearer token's user.",
         responses={200: ResponseSpec(AuthzCheckResponse, description="Whether the token's user may")},
     )
     async def check(self, data: JSONBody[AuthzCheckRequest], request: Request[Any, Any, Any]) -> ASGIResponse:
-        # The hot path of every trading call: no dependency-injection round.
+        # Browsers' requests and every error land here; services' plain checks are answered by
+        # AuthzCheckFastPath before routing, with the same authz_answer.
         container = container_of(request)
         principal = await authenticated(request, container)
-        if (data.permission is None) == (data.permissions is None):
-            raise InvalidInput("Send either `permission` or `permissions`.", field="permission")
-        if data.permission is not None:
-            results = await container.authz.check(principal, [data.permission])
-            return ASGIResponse(
-                body=_ALLOWED if results[data.permission] else _DENIED, media_type=MediaType.JSON
-            )
-        assert data.permissions is not None
-        results = await container.authz.check(principal, data.permissions)
-        body = msgspec.json.encode(AuthzCheckResponse(allowed=all(results.values()), results=results))
-        return ASGIResponse(body=body, media_type=MediaType.JSON)
+        return ASGIResponse(body=await authz_answer(container, principal, data), media_type=MediaType.JSON)
 
     @get("/me/permissions", operation_id="myPermissions")
     async def mine(self, principal: PrincipalDep, container: ContainerDep) -> MyPermissions:

@@ -1,5 +1,6 @@
 """Write bodies must be JSON: anything else is 415 before it reaches a handler."""
 
+from entrypoints.http.asgi_replay import replay
 from entrypoints.http.asgi_responses import send_problem
 from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,19 +46,10 @@ class JsonContentTypeMiddleware:
                         ):
                             break
                     declared = any(m.get("body") for m in seen)
-                    receive = _replay(seen, receive)
+                    receive = replay(seen, receive)
                 if declared:
                     await send_problem(
                         send, 415, "unsupported_media_type", "Request bodies must be application/json."
                     )
                     return
         await self.app(scope, receive, send)
-
-
-def _replay(seen: list[Message], receive: Receive) -> Receive:
-    pending = list(seen)
-
-    async def replaying_receive() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replaying_receive
