@@ -350,21 +350,20 @@ def redis_keys(client: redis.Redis) -> set[bytes]:
     return set(client.scan_iter(match=f"{REDIS_NAMESPACE}:*", count=1000))
 
 
-async def grant_service_role(db_name: str) -> None:
-    """The service's own login role, as production runs it: no superuser, no BYPASSRLS, owner of
-    nothing -- so row-level security applies to every query the benchmark makes it run. The role
-    is cluster-wide and kept between runs; its privileges go with the dropped database."""
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db_name}")
-    try:
-        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            await conn.execute(f"CREATE ROLE {SERVICE_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {SERVICE_ROLE}")
-        await conn.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {SERVICE_ROLE}"
-        )
-        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {SERVICE_ROLE}")
-    finally:
-        await conn.close()
+def grant_service_role(env: dict[str, str], workdir: Path) -> None:
+    """The service's own login role, as production runs it (`bulwark db grant-service-role`): no
+    superuser, no BYPASSRLS, owner of nothing -- so row-level security applies to every query
+    the benchmark makes it run. The role is cluster-wide and kept between runs; its privileges
+    go with the dropped database."""
+    granted = subprocess.run(
+        [bulwark_command(), "db", "grant-service-role", SERVICE_ROLE],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    if granted.returncode != 0:
+        raise RuntimeError(f"bulwark db grant-service-role failed:\n{granted.stdout}{granted.stderr}")
 
 
 def bulwark_command() -> str:
@@ -713,7 +712,7 @@ def main() -> int:
         rows: list[Row] = []
         # Migrations as the tables' owner; the server as its own unprivileged role, as in production.
         migrate(env, workdir)
-        asyncio.run(grant_service_role(db_name))
+        grant_service_role(env, workdir)
         service_url = db_url.replace("postgres@", f"{SERVICE_ROLE}@", 1)
         env["BULWARK_DATABASE_URL"] = service_url
         with server(env, workdir, workdir / "server.log", base) as process:

@@ -6,7 +6,6 @@ end) and its own Redis key namespace, so runs never see each other's data. When 
 answer, its tests are skipped with the reason shown -- except under CI=true, where that fails."""
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage import migrations
 from adapters.storage.database import create_engine
+from adapters.storage.service_role import grant_service_role
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -103,20 +103,13 @@ APP_ROLE = "bulwark_app_test"
 
 
 async def _grant_app_role(url: str) -> None:
-    """The service's own role: no superuser, no BYPASSRLS, not the tables' owner -- so PostgreSQL
-    row-level security applies to everything it does, as it must in production."""
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    """The service's own role, as `bulwark db grant-service-role` makes it in production: no
+    superuser, no BYPASSRLS, not the tables' owner -- so row-level security applies."""
+    engine = create_engine(url, pool_size=1)
     try:
-        # Made once; an earlier or a parallel run may have made it already.
-        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            await conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
-        await conn.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
-        )
-        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+        await grant_service_role(engine, APP_ROLE)
     finally:
-        await conn.close()
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -125,6 +125,34 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database upgraded to {revision}")
 
 
+@db.command("grant-service-role")
+@click.argument("role")
+@one_line_errors
+def db_grant_service_role(role: str) -> None:
+    """Create ROLE (no superuser, no BYPASSRLS) and grant it the service's data privileges.
+
+    Run it as the tables' owner (BULWARK_DATABASE_URL), after `db upgrade`; then serve with
+    BULWARK_DATABASE_URL naming ROLE, so that row-level security applies to the service. Set
+    the role's password (or other authentication) yourself."""
+    from adapters.storage.database import create_engine
+    from adapters.storage.service_role import ServiceRoleError, grant_service_role
+
+    settings = _settings()
+
+    async def run() -> bool:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await grant_service_role(engine, role)
+        finally:
+            await engine.dispose()
+
+    try:
+        created = asyncio.run(run())
+    except ServiceRoleError as error:
+        raise StartupError(str(error)) from error
+    click.echo(f"role {role} {'created and ' if created else ''}granted the service's privileges")
+
+
 @main.group()
 def audit() -> None:
     """The append-only audit log."""

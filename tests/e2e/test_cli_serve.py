@@ -106,3 +106,21 @@ def test_audit_verify_on_a_fresh_database_is_intact(tmp_path: Path) -> None:
     verified = run(["audit", "verify"], tmp_path, env)
     assert verified.returncode == 0, verified.stderr
     assert "intact" in verified.stdout
+
+
+def test_grant_service_role_on_sqlite_refuses_in_one_line(tmp_path: Path) -> None:
+    env = clean_env(BULWARK_DATA_DIR=str(tmp_path / "data"))
+    assert run(["db", "upgrade"], tmp_path, env).returncode == 0
+    assert_one_line_error(run(["db", "grant-service-role", "bulwark_app"], tmp_path, env), "PostgreSQL")
+
+
+def test_grant_service_role_on_postgres_makes_a_role_the_server_can_use(
+    tmp_path: Path, fresh_pg_url: str
+) -> None:
+    env = clean_env(BULWARK_DATA_DIR=str(tmp_path / "data"), BULWARK_DATABASE_URL=fresh_pg_url)
+    granted = run(["db", "grant-service-role", "bulwark_app_cli_test"], tmp_path, env)
+    assert granted.returncode == 0, granted.stderr
+    assert "bulwark_app_cli_test" in granted.stdout
+    again = run(["db", "grant-service-role", "bulwark_app_cli_test"], tmp_path, env)
+    assert again.returncode == 0 and "created" not in again.stdout, again.stdout
+    assert_one_line_error(run(["db", "grant-service-role", "Bad-Name"], tmp_path, env), "Bad-Name")

@@ -1,0 +1,67 @@
+"""The PostgreSQL role the service runs as: no superuser, no BYPASSRLS, owner of nothing.
+
+Row-level security does not apply to a table's owner or to a superuser, so the role that migrates
+(owns the tables) must not be the role that serves. This grants a serving role exactly the data
+privileges it needs, on today's tables and on those later migrations create."""
+
+import re
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+# Lower-case, unquoted-identifier shape: nothing that needs (or could break out of) quoting.
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# duplicate_object, unique_violation: another process created the role first.
+_ALREADY_THERE = {"42710", "23505"}
+
+_GRANTS = (
+    'GRANT USAGE ON SCHEMA public TO "{role}"',
+    'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
+    'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+    # Tables and sequences the owner creates later (new migrations) come granted.
+    'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{role}"',
+    'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
+    # The audit log is append-only: its triggers refuse changes, and the role may not even try.
+    'REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM "{role}"',
+)
+
+
+class ServiceRoleError(ValueError):
+    """The role cannot be the service's role (bad name, wrong database, or it bypasses RLS)."""
+
+
+async def grant_service_role(engine: AsyncEngine, role: str) -> bool:
+    """Creates `role` (LOGIN, NOSUPERUSER, NOBYPASSRLS) unless it exists, and grants it the data
+    privileges on schema public. Runs as the tables' owner. True when the role was created.
+    A role that exists with SUPERUSER or BYPASSRLS is refused, not silently used."""
+    if not _ROLE_NAME.fullmatch(role):
+        raise ServiceRoleError(f"{role!r} is not a plain role name ([a-z_][a-z0-9_]*, at most 63)")
+    if engine.dialect.name != "postgresql":
+        raise ServiceRoleError("only PostgreSQL has roles (and row-level security)")
+    created = False
+    async with engine.begin() as conn:
+        if await _is_privileged(conn, role) is None:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+                created = True
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) not in _ALREADY_THERE:
+                    raise
+        if await _is_privileged(conn, role):
+            raise ServiceRoleError(f"role {role} is a superuser or bypasses row-level security")
+        for statement in _GRANTS:
+            await conn.execute(text(statement.format(role=role)))
+    return created
+
+
+async def _is_privileged(conn: AsyncConnection, role: str) -> bool | None:
+    """None when the role does not exist."""
+    row = (
+        await conn.execute(
+            text("SELECT rolsuper OR rolbypassrls AS privileged FROM pg_roles WHERE rolname = :role"),
+            {"role": role},
+        )
+    ).first()
+    return None if row is None else bool(row.privileged)
