@@ -27,7 +27,12 @@ from entrypoints.dto.two_factor import (
     ReauthRequest,
 )
 from entrypoints.http.auth import provide_optional_principal, provide_principal
-from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie, refresh_cookie, refresh_cookie_name
+from entrypoints.http.cookies import (
+    AUTH_PATH,
+    cleared_refresh_cookie_header,
+    refresh_cookie_header,
+    refresh_cookie_name,
+)
 from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep, PrincipalDep
 from entrypoints.http.request_context import request_context
 
@@ -42,10 +47,10 @@ def token_response(
         expires_in=access.expires_in,
         user=user_view(user),
     )
-    cookie = refresh_cookie(
+    cookie = refresh_cookie_header(
         refresh_cookie_name(settings.is_production), refresh_token, settings.session_absolute_seconds
     )
-    return Response(body, status_code=200, cookies=[cookie])
+    return Response(body, status_code=200, headers={"set-cookie": cookie})
 
 
 class AuthController(Controller):
@@ -153,7 +158,7 @@ class AuthController(Controller):
         if principal is None and not raw:
             raise NotAuthenticated("Send a bearer token or the refresh cookie.")
         await container.identity.logout(principal, raw, request_context(request))
-        return Response(None, status_code=204, cookies=[cleared_refresh_cookie(name)])
+        return Response(None, status_code=204, headers={"set-cookie": cleared_refresh_cookie_header(name)})
 
     @post("/password/forgot", status_code=202, operation_id="forgotPassword")
     async def forgot(
