@@ -14,8 +14,16 @@ import entrypoints.controllers.authorization as authorization_controller
 from entrypoints.app import create_asgi
 from entrypoints.settings import Settings
 from tests.e2e.conftest import FRONTEND, Service
-from tests.e2e.identity_helpers import FAST_ARGON2, service_with
-from tests.e2e.test_orgs_and_roles import TRADER_ROLE, Actor, create_org, delete, join, new_user
+from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, service_with
+from tests.e2e.test_orgs_and_roles import (
+    TRADER_ROLE,
+    Actor,
+    create_org,
+    delete,
+    join,
+    make_platform_admin,
+    new_user,
+)
 
 PATH = "/api/v1/authz/check"
 
@@ -205,3 +213,115 @@ async def test_the_ground_rules_in_front_of_it_still_refuse(
         headers={**trader.headers, "content-type": "application/json", "sec-fetch-site": "cross-site"},
     )
     assert r.status_code == 403 and r.json()["code"] == "origin_not_allowed", r.text
+
+
+async def test_a_disabled_org_refuses_the_very_next_fast_check(
+    service: Service, services_client: httpx.AsyncClient
+) -> None:
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    trader = await join(service, alice, await new_user(service, "trader"), role_ids=[TRADER_ROLE])
+    order = as_json({"permission": "orders:create"})
+    assert (await post(services_client, order, trader.headers)).json() == {"allowed": True}
+    root = await make_platform_admin(service, await new_user(service, "root"))
+    r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
+    assert r.status_code == 200, r.text
+    refused = await post(services_client, order, trader.headers)
+    assert refused.status_code == 401, refused.text
+
+
+# -- what httpx cannot send: raw ASGI messages, to the fast path and to the reference app ---------
+
+
+async def drive(
+    app: Any, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]], **scope: Any
+) -> Any:
+    """Status and body of one request given as raw ASGI messages (then a disconnect, forever)."""
+    pending = list(messages)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(
+        {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "https",
+            "path": PATH,
+            "raw_path": PATH.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("10.0.0.9", 40000),
+            "server": ("bulwark.test", 443),
+            "headers": headers,
+            **scope,
+        },
+        receive,
+        send,
+    )
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return (starts[0]["status"] if starts else None), body
+
+
+def chunks_of(body: bytes, sizes: list[int]) -> list[dict[str, Any]]:
+    out, at = [], 0
+    for size in sizes:
+        out.append({"type": "http.request", "body": body[at : at + size], "more_body": True})
+        at += size
+    out.append({"type": "http.request", "body": body[at:], "more_body": False})
+    return out
+
+
+async def test_raw_requests_get_the_reference_apps_answers(
+    service: Service, framework_answers: list[bytes], settings_max_body: int
+) -> None:
+    trader = await trader_of(service)
+    fast_app = create_asgi(service.container)
+    reference_app = create_asgi(service.container, authz_fast_path=False)
+    bearer_header = (b"authorization", f"Bearer {trader.access}".encode())
+    json_type = (b"content-type", b"application/json")
+    host = (b"host", b"bulwark.test")
+    body = as_json({"permissions": ["orders:create", "billing:read"]})
+    # Valid JSON, just too long (whitespace): the limit, not the shape, must refuse it.
+    big = b'{"permission": "orders:read"' + b" " * settings_max_body + b"}"
+    cases: dict[str, tuple[list[tuple[bytes, bytes]], list[dict[str, Any]], dict[str, Any]]] = {
+        "in-chunks": ([host, bearer_header, json_type], chunks_of(body, [1, 0, 7, 0, 5]), {}),
+        "oversized-in-chunks": ([host, bearer_header, json_type], chunks_of(big, [4096] * 3), {}),
+        "disconnect-mid-body": (
+            [host, bearer_header, json_type],
+            [{"type": "http.request", "body": body[:9], "more_body": True}, {"type": "http.disconnect"}],
+            {},
+        ),
+        "two-authorizations": (
+            [host, bearer_header, (b"authorization", b"Bearer other"), json_type],
+            chunks_of(body, []),
+            {},
+        ),
+        "bad-content-length": (
+            [host, bearer_header, json_type, (b"content-length", b"abc")],
+            chunks_of(body, []),
+            {},
+        ),
+        "bad-host": ([(b"host", b"evil.example/x y"), bearer_header, json_type], chunks_of(body, []), {}),
+        "root-path": ([host, bearer_header, json_type], chunks_of(body, []), {"root_path": "/api"}),
+    }
+    # The fast path answers a chunked body itself; the rest it leaves to the route, whose answers
+    # they then are (two Authorization headers: the route takes the first, as it always has).
+    computed_by_route = {"in-chunks": 1, "two-authorizations": 2}
+    for name, (headers, messages, scope) in cases.items():
+        framework_answers.clear()
+        fast = await drive(fast_app, headers, messages, **scope)
+        reference = await drive(reference_app, headers, messages, **scope)
+        assert fast == reference, (name, fast, reference)
+        assert len(framework_answers) == computed_by_route.get(name, 0), name
+        if name in computed_by_route:
+            assert fast[0] == 200 and json.loads(fast[1])["allowed"] is False, (name, fast)
+        else:
+            assert fast[0] != 200, (name, fast)
