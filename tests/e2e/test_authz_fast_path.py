@@ -69,10 +69,19 @@ def framework_answers(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-async def trader_of(service: Service) -> Actor:
+async def desk(service: Service) -> tuple[str, Actor, Actor]:
+    """A new org, its administrator, and a member holding Trader (which may create orders)."""
     alice = await new_user(service, "alice")
-    _, alice = await create_org(service, alice)
-    return await join(service, alice, await new_user(service, "trader"), role_ids=[TRADER_ROLE])
+    org_id, alice = await create_org(service, alice)
+    trader = await join(service, alice, await new_user(service, "trader"), role_ids=[TRADER_ROLE])
+    return org_id, alice, trader
+
+
+async def trader_of(service: Service) -> Actor:
+    return (await desk(service))[2]
+
+
+ORDER = b'{"permission": "orders:create"}'
 
 
 def as_json(body: dict[str, Any]) -> bytes:
@@ -183,10 +192,8 @@ def settings_max_body(service: Service) -> int:
 async def test_a_logout_and_a_removed_role_take_effect_on_the_very_next_fast_check(
     service: Service, services_client: httpx.AsyncClient
 ) -> None:
-    alice = await new_user(service, "alice")
-    org_id, alice = await create_org(service, alice)
-    trader = await join(service, alice, await new_user(service, "trader"), role_ids=[TRADER_ROLE])
-    order = as_json({"permission": "orders:create"})
+    org_id, alice, trader = await desk(service)
+    order = ORDER
     assert (await post(services_client, order, trader.headers)).json() == {"allowed": True}
 
     r = await delete(service, alice, f"/api/v1/orgs/{org_id}/members/{trader.user_id}/roles/{TRADER_ROLE}")
@@ -218,10 +225,8 @@ async def test_the_ground_rules_in_front_of_it_still_refuse(
 async def test_a_disabled_org_refuses_the_very_next_fast_check(
     service: Service, services_client: httpx.AsyncClient
 ) -> None:
-    alice = await new_user(service, "alice")
-    org_id, alice = await create_org(service, alice)
-    trader = await join(service, alice, await new_user(service, "trader"), role_ids=[TRADER_ROLE])
-    order = as_json({"permission": "orders:create"})
+    org_id, _, trader = await desk(service)
+    order = ORDER
     assert (await post(services_client, order, trader.headers)).json() == {"allowed": True}
     root = await make_platform_admin(service, await new_user(service, "root"))
     r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
