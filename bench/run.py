@@ -350,34 +350,29 @@ def redis_keys(client: redis.Redis) -> set[bytes]:
     return set(client.scan_iter(match=f"{REDIS_NAMESPACE}:*", count=1000))
 
 
-def grant_service_role(env: dict[str, str], workdir: Path) -> None:
-    """The service's own login role, as production runs it (`bulwark db grant-service-role`): no
-    superuser, no BYPASSRLS, owner of nothing -- so row-level security applies to every query
-    the benchmark makes it run. The role is cluster-wide and kept between runs; its privileges
-    go with the dropped database."""
-    granted = subprocess.run(
-        [bulwark_command(), "db", "grant-service-role", SERVICE_ROLE],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-    if granted.returncode != 0:
-        raise RuntimeError(f"bulwark db grant-service-role failed:\n{granted.stdout}{granted.stderr}")
-
-
 def bulwark_command() -> str:
     # The console script of the interpreter running this file; PYTHONPATH (set by main) makes it
     # import the checkout this script lives in.
     return str(Path(sys.executable).parent / "bulwark")
 
 
+def run_bulwark(args: list[str], env: dict[str, str], workdir: Path) -> None:
+    """One `bulwark` command to completion; its output in the error when it fails."""
+    done = subprocess.run([bulwark_command(), *args], env=env, cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bulwark {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
 def migrate(env: dict[str, str], workdir: Path) -> None:
-    upgrade = subprocess.run(
-        [bulwark_command(), "db", "upgrade"], env=env, cwd=workdir, capture_output=True, text=True
-    )
-    if upgrade.returncode != 0:
-        raise RuntimeError(f"bulwark db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
+    run_bulwark(["db", "upgrade"], env, workdir)
+
+
+def grant_service_role(env: dict[str, str], workdir: Path) -> None:
+    """The service's own login role, as production runs it (`bulwark db grant-service-role`): no
+    superuser, no BYPASSRLS, owner of nothing -- so row-level security applies to every query
+    the benchmark makes it run. The role is cluster-wide and kept between runs; its privileges
+    go with the dropped database."""
+    run_bulwark(["db", "grant-service-role", SERVICE_ROLE], env, workdir)
 
 
 @contextlib.contextmanager
