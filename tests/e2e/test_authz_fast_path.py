@@ -193,16 +193,15 @@ async def test_a_logout_and_a_removed_role_take_effect_on_the_very_next_fast_che
     service: Service, services_client: httpx.AsyncClient
 ) -> None:
     org_id, alice, trader = await desk(service)
-    order = ORDER
-    assert (await post(services_client, order, trader.headers)).json() == {"allowed": True}
+    assert (await post(services_client, ORDER, trader.headers)).json() == {"allowed": True}
 
     r = await delete(service, alice, f"/api/v1/orgs/{org_id}/members/{trader.user_id}/roles/{TRADER_ROLE}")
     assert r.status_code == 204, r.text
-    assert (await post(services_client, order, trader.headers)).json() == {"allowed": False}
+    assert (await post(services_client, ORDER, trader.headers)).json() == {"allowed": False}
 
     r = await service.client.post("/api/v1/auth/logout", headers=trader.headers)
     assert r.status_code == 204, r.text
-    refused = await post(services_client, order, trader.headers)
+    refused = await post(services_client, ORDER, trader.headers)
     assert refused.status_code == 401 and refused.json()["code"] == "invalid_token", refused.text
 
 
@@ -226,12 +225,11 @@ async def test_a_disabled_org_refuses_the_very_next_fast_check(
     service: Service, services_client: httpx.AsyncClient
 ) -> None:
     org_id, _, trader = await desk(service)
-    order = ORDER
-    assert (await post(services_client, order, trader.headers)).json() == {"allowed": True}
+    assert (await post(services_client, ORDER, trader.headers)).json() == {"allowed": True}
     root = await make_platform_admin(service, await new_user(service, "root"))
     r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
     assert r.status_code == 200, r.text
-    refused = await post(services_client, order, trader.headers)
+    refused = await post(services_client, ORDER, trader.headers)
     assert refused.status_code == 401, refused.text
 
 
@@ -306,6 +304,11 @@ async def test_raw_requests_get_the_reference_apps_answers(
         ),
         "two-authorizations": (
             [host, bearer_header, (b"authorization", b"Bearer other"), json_type],
+            chunks_of(body, []),
+            {},
+        ),
+        "announced-too-long": (
+            [host, bearer_header, json_type, (b"content-length", b"%d" % (settings_max_body + 1))],
             chunks_of(body, []),
             {},
         ),
