@@ -5,6 +5,7 @@ from uuid import UUID
 from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.storage.driver_statement import DriverStatement
 from adapters.storage.org_repository import org_from_mapping
 from adapters.storage.tables import organisations, refresh_tokens, sessions, users
 from adapters.storage.types import UTCDateTime
@@ -105,14 +106,20 @@ def _rotation_statement() -> Any:
 
 
 _ROTATE_ON_POSTGRESQL = _rotation_statement()
+# The same two statements, sent through asyncpg itself on autocommit connections (a refresh's).
+_REFRESH_CONTEXT_DIRECT = DriverStatement(_REFRESH_CONTEXT)
+_ROTATE_DIRECT = DriverStatement(_ROTATE_ON_POSTGRESQL)
 # Built once (every login runs both); the parameters name the columns.
 _INSERT_SESSION = insert(sessions)
 _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 
 
 class SqlSessionRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, *, direct: bool = False) -> None:
+        """`direct`: the connection is in autocommit mode on PostgreSQL, so the refresh's
+        statements may go through asyncpg itself (see DriverStatement)."""
         self.connection = connection
+        self.direct = direct
 
     async def add(self, session: Session) -> None:
         values = {name: getattr(session, name) for name in _SESSION_FIELDS}
@@ -208,7 +215,11 @@ class SqlSessionRepository:
 
     async def refresh_context(self, token_hash: str) -> RefreshContext | None:
         """Everything a refresh decides on -- token, session, user, org -- in one round trip."""
-        row = (await self.connection.execute(_REFRESH_CONTEXT, {"presented_hash": token_hash})).first()
+        params = {"presented_hash": token_hash}
+        if self.direct:
+            row = await _REFRESH_CONTEXT_DIRECT.fetchrow(self.connection, params)
+        else:
+            row = (await self.connection.execute(_REFRESH_CONTEXT, params)).first()
         if row is None:
             return None
         token_values, session_values, user_values, org_values = _context_parts(row)
@@ -228,16 +239,15 @@ class SqlSessionRepository:
         """Claims the live token, stores its successor and touches the session, atomically: of two
         concurrent callers exactly one gets True. One statement on PostgreSQL."""
         if self.connection.dialect.name == "postgresql":
-            result = await self.connection.execute(
-                _ROTATE_ON_POSTGRESQL,
-                {
-                    "presented_hash": token_hash,
-                    "next_hash": successor_hash,
-                    "at": now,
-                    "idle_until": idle_expires_at,
-                },
-            )
-            return int(result.scalar_one()) == 1
+            params = {
+                "presented_hash": token_hash,
+                "next_hash": successor_hash,
+                "at": now,
+                "idle_until": idle_expires_at,
+            }
+            if self.direct:
+                return int(await _ROTATE_DIRECT.fetchval(self.connection, params)) == 1
+            return int((await self.connection.execute(_ROTATE_ON_POSTGRESQL, params)).scalar_one()) == 1
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
             return False
         await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))

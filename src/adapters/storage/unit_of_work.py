@@ -44,7 +44,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(connection)
         rls = RowSecurity(connection, in_transaction=not self._autocommit)
         self.orgs = SqlOrgRepository(connection, rls)
-        self.sessions = SqlSessionRepository(connection)
+        self.sessions = SqlSessionRepository(connection, direct=self._autocommit)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)
         self.audit = SqlAuditLog(connection, in_transaction=not self._autocommit)
         self.mfa = SqlMfaRepository(connection)
