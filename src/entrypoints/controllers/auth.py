@@ -10,7 +10,6 @@ from application.errors import NotAuthenticated
 from application.ports.token_issuer import IssuedToken
 from application.use_cases.mfa_challenge import MfaRequired
 from domain.users import User
-from entrypoints.controllers.identity_views import user_view
 from entrypoints.dto.identity import (
     EmailRequest,
     LoginRequest,
@@ -27,30 +26,18 @@ from entrypoints.dto.two_factor import (
     ReauthRequest,
 )
 from entrypoints.http.auth import provide_optional_principal, provide_principal
-from entrypoints.http.cookies import (
-    AUTH_PATH,
-    cleared_refresh_cookie_header,
-    refresh_cookie_header,
-    refresh_cookie_name,
-)
+from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie_header, refresh_cookie_name
 from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep, PrincipalDep
+from entrypoints.http.refresh_fast_path import precomputed_failure
 from entrypoints.http.request_context import request_context
+from entrypoints.http.token_answer import refresh_cookie_value, token_body
 
 
 def token_response(
     container: ContainerDep, access: IssuedToken, refresh_token: str, user: User
 ) -> Response[TokenResponse]:
-    settings = container.settings
-    body = TokenResponse(
-        access_token=access.token,
-        token_type="Bearer",  # noqa: S106
-        expires_in=access.expires_in,
-        user=user_view(user),
-    )
-    cookie = refresh_cookie_header(
-        refresh_cookie_name(settings.is_production), refresh_token, settings.session_absolute_seconds
-    )
-    return Response(body, status_code=200, headers={"set-cookie": cookie})
+    cookie = refresh_cookie_value(container, refresh_token)
+    return Response(token_body(access, user), status_code=200, headers={"set-cookie": cookie})
 
 
 class AuthController(Controller):
@@ -137,6 +124,9 @@ class AuthController(Controller):
     async def refresh(
         self, request: Request[Any, Any, Any], container: ContainerDep
     ) -> Response[TokenResponse]:
+        failure = precomputed_failure(request.scope)  # type: ignore[arg-type]
+        if failure is not None:
+            raise failure  # RefreshFastPath already ran this refresh; its failure is answered here
         name = refresh_cookie_name(container.settings.is_production)
         raw = request.cookies.get(name)
         if not raw:

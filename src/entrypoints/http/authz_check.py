@@ -13,8 +13,6 @@ What Litestar would check before the handler, the fast path checks or declines o
 header, Content-Length, root_path. A guard, hook or middleware added to the Litestar app or to
 the route later does NOT run here: add it to this path as well, or drop the fast path."""
 
-import re
-
 import msgspec
 
 from application.errors import InvalidInput
@@ -23,6 +21,7 @@ from entrypoints.composition import Container
 from entrypoints.dto.orgs import AuthzCheckRequest, AuthzCheckResponse
 from entrypoints.http.asgi_replay import replay
 from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from entrypoints.http.plain_host import PLAIN_HOST
 
 PATH = "/api/v1/authz/check"
 
@@ -42,10 +41,6 @@ async def authz_answer(container: Container, principal: Principal, data: AuthzCh
     assert data.permissions is not None
     results = await container.authz.check(principal, data.permissions)
     return msgspec.json.encode(AuthzCheckResponse(allowed=all(results.values()), results=results))
-
-
-# A subset of what Litestar accepts as a Host (it answers 400 otherwise); the rest goes to it.
-_PLAIN_HOST = re.compile(rb"[A-Za-z0-9.:\[\]-]{1,255}")
 
 
 def _fast_path_candidate(scope: Scope, max_body_bytes: int) -> bytes | None:
@@ -68,7 +63,7 @@ def _fast_path_candidate(scope: Scope, max_body_bytes: int) -> bytes | None:
         elif name == b"content-length":
             if not value.isdigit() or int(value) > max_body_bytes:
                 return None  # the route answers 400 or 413
-        elif name == b"host" and not _PLAIN_HOST.fullmatch(value):
+        elif name == b"host" and not PLAIN_HOST.fullmatch(value):
             return None
     if token is None or token[:7].lower() != b"bearer ":
         return None

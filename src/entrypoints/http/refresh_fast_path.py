@@ -1,0 +1,135 @@
+"""POST /api/v1/auth/refresh: a lean way to the SPA's most frequent call.
+
+Every open tab of the SPA refreshes its access token every few minutes. For a refresh the
+framework's routing, CORS wrapping, parameter resolution and response building cost about a
+fifth of its CPU, so `RefreshFastPath` (raw ASGI, just inside the HTTP ground-rule middleware,
+which still applies) runs the refresh use case itself for plain requests and writes the 200
+answer directly. It never writes anything else:
+
+- a request it is not sure about (no refresh cookie, or one it would have to unquote, several
+  Cookie, Origin or Host headers, an odd Host, a root_path) goes to the Litestar route untouched;
+- a refresh that fails (an invalid or reused token, a suspended account, an error of any kind)
+  has already happened, so it must not run twice: the failure goes to the Litestar route, which
+  raises it (`precomputed_failure`) and answers it as it answers every error, CORS included.
+
+The 200 answer is built by the functions the route uses (`token_body`, `refresh_cookie_value`),
+and its CORS headers by `cors_headers`, which follows Litestar's CORS middleware; tests hold the
+answers to a reference app without the fast path. A guard, hook or middleware added to the
+Litestar app or to the route later does NOT run here: add it here as well, or drop the path."""
+
+import re
+from typing import Any
+
+import msgspec
+from litestar.config.cors import CORSConfig
+
+from entrypoints.composition import Container
+from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
+from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_name
+from entrypoints.http.plain_host import PLAIN_HOST
+from entrypoints.http.request_context import context_of_scope
+from entrypoints.http.token_answer import refresh_cookie_value, token_body
+
+PATH = f"{AUTH_PATH}/refresh"
+# Where the fast path leaves a refresh's failure for the route to raise (in the ASGI scope).
+FAILURE_KEY = "bulwark.refresh_failure"
+
+_ENCODER = msgspec.json.Encoder()
+# What the refresh cookie's value is when it needs no unquoting (refresh tokens are URL-safe
+# base64); anything else is parsed by the framework.
+_PLAIN_VALUE = re.compile(rb"[A-Za-z0-9_-]+")
+
+
+def precomputed_failure(scope: Scope) -> BaseException | None:
+    """The failure of a refresh the fast path already ran for this request, if any."""
+    failure: BaseException | None = scope.get(FAILURE_KEY)
+    return failure
+
+
+def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> list[tuple[bytes, bytes]]:
+    """The headers Litestar's CORS middleware adds to a (non-preflight) answer to `origin`."""
+    headers: dict[str, str] = dict(config.simple_headers)
+    if (config.is_allow_all_origins and has_cookie) or (
+        not config.is_allow_all_origins and config.is_origin_allowed(origin=origin)
+    ):
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+    headers["Access-Control-Allow-Headers"] = ", ".join(sorted(set(config.allow_headers)))
+    headers["Access-Control-Allow-Methods"] = ", ".join(sorted(set(config.allow_methods)))
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+def _cookie_value(header: bytes, name: bytes) -> bytes | None:
+    """The named cookie's value when it appears once, plainly; None when the framework should parse."""
+    found: bytes | None = None
+    for part in header.split(b";"):
+        key, sep, value = part.partition(b"=")
+        if key.strip() != name:
+            continue
+        value = value.strip()
+        if found is not None or not sep or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        found = value
+    return found
+
+
+def _candidate(scope: Scope, cookie_name: bytes) -> tuple[str, bytes | None] | None:
+    """(refresh token, Origin) of a plain refresh request, or None when the framework should answer."""
+    if (
+        scope["type"] != "http"
+        or scope["path"] != PATH
+        or scope["method"] != "POST"
+        or scope.get("root_path")
+    ):
+        return None
+    cookie: bytes | None = None
+    origin: bytes | None = None
+    host_seen = False
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            if cookie is not None:
+                return None
+            cookie = value
+        elif name == b"origin":
+            if origin is not None:
+                return None
+            origin = value
+        elif name == b"host":
+            if host_seen or not PLAIN_HOST.fullmatch(value):
+                return None
+            host_seen = True
+    if cookie is None:
+        return None
+    token = _cookie_value(cookie, cookie_name)
+    return None if token is None else (token.decode("ascii"), origin)
+
+
+class RefreshFastPath:
+    def __init__(self, app: ASGIApp, container: Container, cors: CORSConfig) -> None:
+        self.app = app
+        self.container = container
+        self.cors = cors
+        self.cookie_name = refresh_cookie_name(container.settings.is_production).encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        candidate = _candidate(scope, self.cookie_name)
+        if candidate is None:
+            await self.app(scope, receive, send)
+            return
+        token, origin = candidate
+        try:
+            result = await self.container.identity.refresh(token, context_of_scope(scope))
+        except Exception as failure:  # the route answers it, as it answers every failure
+            scope[FAILURE_KEY] = failure
+            await self.app(scope, receive, send)
+            return
+        body = _ENCODER.encode(token_body(result.access, result.user))
+        headers: list[Any] = [
+            (b"content-type", b"application/json"),
+            (b"set-cookie", refresh_cookie_value(self.container, result.refresh_token).encode("ascii")),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        if origin is not None:
+            headers += cors_headers(self.cors, origin.decode("latin-1"), has_cookie=True)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
