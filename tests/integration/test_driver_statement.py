@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.database import create_engine
@@ -104,23 +104,62 @@ async def test_a_rotation_in_a_rolled_back_unit_leaves_nothing(pg_engine: AsyncE
     assert token is not None and token.rotated_at is None
 
 
-async def test_a_connection_broken_under_the_driver_is_not_handed_out_again(
-    pg_engine: AsyncEngine, fresh_pg_url: str
-) -> None:
-    _, raw = await seed(pg_engine)
-    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        pid = (await uow.sessions.connection.get_raw_connection()).driver_connection.get_server_pid()
-    admin = await asyncpg.connect(fresh_pg_url.replace("postgresql+asyncpg", "postgresql"))
+async def _server_pid(engine: AsyncEngine) -> int:
+    async with SqlUnitOfWork(engine, autocommit=True) as uow:
+        pid: int = (await uow.sessions.connection.get_raw_connection()).driver_connection.get_server_pid()
+    return pid
+
+
+async def _terminate(url: str, pid: int) -> None:
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
         await admin.close()
+
+
+async def test_a_connection_broken_while_idle_is_not_handed_out_again(
+    pg_engine: AsyncEngine, fresh_pg_url: str
+) -> None:
+    _, raw = await seed(pg_engine)
+    pid = await _server_pid(pg_engine)
+    await _terminate(fresh_pg_url, pid)
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, OSError)):
         async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:  # the pool's only connection
             await uow.sessions.refresh_context(token_digest(raw))
+    assert await _server_pid(pg_engine) != pid
     async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        assert (await uow.sessions.connection.get_raw_connection()).driver_connection.get_server_pid() != pid
         assert await uow.sessions.refresh_context(token_digest(raw)) is not None
+
+
+async def test_a_connection_lost_mid_statement_is_not_handed_out_again(
+    pg_engine: AsyncEngine, fresh_pg_url: str
+) -> None:
+    # asyncpg reports this one as a PostgresError (ConnectionDoesNotExistError).
+    pid = await _server_pid(pg_engine)
+    sleeping = DriverStatement(text("SELECT pg_sleep(30)"))
+
+    async def sleep() -> None:
+        async with pg_engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await sleeping.fetchrow(connection, {})
+
+    task = asyncio.create_task(sleep())
+    await asyncio.sleep(0.3)
+    await _terminate(fresh_pg_url, pid)
+    with pytest.raises(asyncpg.PostgresError):
+        await task
+    assert await _server_pid(pg_engine) != pid
+
+
+async def test_a_statement_the_server_refuses_keeps_the_connection(pg_engine: AsyncEngine) -> None:
+    pid = await _server_pid(pg_engine)
+    async with pg_engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await DriverStatement(text("SELECT 1 / 0")).fetchrow(connection, {})
+        assert not connection.invalidated
+    assert await _server_pid(pg_engine) == pid
 
 
 def test_parameters_must_match_the_statement_and_datetimes_be_aware() -> None:

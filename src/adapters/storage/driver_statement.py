@@ -49,10 +49,9 @@ class DriverStatement:
         arguments = self.arguments(params)
         try:
             row: asyncpg.Record | None = await driver.fetchrow(self.sql, *arguments)
-        except asyncpg.PostgresError:
-            raise  # the server refused the statement; the connection is fine
-        except BaseException:
-            await _invalidate(connection)
+        except BaseException as failure:
+            if _leaves_connection_in_doubt(failure, driver):
+                await _invalidate(connection)
             raise
         return row
 
@@ -68,9 +67,19 @@ async def _driver_connection(connection: AsyncConnection) -> asyncpg.Connection:
     return pooled.driver_connection
 
 
+def _leaves_connection_in_doubt(failure: BaseException, driver: asyncpg.Connection) -> bool:
+    """Only the server's refusal of the statement (a constraint, a type error) leaves the
+    connection as it was. asyncpg files a lost connection under PostgresError too."""
+    if isinstance(failure, asyncpg.PostgresConnectionError) or driver.is_closed():
+        return True
+    return not isinstance(failure, asyncpg.PostgresError)
+
+
 async def _invalidate(connection: AsyncConnection) -> None:
-    """Anything but the server's refusal (a broken socket, a protocol state asyncpg gave up on, a
-    cancellation mid-statement) leaves the connection in doubt, and SQLAlchemy, which would have
-    dealt with it, never saw the failure: drop it, or the pool would hand it out again."""
+    """A broken socket, a protocol state asyncpg gave up on, a cancellation mid-statement:
+    SQLAlchemy, which would have dealt with it, never saw the failure, so the connection is
+    dropped here, or the pool would hand it out again. (Unlike SQLAlchemy on a disconnect, this
+    does not also expire the rest of the pool: after a failover each stale pooled connection
+    fails one statement of its own before it is replaced.)"""
     if not connection.invalidated:
         await connection.invalidate()
