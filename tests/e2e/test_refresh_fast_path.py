@@ -3,6 +3,7 @@ framework route: the same 200 answers (CORS included), every failure answered by
 the refresh run only once, anything unusual left to the route untouched, and the HTTP ground
 rules still applied around it. Both backends."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -175,9 +176,12 @@ async def test_a_suspended_account_cannot_refresh_through_it(
     assert shape(answered) == shape(expected)
 
 
-def _unusual(token: str) -> list[list[tuple[str, str]]]:
+def _unusual(token: str) -> list[list[tuple[str, str | bytes]]]:
     cookie = f"{COOKIE}={token}"
     return [
+        # The framework strips \xa0 (and \x1c-\x1f) around names too, and keeps the last: "stale".
+        [("cookie", f"{cookie}; \xa0{COOKIE}=stale".encode("latin-1"))],
+        [("cookie", f"{cookie}; \x1f{COOKIE}=stale".encode("latin-1"))],
         [("cookie", f'{COOKIE}="{token}"')],  # quoted: the framework unquotes
         [("cookie", f"{cookie}; {cookie}")],  # twice in one header
         [("cookie", f"{COOKIE}=stale; {cookie}")],  # twice, the framework keeps the last
@@ -246,7 +250,11 @@ async def test_the_ground_rules_still_apply(service: Service, fast: httpx.AsyncC
     _, (token, other) = await sessions(service, 2)
     refused = await fast.post(PATH, headers=browser_headers(token, origin="https://evil.example"))
     assert refused.status_code == 403 and refused.json()["code"] == "origin_not_allowed"
-    # The refused request changed nothing: the token still rotates once.
+    unsupported = await fast.post(
+        PATH, content=b"x", headers=browser_headers(token, **{"content-type": "text/plain"})
+    )
+    assert unsupported.status_code == 415, unsupported.text
+    # The refused requests changed nothing: the token still rotates once.
     answered = await fast.post(PATH, headers=browser_headers(token, **{"x-request-id": "trace-42"}))
     assert answered.status_code == 200, answered.text
     assert answered.headers["x-request-id"] == "trace-42"
@@ -254,3 +262,20 @@ async def test_the_ground_rules_still_apply(service: Service, fast: httpx.AsyncC
     assert (
         await fast.post(PATH, headers={**with_cookie(other), "sec-fetch-site": "cross-site"})
     ).status_code == 403
+
+
+async def test_a_slow_refresh_still_times_out(
+    service_settings: Settings, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with service_with(
+        service_settings, redis_namespace, request_timeout_seconds=0.2, **FAST_ARGON2
+    ) as svc:
+        _, (token,) = await sessions(svc, 1)
+
+        async def slow(*_: Any) -> None:
+            await asyncio.sleep(5)
+
+        monkeypatch.setattr(svc.container.identity, "refresh", slow)
+        async with client_of(svc, refresh_fast_path=True) as client:
+            answered = await client.post(PATH, headers=browser_headers(token))
+    assert answered.status_code == 503 and answered.json()["code"] == "request_timeout", answered.text

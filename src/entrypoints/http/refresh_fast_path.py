@@ -6,8 +6,9 @@ fifth of its CPU, so `RefreshFastPath` (raw ASGI, just inside the HTTP ground-ru
 which still applies) runs the refresh use case itself for plain requests and writes the 200
 answer directly. It never writes anything else:
 
-- a request it is not sure about (no refresh cookie, or one it would have to unquote, several
-  Cookie, Origin or Host headers, an odd Host, a root_path) goes to the Litestar route untouched;
+- a request it is not sure about (no refresh cookie, or one it would have to unquote, a Cookie
+  header with anything but printable ASCII, several Cookie, Origin or Host headers, an odd Host,
+  a root_path) goes to the Litestar route untouched;
 - a refresh that fails (an invalid or reused token, a suspended account, an error of any kind)
   has already happened, so it must not run twice: the failure goes to the Litestar route, which
   raises it (`precomputed_failure`) and answers it as it answers every error, CORS included.
@@ -59,8 +60,16 @@ def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> list[tupl
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
+# Printable ASCII only: the framework strips more than ASCII whitespace around cookie names
+# (str.strip() also removes \xa0, \x1c-\x1f...), so any other byte could make the two paths
+# read different cookies.
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+
+
 def _cookie_value(header: bytes, name: bytes) -> bytes | None:
     """The named cookie's value when it appears once, plainly; None when the framework should parse."""
+    if not _PRINTABLE.fullmatch(header):
+        return None
     found: bytes | None = None
     for part in header.split(b";"):
         key, sep, value = part.partition(b"=")
