@@ -176,39 +176,75 @@ async def test_a_suspended_account_cannot_refresh_through_it(
     assert shape(answered) == shape(expected)
 
 
-def _unusual(token: str) -> list[list[tuple[str, str | bytes]]]:
+def _cookie_variants(token: str) -> list[list[tuple[str, str | bytes]]]:
+    """Cookie headers both paths read with `refresh_cookie_in`, to the same effect."""
     cookie = f"{COOKIE}={token}"
     return [
-        # The framework strips \xa0 (and \x1c-\x1f) around names too, and keeps the last: "stale".
-        [("cookie", f"{cookie}; \xa0{COOKIE}=stale".encode("latin-1"))],
+        [("cookie", f"{cookie}; \xa0{COOKIE}=stale".encode("latin-1"))],  # a lookalike name
         [("cookie", f"{cookie}; \x1f{COOKIE}=stale".encode("latin-1"))],
-        [("cookie", f'{COOKIE}="{token}"')],  # quoted: the framework unquotes
+        [("cookie", f'{COOKIE}="{token}"')],  # quoted: not a token of ours
         [("cookie", f"{cookie}; {cookie}")],  # twice in one header
-        [("cookie", f"{COOKIE}=stale; {cookie}")],  # twice, the framework keeps the last
-        [("cookie", "theme=dark"), ("cookie", cookie)],  # two Cookie headers
-        [("cookie", cookie), ("host", "bulwark.test"), ("host", "other.test")],  # two Hosts
-        [("cookie", cookie), ("host", "bulwark test")],  # an odd Host
-        [("cookie", cookie), ("origin", FRONTEND)],  # two Origins (with the client's)
+        [("cookie", f"{COOKIE}=stale; {cookie}")],  # twice: the last counts
+        [("cookie", f"{cookie}; {COOKIE}=stale")],
+        [("cookie", "theme=dark"), ("cookie", cookie)],  # split over two Cookie headers
         [("cookie", "theme=dark")],  # no refresh cookie
         [("cookie", f"{COOKIE}=")],  # an empty one
     ]
 
 
+def _declined(token: str) -> list[list[tuple[str, str | bytes]]]:
+    """Requests the fast path leaves to the framework."""
+    cookie = f"{COOKIE}={token}"
+    return [
+        [("cookie", cookie), ("host", "bulwark.test"), ("host", "other.test")],  # two Hosts
+        [("cookie", cookie), ("host", "bulwark test")],  # an odd Host
+        [("cookie", cookie), ("origin", FRONTEND)],  # two Origins (with the one every case sends)
+        [("cookie", "theme=dark")],  # no refresh cookie
+    ]
+
+
+async def test_cookie_variants_get_what_the_route_gives(
+    service: Service, fast: httpx.AsyncClient, reference: httpx.AsyncClient
+) -> None:
+    cases = len(_cookie_variants("x"))
+    _, tokens = await sessions(service, 2 * cases)
+    for case in range(cases):
+        mine, theirs = tokens[2 * case], tokens[2 * case + 1]
+        answered = await fast.post(PATH, headers=[("origin", FRONTEND), *_cookie_variants(mine)[case]])
+        expected = await reference.post(PATH, headers=[("origin", FRONTEND), *_cookie_variants(theirs)[case]])
+        assert shape(answered) == shape(expected), (case, answered.text, expected.text)
+
+
 async def test_requests_it_is_not_sure_about_go_to_the_route_untouched(
     service: Service, fast: httpx.AsyncClient, reference: httpx.AsyncClient, route_refreshes: list[bool]
 ) -> None:
-    cases = len(_unusual("x"))
+    cases = len(_declined("x"))
     _, tokens = await sessions(service, 2 * cases)
     for case in range(cases):
         mine, theirs = tokens[2 * case], tokens[2 * case + 1]
         before = len(route_refreshes)
-        answered = await fast.post(PATH, headers=[("origin", FRONTEND), *_unusual(mine)[case]])
-        expected = await reference.post(PATH, headers=[("origin", FRONTEND), *_unusual(theirs)[case]])
+        answered = await fast.post(PATH, headers=[("origin", FRONTEND), *_declined(mine)[case]])
+        expected = await reference.post(PATH, headers=[("origin", FRONTEND), *_declined(theirs)[case]])
         assert shape(answered) == shape(expected), (case, answered.text, expected.text)
         # Both went through the route, neither refreshed in advance (or the framework refused both
         # before its route, as it does an unusable Host).
         handled = route_refreshes[before:] == [False, False]
         assert handled or answered.status_code == expected.status_code == 400, case
+
+
+async def test_a_tossed_lookalike_cookie_cannot_slip_its_session_under_a_victim(
+    service: Service, fast: httpx.AsyncClient, reference: httpx.AsyncClient
+) -> None:
+    # An attacker who can set cookies on a sibling domain plants their own refresh token under a
+    # name the browser's prefix rules do not protect but a lax parser reads as ours. The victim's
+    # next refresh must still be the victim's session, whichever path answers it.
+    victim, victims = await sessions(service, 2)
+    _, attackers = await sessions(service, 2)
+    for client, mine, planted in ((fast, victims[0], attackers[0]), (reference, victims[1], attackers[1])):
+        header = f"{COOKIE}={mine}; \xa0{COOKIE}={planted}".encode("latin-1")
+        answered = await client.post(PATH, headers=[("origin", FRONTEND), ("cookie", header)])
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["user"]["email"] == victim
 
 
 async def test_a_root_path_goes_to_the_route(service: Service, route_refreshes: list[bool]) -> None:

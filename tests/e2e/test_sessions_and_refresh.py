@@ -188,6 +188,19 @@ async def test_logout_with_only_the_refresh_cookie_ends_the_session(service: Ser
     assert (await refresh(service.client, session.refresh)).status_code == 401
 
 
+async def test_logout_ends_the_victims_session_not_a_tossed_lookalike(service: Service) -> None:
+    # A cookie named "\xa0bulwark_refresh" (planted from a sibling domain; the browser's prefix
+    # rules do not cover it) must not be read as the refresh cookie: logging out would end the
+    # attacker's session and leave the victim's alive.
+    victim = await login(service.client, await register_verified(service))
+    attacker = await login(service.client, await register_verified(service))
+    header = f"bulwark_refresh={victim.refresh}; \xa0bulwark_refresh={attacker.refresh}".encode("latin-1")
+    r = await service.client.post("/api/v1/auth/logout", headers=[("cookie", header)])
+    assert r.status_code == 204, r.text
+    assert (await refresh(service.client, victim.refresh)).status_code == 401
+    assert (await refresh(service.client, attacker.refresh)).status_code == 200
+
+
 async def test_logout_without_credentials_is_refused(service: Service) -> None:
     r = await service.client.post("/api/v1/auth/logout")
     assert r.status_code == 401, r.text

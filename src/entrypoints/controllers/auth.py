@@ -26,7 +26,12 @@ from entrypoints.dto.two_factor import (
     ReauthRequest,
 )
 from entrypoints.http.auth import provide_optional_principal, provide_principal
-from entrypoints.http.cookies import AUTH_PATH, cleared_refresh_cookie_header, refresh_cookie_name
+from entrypoints.http.cookies import (
+    AUTH_PATH,
+    cleared_refresh_cookie_header,
+    refresh_cookie_in,
+    refresh_cookie_name,
+)
 from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep, PrincipalDep
 from entrypoints.http.refresh_fast_path import precomputed_failure
 from entrypoints.http.request_context import request_context
@@ -128,7 +133,7 @@ class AuthController(Controller):
         if failure is not None:
             raise failure  # RefreshFastPath already ran this refresh; its failure is answered here
         name = refresh_cookie_name(container.settings.is_production)
-        raw = request.cookies.get(name)
+        raw = refresh_cookie_in(request.scope["headers"], name)
         if not raw:
             raise NotAuthenticated("No refresh cookie.", code="invalid_refresh_token")
         result = await container.identity.refresh(raw, request_context(request))
@@ -144,7 +149,7 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], container: ContainerDep, principal: OptionalPrincipalDep
     ) -> Response[None]:
         name = refresh_cookie_name(container.settings.is_production)
-        raw = request.cookies.get(name)
+        raw = refresh_cookie_in(request.scope["headers"], name)
         if principal is None and not raw:
             raise NotAuthenticated("Send a bearer token or the refresh cookie.")
         await container.identity.logout(principal, raw, request_context(request))

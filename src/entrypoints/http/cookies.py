@@ -5,6 +5,7 @@ http.cookies on every response, a noticeable share of a refresh's CPU, for a hea
 part but the value is fixed."""
 
 import re
+from collections.abc import Iterable
 
 AUTH_PATH = "/api/v1/auth"
 _ATTRIBUTES = f"Path={AUTH_PATH}; HttpOnly; Secure; SameSite=Strict"
@@ -25,3 +26,25 @@ def refresh_cookie_header(name: str, value: str, max_age: int) -> str:
 
 def cleared_refresh_cookie_header(name: str) -> str:
     return f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_ATTRIBUTES}"
+
+
+def refresh_cookie_in(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
+    """The refresh cookie's value from a request's raw headers, read strictly.
+
+    Only the exact name counts, with nothing around it but spaces and tabs (RFC 6265). A cookie
+    named, say, `\\xa0__Secure-bulwark_refresh` is not protected by the browser's prefix rules
+    (anyone who can toss a cookie onto the domain can set it), and a parser that strips Unicode
+    whitespace -- Litestar's does -- would read it as ours: that would let an attacker slip their
+    own session under a victim's browser. Several Cookie headers (HTTP/2 splits them) are read
+    as one, and when the name repeats the last one counts. The value is taken as it is: ours is
+    URL-safe base64, with nothing to unquote; an empty one is no cookie."""
+    target = name.encode("ascii")
+    found: bytes | None = None
+    for header, value in headers:
+        if header != b"cookie":
+            continue
+        for part in value.split(b";"):
+            key, sep, cookie = part.partition(b"=")
+            if sep and key.strip(b" \t") == target:
+                found = cookie.strip(b" \t")
+    return found.decode("latin-1") if found else None

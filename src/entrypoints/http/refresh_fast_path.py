@@ -6,9 +6,9 @@ fifth of its CPU, so `RefreshFastPath` (raw ASGI, just inside the HTTP ground-ru
 which still applies) runs the refresh use case itself for plain requests and writes the 200
 answer directly. It never writes anything else:
 
-- a request it is not sure about (no refresh cookie, or one it would have to unquote, a Cookie
-  header with anything but printable ASCII, several Cookie, Origin or Host headers, an odd Host,
-  a root_path) goes to the Litestar route untouched;
+- a request it is not sure about (no refresh cookie, several Origin or Host headers, an odd
+  Host, a root_path) goes to the Litestar route untouched; the cookie is read by the function
+  the route reads it with (`refresh_cookie_in`);
 - a refresh that fails (an invalid or reused token, a suspended account, an error of any kind)
   has already happened, so it must not run twice: the failure goes to the Litestar route, which
   raises it (`precomputed_failure`) and answers it as it answers every error, CORS included.
@@ -18,7 +18,6 @@ and its CORS headers by `cors_headers`, which follows Litestar's CORS middleware
 answers to a reference app without the fast path. A guard, hook or middleware added to the
 Litestar app or to the route later does NOT run here: add it here as well, or drop the path."""
 
-import re
 from typing import Any
 
 import msgspec
@@ -26,7 +25,7 @@ from litestar.config.cors import CORSConfig
 
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
-from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_name
+from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_in, refresh_cookie_name
 from entrypoints.http.plain_host import PLAIN_HOST
 from entrypoints.http.request_context import context_of_scope
 from entrypoints.http.token_answer import refresh_cookie_value, token_body
@@ -36,9 +35,6 @@ PATH = f"{AUTH_PATH}/refresh"
 FAILURE_KEY = "bulwark.refresh_failure"
 
 _ENCODER = msgspec.json.Encoder()
-# What the refresh cookie's value is when it needs no unquoting (refresh tokens are URL-safe
-# base64); anything else is parsed by the framework.
-_PLAIN_VALUE = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 def precomputed_failure(scope: Scope) -> BaseException | None:
@@ -60,29 +56,7 @@ def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> list[tupl
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-# Printable ASCII only: the framework strips more than ASCII whitespace around cookie names
-# (str.strip() also removes \xa0, \x1c-\x1f...), so any other byte could make the two paths
-# read different cookies.
-_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
-
-
-def _cookie_value(header: bytes, name: bytes) -> bytes | None:
-    """The named cookie's value when it appears once, plainly; None when the framework should parse."""
-    if not _PRINTABLE.fullmatch(header):
-        return None
-    found: bytes | None = None
-    for part in header.split(b";"):
-        key, sep, value = part.partition(b"=")
-        if key.strip() != name:
-            continue
-        value = value.strip()
-        if found is not None or not sep or not _PLAIN_VALUE.fullmatch(value):
-            return None
-        found = value
-    return found
-
-
-def _candidate(scope: Scope, cookie_name: bytes) -> tuple[str, bytes | None] | None:
+def _candidate(scope: Scope, cookie_name: str) -> tuple[str, bytes | None] | None:
     """(refresh token, Origin) of a plain refresh request, or None when the framework should answer."""
     if (
         scope["type"] != "http"
@@ -91,15 +65,10 @@ def _candidate(scope: Scope, cookie_name: bytes) -> tuple[str, bytes | None] | N
         or scope.get("root_path")
     ):
         return None
-    cookie: bytes | None = None
     origin: bytes | None = None
     host_seen = False
     for name, value in scope["headers"]:
-        if name == b"cookie":
-            if cookie is not None:
-                return None
-            cookie = value
-        elif name == b"origin":
+        if name == b"origin":
             if origin is not None:
                 return None
             origin = value
@@ -107,10 +76,8 @@ def _candidate(scope: Scope, cookie_name: bytes) -> tuple[str, bytes | None] | N
             if host_seen or not PLAIN_HOST.fullmatch(value):
                 return None
             host_seen = True
-    if cookie is None:
-        return None
-    token = _cookie_value(cookie, cookie_name)
-    return None if token is None else (token.decode("ascii"), origin)
+    token = refresh_cookie_in(scope["headers"], cookie_name)  # as the route reads it
+    return None if token is None else (token, origin)
 
 
 class RefreshFastPath:
@@ -118,7 +85,7 @@ class RefreshFastPath:
         self.app = app
         self.container = container
         self.cors = cors
-        self.cookie_name = refresh_cookie_name(container.settings.is_production).encode("ascii")
+        self.cookie_name = refresh_cookie_name(container.settings.is_production)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidate = _candidate(scope, self.cookie_name)
