@@ -21,7 +21,7 @@ from entrypoints.composition import Container
 from entrypoints.dto.orgs import AuthzCheckRequest, AuthzCheckResponse
 from entrypoints.http.asgi_replay import replay
 from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
-from entrypoints.http.plain_host import PLAIN_HOST
+from entrypoints.http.plain_host import PLAIN_HOST, is_plain_post
 
 PATH = "/api/v1/authz/check"
 
@@ -45,12 +45,7 @@ async def authz_answer(container: Container, principal: Principal, data: AuthzCh
 
 def _fast_path_candidate(scope: Scope, max_body_bytes: int) -> bytes | None:
     """The bearer token of a server-to-server check, or None when the framework should answer."""
-    if (
-        scope["type"] != "http"
-        or scope["path"] != PATH
-        or scope["method"] != "POST"
-        or scope.get("root_path")
-    ):
+    if not is_plain_post(scope, PATH):
         return None
     token: bytes | None = None
     for name, value in scope["headers"]:

@@ -1,6 +1,18 @@
-"""The Host values the fast paths accept: a subset of what Litestar accepts (it answers 400 to
+"""What both fast paths ask of a request before taking it: the Host values they accept: a subset of what Litestar accepts (it answers 400 to
 what it cannot use); a request with any other Host goes to the framework."""
 
 import re
+from collections.abc import MutableMapping
+from typing import Any
 
 PLAIN_HOST = re.compile(rb"[A-Za-z0-9.:\[\]-]{1,255}")
+
+
+def is_plain_post(scope: MutableMapping[str, Any], path: str) -> bool:
+    """An HTTP POST to exactly `path`, not mounted under a root_path."""
+    return (
+        scope["type"] == "http"
+        and scope["path"] == path
+        and scope["method"] == "POST"
+        and not scope.get("root_path")
+    )

@@ -26,7 +26,7 @@ from litestar.config.cors import CORSConfig
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
 from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_in, refresh_cookie_name
-from entrypoints.http.plain_host import PLAIN_HOST
+from entrypoints.http.plain_host import PLAIN_HOST, is_plain_post
 from entrypoints.http.request_context import context_of_scope
 from entrypoints.http.token_answer import refresh_cookie_value, token_body
 
@@ -58,12 +58,7 @@ def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> list[tupl
 
 def _candidate(scope: Scope, cookie_name: str) -> tuple[str, bytes | None] | None:
     """(refresh token, Origin) of a plain refresh request, or None when the framework should answer."""
-    if (
-        scope["type"] != "http"
-        or scope["path"] != PATH
-        or scope["method"] != "POST"
-        or scope.get("root_path")
-    ):
+    if not is_plain_post(scope, PATH):
         return None
     origin: bytes | None = None
     host_seen = False
