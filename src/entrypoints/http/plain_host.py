@@ -1,5 +1,6 @@
-"""What both fast paths ask of a request before taking it: the Host values they accept: a subset of what Litestar accepts (it answers 400 to
-what it cannot use); a request with any other Host goes to the framework."""
+"""What both fast paths ask of a request before taking it. The Host values they accept are a
+subset of what Litestar accepts (it answers 400 to what it cannot use); a request with any
+other Host goes to the framework."""
 
 import re
 from collections.abc import MutableMapping
