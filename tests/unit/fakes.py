@@ -287,6 +287,10 @@ class FakeSessionRepository:
         self.tx.require(ORGS, session.org_id)
         await _insert(self.tx, SESSIONS, session.id, session)
 
+    async def start(self, session: Session, first_token: RefreshToken) -> None:
+        await self.add(session)
+        await self.add_refresh_token(first_token)
+
     async def get(self, session_id: UUID) -> Session | None:
         session: Session | None = self.tx.get(SESSIONS, session_id)
         return session

@@ -109,9 +109,31 @@ _ROTATE_ON_POSTGRESQL = _rotation_statement()
 # The same two statements, sent through asyncpg itself on autocommit connections (a refresh's).
 _REFRESH_CONTEXT_DIRECT = DriverStatement(_REFRESH_CONTEXT)
 _ROTATE_DIRECT = DriverStatement(_ROTATE_ON_POSTGRESQL)
-# Built once (every login runs both); the parameters name the columns.
+# Built once; the parameters name the columns.
 _INSERT_SESSION = insert(sessions)
 _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
+
+
+def _start_statement() -> Any:
+    """A session and its first refresh token in one statement (every login runs it): the token's
+    row takes its session id from the session's insert."""
+    started = (
+        insert(sessions)
+        .values({column: bindparam(f"s_{column.name}", type_=column.type) for column in sessions.c})
+        .returning(sessions.c.id)
+        .cte("started")
+    )
+    return insert(refresh_tokens).from_select(
+        ["token_hash", "session_id", "created_at"],
+        select(
+            bindparam("token_hash", type_=String),
+            started.c.id,
+            bindparam("token_created_at", type_=UTCDateTime),
+        ),
+    )
+
+
+_START_ON_POSTGRESQL = _start_statement()
 
 
 class SqlSessionRepository:
@@ -124,6 +146,19 @@ class SqlSessionRepository:
     async def add(self, session: Session) -> None:
         values = {name: getattr(session, name) for name in _SESSION_FIELDS}
         await self.connection.execute(_INSERT_SESSION, {"id": session.id, **values})
+
+    async def start(self, session: Session, first_token: RefreshToken) -> None:
+        if first_token.session_id != session.id:
+            raise ValueError("the first refresh token belongs to another session")
+        if self.connection.dialect.name != "postgresql":
+            await self.add(session)
+            await self.add_refresh_token(first_token)
+            return
+        values = {f"s_{name}": getattr(session, name) for name in ("id", *_SESSION_FIELDS)}
+        await self.connection.execute(
+            _START_ON_POSTGRESQL,
+            {**values, "token_hash": first_token.token_hash, "token_created_at": first_token.created_at},
+        )
 
     async def get(self, session_id: UUID) -> Session | None:
         row = (await self.connection.execute(select(sessions).where(sessions.c.id == session_id))).first()

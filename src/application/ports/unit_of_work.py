@@ -53,6 +53,10 @@ class OrgRepository(Protocol):
 class SessionRepository(Protocol):
     async def add(self, session: Session) -> None: ...
 
+    async def start(self, session: Session, first_token: RefreshToken) -> None:
+        """Adds a new session together with its first refresh token."""
+        ...
+
     async def get(self, session_id: UUID) -> Session | None: ...
 
     async def amend(self, session_id: UUID, **changes: Any) -> bool:

@@ -75,8 +75,7 @@ async def start_session(
         user_agent=(ctx.user_agent or "")[:512] or None,
     )
     raw = new_secret_token()
-    await uow.sessions.add(session)
-    await uow.sessions.add_refresh_token(RefreshToken(token_digest(raw), session.id, now))
+    await uow.sessions.start(session, RefreshToken(token_digest(raw), session.id, now))
     return session, raw
 
 
