@@ -7,35 +7,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.unit_of_work import SqlUnitOfWork
-from domain.orgs import Membership, Organisation, OrgRole
+from domain.orgs import Membership, OrgRole
 from domain.sessions import RefreshToken, Session, token_digest
-from domain.users import User
+from tests.integration.storage_seed import new_org, new_session, new_user
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 async def seed(engine: AsyncEngine) -> tuple[Session, str]:
-    org = Organisation(id=uuid.uuid4(), name="Desk", created_at=NOW)
-    user = User(
-        id=uuid.uuid4(),
-        email=f"{uuid.uuid4().hex[:8]}@example.com",
-        display_name="T",
-        password_hash="x",
-        pepper_version="p",
-        created_at=NOW,
-        default_org_id=org.id,
-        email_verified_at=NOW,
-    )
-    session = Session(
-        id=uuid.uuid4(),
-        user_id=user.id,
-        org_id=org.id,
-        created_at=NOW,
-        last_used_at=NOW,
-        auth_time=NOW,
-        idle_expires_at=NOW + timedelta(days=7),
-        absolute_expires_at=NOW + timedelta(days=30),
-    )
+    org = new_org(NOW)
+    user = new_user(org, NOW)
+    session = new_session(user, NOW)
     raw = uuid.uuid4().hex
     async with SqlUnitOfWork(engine) as uow:
         await uow.orgs.add(org)

@@ -9,25 +9,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.unit_of_work import SqlUnitOfWork
-from domain.orgs import Organisation
 from domain.sessions import RefreshToken, Session, token_digest
 from domain.users import User
+from tests.integration.storage_seed import new_org, new_session, new_user
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 async def seed_user(engine: AsyncEngine) -> User:
-    org = Organisation(id=uuid.uuid4(), name="Desk", created_at=NOW)
-    user = User(
-        id=uuid.uuid4(),
-        email=f"{uuid.uuid4().hex[:8]}@example.com",
-        display_name="T",
-        password_hash="x",
-        pepper_version="p",
-        created_at=NOW,
-        default_org_id=org.id,
-        email_verified_at=NOW,
-    )
+    org = new_org(NOW)
+    user = new_user(org, NOW)
     async with SqlUnitOfWork(engine) as uow:
         await uow.orgs.add(org)
         await uow.users.add(user)
@@ -35,24 +26,13 @@ async def seed_user(engine: AsyncEngine) -> User:
     return user
 
 
-def new_session(user: User) -> Session:
-    return Session(
-        id=uuid.uuid4(),
-        user_id=user.id,
-        org_id=user.default_org_id,
-        created_at=NOW,
-        last_used_at=NOW,
-        auth_time=NOW,
-        idle_expires_at=NOW + timedelta(days=7),
-        absolute_expires_at=NOW + timedelta(days=30),
-        ip="198.51.100.4",
-        user_agent="test agent",
-    )
+def a_session(user: User) -> Session:
+    return new_session(user, NOW, ip="198.51.100.4", user_agent="test agent")
 
 
 async def test_start_stores_the_session_and_its_first_token(engine: AsyncEngine) -> None:
     user = await seed_user(engine)
-    session = new_session(user)
+    session = a_session(user)
     token = RefreshToken(token_digest("first"), session.id, NOW + timedelta(seconds=1))
     async with SqlUnitOfWork(engine) as uow:
         await uow.sessions.start(session, token)
@@ -64,7 +44,7 @@ async def test_start_stores_the_session_and_its_first_token(engine: AsyncEngine)
 
 async def test_a_token_of_another_session_is_refused_and_nothing_is_stored(engine: AsyncEngine) -> None:
     user = await seed_user(engine)
-    session = new_session(user)
+    session = a_session(user)
     with pytest.raises(ValueError, match="another session"):
         async with SqlUnitOfWork(engine) as uow:
             await uow.sessions.start(session, RefreshToken(token_digest("x"), uuid.uuid4(), NOW))
@@ -74,11 +54,11 @@ async def test_a_token_of_another_session_is_refused_and_nothing_is_stored(engin
 
 async def test_a_refused_token_leaves_no_session_behind(engine: AsyncEngine) -> None:
     user = await seed_user(engine)
-    first = new_session(user)
+    first = a_session(user)
     async with SqlUnitOfWork(engine) as uow:
         await uow.sessions.start(first, RefreshToken(token_digest("taken"), first.id, NOW))
         await uow.commit()
-    second = new_session(user)
+    second = a_session(user)
     with pytest.raises(IntegrityError):
         async with SqlUnitOfWork(engine) as uow:
             await uow.sessions.start(second, RefreshToken(token_digest("taken"), second.id, NOW))
