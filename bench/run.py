@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import itertools
 import json
 import multiprocessing
 import os
@@ -855,7 +856,7 @@ def main() -> int:
             # Hashes the ceiling would have done in each window: the mean of the slices around it.
             possible = sum(
                 w.seconds * (before + after) / 2
-                for w, before, after in zip(windows, ceilings, ceilings[1:], strict=False)
+                for w, (before, after) in zip(windows, itertools.pairwise(ceilings), strict=True)
             )
             succeeded = sum(w.succeeded for w in windows)
             failed = sum(w.failed for w in windows)
