@@ -16,8 +16,11 @@ from adapters.storage.database import create_engine
 from adapters.storage.driver_statement import DriverStatement
 from adapters.storage.tables import refresh_tokens
 from adapters.storage.unit_of_work import SqlUnitOfWork
+from application.ports.unit_of_work import RefreshAttempt
 from domain.sessions import token_digest
 from tests.integration.test_session_revocation_race import NOW, seed
+
+IDLE = timedelta(days=7)
 
 
 @pytest.fixture
@@ -49,19 +52,28 @@ async def test_only_autocommit_units_on_postgresql_go_direct(
         assert uow.sessions.direct is False
 
 
-async def test_the_direct_read_gives_what_sqlalchemy_gives(pg_engine: AsyncEngine) -> None:
+async def _refresh(uow: SqlUnitOfWork, raw: str, successor: str = "next") -> RefreshAttempt | None:
+    return await uow.sessions.refresh(token_digest(raw), token_digest(successor), NOW, IDLE)
+
+
+async def test_the_direct_refresh_gives_what_sqlalchemy_gives(pg_engine: AsyncEngine) -> None:
     session, raw = await seed(pg_engine)
-    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        direct = await uow.sessions.refresh_context(token_digest(raw))
-        assert await uow.sessions.refresh_context(token_digest("unknown")) is None
     async with SqlUnitOfWork(pg_engine) as uow:
-        through_sqlalchemy = await uow.sessions.refresh_context(token_digest(raw))
+        through_sqlalchemy = await _refresh(uow, raw)
+        # no commit: rolled back, so the direct refresh below starts from the same state
+    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
+        direct = await _refresh(uow, raw)
+        assert await _refresh(uow, "unknown") is None
     assert direct is not None and through_sqlalchemy is not None
     assert direct == through_sqlalchemy
-    assert direct.session.id == session.id
-    for moment in (direct.session.idle_expires_at, direct.token.created_at, direct.user.created_at):
+    assert direct.rotated is True and direct.context.has_second_factor is False
+    assert direct.context.session.id == session.id
+    context = direct.context
+    for moment in (context.session.idle_expires_at, context.token.created_at, context.user.created_at):
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
-    assert isinstance(direct.user.id, uuid.UUID) and str(direct.org.id) == str(through_sqlalchemy.org.id)
+    assert isinstance(context.user.id, uuid.UUID) and str(context.org.id) == str(
+        through_sqlalchemy.context.org.id
+    )
 
 
 async def test_a_direct_rotation_has_exactly_one_winner(pg_engine: AsyncEngine, fresh_pg_url: str) -> None:
@@ -71,9 +83,8 @@ async def test_a_direct_rotation_has_exactly_one_winner(pg_engine: AsyncEngine, 
 
         async def rotate(n: int) -> bool:
             async with SqlUnitOfWork(wide, autocommit=True) as uow:
-                return await uow.sessions.rotate_refresh_token(
-                    token_digest(raw), token_digest(f"next-{n}"), session.id, NOW, NOW + timedelta(days=8)
-                )
+                attempt = await _refresh(uow, raw, f"next-{n}")
+                return attempt is not None and attempt.rotated
 
         results = await asyncio.gather(*(rotate(n) for n in range(8)))
     finally:
@@ -86,17 +97,16 @@ async def test_a_direct_rotation_has_exactly_one_winner(pg_engine: AsyncEngine, 
         stored = await uow.sessions.get(session.id)
     assert presented is not None and presented.successor_hash == token_digest(f"next-{winner}")
     assert successor is not None and successor.rotated_at is None
-    assert stored is not None and stored.idle_expires_at == NOW + timedelta(days=8)
+    assert stored is not None and stored.idle_expires_at == NOW + IDLE
 
 
 async def test_a_rotation_in_a_rolled_back_unit_leaves_nothing(pg_engine: AsyncEngine) -> None:
     # Would fail if a unit with a transaction sent the rotation past SQLAlchemy: it would commit
     # on its own, outside the transaction.
-    session, raw = await seed(pg_engine)
+    _, raw = await seed(pg_engine)
     async with SqlUnitOfWork(pg_engine) as uow:
-        assert await uow.sessions.rotate_refresh_token(
-            token_digest(raw), token_digest("next"), session.id, NOW, NOW + timedelta(days=8)
-        )
+        attempt = await _refresh(uow, raw)
+        assert attempt is not None and attempt.rotated
         # no commit: rolled back on exit
     async with SqlUnitOfWork(pg_engine) as uow:
         token = await uow.sessions.get_refresh_token(token_digest(raw))
@@ -127,10 +137,11 @@ async def test_a_connection_broken_while_idle_is_not_handed_out_again(
     # Which error depends on when asyncpg notices (InterfaceError, InternalClientError, ...).
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)):
         async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:  # the pool's only connection
-            await uow.sessions.refresh_context(token_digest(raw))
+            await _refresh(uow, raw)
     assert await _server_pid(pg_engine) != pid
     async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        assert await uow.sessions.refresh_context(token_digest(raw)) is not None
+        attempt = await _refresh(uow, raw)
+    assert attempt is not None and attempt.rotated
 
 
 async def test_a_connection_lost_mid_statement_is_not_handed_out_again(

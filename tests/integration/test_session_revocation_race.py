@@ -35,18 +35,14 @@ async def revoke(engine: AsyncEngine, session_id: uuid.UUID) -> None:
         await uow.commit()
 
 
-async def test_a_rotation_after_a_concurrent_revocation_claims_nothing(engine: AsyncEngine) -> None:
+async def test_a_refresh_after_a_revocation_claims_nothing(engine: AsyncEngine) -> None:
     session, raw = await seed(engine)
+    await revoke(engine, session.id)  # committed before the refresh's statement begins
     async with SqlUnitOfWork(engine) as uow:
-        context = await uow.sessions.refresh_context(token_digest(raw))
-        assert context is not None and context.session.revoked_at is None
-    await revoke(engine, session.id)  # lands between the refresh's read and its write
-    async with SqlUnitOfWork(engine) as uow:
-        rotated = await uow.sessions.rotate_refresh_token(
-            token_digest(raw), token_digest("next"), session.id, NOW, NOW + timedelta(days=7)
-        )
+        attempt = await uow.sessions.refresh(token_digest(raw), token_digest("next"), NOW, timedelta(days=7))
         await uow.commit()
-    assert rotated is False
+    assert attempt is not None and attempt.rotated is False
+    assert attempt.context.session.revoked_at is not None
     async with SqlUnitOfWork(engine) as uow:
         stored = await uow.sessions.get(session.id)
         token = await uow.sessions.get_refresh_token(token_digest(raw))

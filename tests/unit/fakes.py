@@ -34,7 +34,7 @@ from application.ports.rate_limiter import LimitDecision, RateLimit
 from application.ports.secret_box import SecretBoxError, SecretContext
 from application.ports.token_issuer import AccessClaims, InvalidToken, IssuedToken
 from application.ports.totp import TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS
-from application.ports.unit_of_work import RefreshContext
+from application.ports.unit_of_work import RefreshAttempt, RefreshContext
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.login import Login, LoginResult
 from application.use_cases.sessions import Principal
@@ -43,6 +43,7 @@ from domain.mfa import MFA_MAX_FAILURES, MfaChallenge, TotpCredential
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation, OrgRole
 from domain.password_policy import normalise_password
+from domain.refresh_rules import may_rotate
 from domain.sessions import RefreshToken, Session
 from domain.users import User
 
@@ -357,7 +358,9 @@ class FakeSessionRepository:
         token: RefreshToken | None = self.tx.get(REFRESH_TOKENS, token_hash)
         return token
 
-    async def refresh_context(self, token_hash: str) -> RefreshContext | None:
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> RefreshAttempt | None:
         token = await self.get_refresh_token(token_hash)
         session = await self.get(token.session_id) if token is not None else None
         if token is None or session is None:
@@ -366,15 +369,18 @@ class FakeSessionRepository:
         org: Organisation | None = self.tx.get(ORGS, session.org_id)
         if user is None or org is None:
             return None
-        return RefreshContext(token, session, user, org)
-
-    async def rotate_refresh_token(
-        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
-    ) -> bool:
+        credential: TotpCredential | None = self.tx.get(TOTP, user.id)
+        has_second_factor = credential is not None and credential.enabled
+        context = RefreshContext(deepcopy(token), deepcopy(session), user, org, has_second_factor)
+        if token.rotated_at is not None or not may_rotate(session, user, org, has_second_factor, now):
+            return RefreshAttempt(context, rotated=False)
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
-            return False
-        await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
-        return await self.amend(session_id, last_used_at=now, idle_expires_at=idle_expires_at)
+            return RefreshAttempt(context, rotated=False)
+        touched = deepcopy(session)
+        touched.touched(now, idle)
+        await self.add_refresh_token(RefreshToken(successor_hash, session.id, now))
+        rotated = await self.amend(session.id, last_used_at=now, idle_expires_at=touched.idle_expires_at)
+        return RefreshAttempt(context, rotated=rotated)
 
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:
         await self.tx.lock(REFRESH_TOKENS, token_hash)

@@ -1,7 +1,7 @@
 """A hot statement sent to PostgreSQL through asyncpg itself, on a connection in autocommit mode.
 
 SQLAlchemy's execution machinery (execution context, result wrapping, the greenlet hop) costs a
-refresh more CPU than PostgreSQL spends running its two statements. For the few statements on
+refresh more CPU than PostgreSQL spends running its statement. For the few statements on
 the hottest paths, `DriverStatement` compiles the SQLAlchemy statement once, with SQLAlchemy's
 own asyncpg dialect, and sends the resulting SQL through the connection's asyncpg connection:
 the statement is still written once, in SQLAlchemy, and asyncpg prepares and caches it as it

@@ -1,17 +1,21 @@
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, bindparam, func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.driver_statement import DriverStatement
 from adapters.storage.org_repository import org_from_mapping
-from adapters.storage.tables import organisations, refresh_tokens, sessions, users
+from adapters.storage.tables import organisations, refresh_tokens, sessions, totp_credentials, users
 from adapters.storage.types import UTCDateTime
 from adapters.storage.user_repository import user_from_mapping
-from application.ports.unit_of_work import RefreshContext
+from application.ports.unit_of_work import RefreshAttempt, RefreshContext
+from domain.orgs import OrgStatus
+from domain.refresh_rules import may_rotate
 from domain.sessions import RETIRED_BY_SWITCH, RefreshToken, Session
+from domain.users import UserStatus
 
 _SESSION_FIELDS = (
     "user_id",
@@ -40,40 +44,85 @@ def _live(now: datetime) -> Any:
     )
 
 
-# The two statements of every refresh, built once: constructing SQLAlchemy statements (a CTE
-# above all) costs more CPU per call than PostgreSQL spends running them.
+# domain.refresh_rules.may_rotate, in SQL, for the session of the token being claimed.
+_SECOND_FACTOR = (
+    select(totp_credentials.c.user_id)
+    .where((totp_credentials.c.user_id == users.c.id) & totp_credentials.c.confirmed_at.is_not(None))
+    .exists()
+)
+_ROTATABLE = (
+    select(sessions.c.id)
+    .join(users, users.c.id == sessions.c.user_id)
+    .join(organisations, organisations.c.id == sessions.c.org_id)
+    .where(
+        (sessions.c.id == refresh_tokens.c.session_id)
+        & sessions.c.revoked_at.is_(None)
+        & (sessions.c.idle_expires_at > bindparam("at", type_=UTCDateTime))
+        & (sessions.c.absolute_expires_at > bindparam("at", type_=UTCDateTime))
+        # Constants in the SQL text: every bound parameter of the statement is one of the refresh's.
+        & (users.c.status != literal_column(f"'{UserStatus.SUSPENDED.value}'"))
+        & (organisations.c.status != literal_column(f"'{OrgStatus.DISABLED.value}'"))
+        & (_SECOND_FACTOR | ~organisations.c.require_2fa)
+    )
+    .exists()
+)
+
+# Built once: constructing SQLAlchemy statements (a CTE above all) costs more CPU per call than
+# PostgreSQL spends running them.
 _CONTEXT_TABLES = (refresh_tokens, sessions, users, organisations)
 _REFRESH_CONTEXT = (
-    select(*_CONTEXT_TABLES)
+    select(*_CONTEXT_TABLES, _SECOND_FACTOR.label("has_second_factor"))
     .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
     .join(users, users.c.id == sessions.c.user_id)
     .join(organisations, organisations.c.id == sessions.c.org_id)
     .where(refresh_tokens.c.token_hash == bindparam("presented_hash"))
 )
-# The row holds each table's columns in turn: read it by position, not by SQLAlchemy column
-# objects (looking those up was a few per cent of a refresh's CPU).
+# The row holds each table's columns in turn, then the extras: read it by position, not by
+# SQLAlchemy column objects (looking those up was a few per cent of a refresh's CPU).
 _CONTEXT_NAMES = tuple(tuple(column.name for column in table.c) for table in _CONTEXT_TABLES)
 _CONTEXT_WIDTH = sum(len(names) for names in _CONTEXT_NAMES)
 
 
-def _context_parts(row: Any) -> list[dict[str, Any]]:
-    if len(row) != _CONTEXT_WIDTH:
+def _context_parts(row: Any, extras: int) -> tuple[list[dict[str, Any]], tuple[Any, ...]]:
+    if len(row) != _CONTEXT_WIDTH + extras:
         raise RuntimeError("refresh context row does not have the joined tables' columns")
     parts, at = [], 0
     for names in _CONTEXT_NAMES:
         parts.append(dict(zip(names, row[at : at + len(names)], strict=True)))
         at += len(names)
-    return parts
+    return parts, tuple(row[at:])
 
 
-def _rotation_statement() -> Any:
+def _context_of(row: Any, extras: int) -> tuple[RefreshContext, tuple[Any, ...]]:
+    (token_values, session_values, user_values, org_values), (has_second_factor, *rest) = _context_parts(
+        row, extras
+    )
+    token = RefreshToken(
+        token_hash=token_values["token_hash"],
+        session_id=token_values["session_id"],
+        created_at=token_values["created_at"],
+        rotated_at=token_values["rotated_at"],
+        successor_hash=token_values["successor_hash"],
+    )
+    session = Session(id=session_values["id"], **{n: session_values[n] for n in _SESSION_FIELDS})
+    context = RefreshContext(
+        token, session, user_from_mapping(user_values), org_from_mapping(org_values), bool(has_second_factor)
+    )
+    return context, tuple(rest)
+
+
+def _refresh_statement() -> Any:
+    """The whole of a refresh's storage work in one round trip. Every part of the statement sees
+    the snapshot taken at its start, so the context it returns is the state before the rotation.
+    The claim is the conditional update: a concurrent claimer blocks on the row lock, then
+    re-evaluates `rotated_at IS NULL` and claims nothing; a revocation committed before the
+    statement began makes the session not rotatable."""
     claimed = (
         update(refresh_tokens)
         .where(
             (refresh_tokens.c.token_hash == bindparam("presented_hash"))
             & refresh_tokens.c.rotated_at.is_(None)
-            # A revocation committed since the context was read wins: nothing is claimed.
-            & refresh_tokens.c.session_id.in_(select(sessions.c.id).where(sessions.c.revoked_at.is_(None)))
+            & _ROTATABLE
         )
         .values(rotated_at=bindparam("at", type_=UTCDateTime), successor_hash=bindparam("next_hash"))
         .returning(refresh_tokens.c.session_id)
@@ -97,18 +146,21 @@ def _rotation_statement() -> Any:
         .where(sessions.c.id.in_(select(stored.c.session_id)))
         .values(
             last_used_at=bindparam("at", type_=UTCDateTime),
-            idle_expires_at=bindparam("idle_until", type_=UTCDateTime),
+            # Session.touched: never past the absolute limit.
+            idle_expires_at=func.least(
+                bindparam("idle_until", type_=UTCDateTime), sessions.c.absolute_expires_at
+            ),
         )
         .returning(sessions.c.id)
         .cte("touched")
     )
-    return select(func.count()).select_from(touched)
+    rotated = select(func.count()).select_from(touched).scalar_subquery()
+    return _REFRESH_CONTEXT.add_columns(rotated.label("rotated"))
 
 
-_ROTATE_ON_POSTGRESQL = _rotation_statement()
-# The same two statements, sent through asyncpg itself on autocommit connections (a refresh's).
-_REFRESH_CONTEXT_DIRECT = DriverStatement(_REFRESH_CONTEXT)
-_ROTATE_DIRECT = DriverStatement(_ROTATE_ON_POSTGRESQL)
+_REFRESH_ON_POSTGRESQL = _refresh_statement()
+# The same statement sent through asyncpg itself on autocommit connections (a refresh's).
+_REFRESH_DIRECT = DriverStatement(_REFRESH_ON_POSTGRESQL)
 # Built once; the parameters name the columns.
 _INSERT_SESSION = insert(sessions)
 _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
@@ -248,45 +300,41 @@ class SqlSessionRepository:
             },
         )
 
-    async def refresh_context(self, token_hash: str) -> RefreshContext | None:
-        """Everything a refresh decides on -- token, session, user, org -- in one round trip."""
-        params = {"presented_hash": token_hash}
-        if self.direct:
-            row = await _REFRESH_CONTEXT_DIRECT.fetchrow(self.connection, params)
-        else:
-            row = (await self.connection.execute(_REFRESH_CONTEXT, params)).first()
-        if row is None:
-            return None
-        token_values, session_values, user_values, org_values = _context_parts(row)
-        token = RefreshToken(
-            token_hash=token_values["token_hash"],
-            session_id=token_values["session_id"],
-            created_at=token_values["created_at"],
-            rotated_at=token_values["rotated_at"],
-            successor_hash=token_values["successor_hash"],
-        )
-        session = Session(id=session_values["id"], **{n: session_values[n] for n in _SESSION_FIELDS})
-        return RefreshContext(token, session, user_from_mapping(user_values), org_from_mapping(org_values))
-
-    async def rotate_refresh_token(
-        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
-    ) -> bool:
-        """Claims the live token, stores its successor and touches the session, atomically: of two
-        concurrent callers exactly one gets True. One statement on PostgreSQL."""
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> RefreshAttempt | None:
+        """One statement on PostgreSQL; on SQLite the read, then the rotation in the unit's
+        transaction."""
         if self.connection.dialect.name == "postgresql":
             params = {
                 "presented_hash": token_hash,
                 "next_hash": successor_hash,
                 "at": now,
-                "idle_until": idle_expires_at,
+                "idle_until": now + idle,
             }
             if self.direct:
-                return int(await _ROTATE_DIRECT.fetchval(self.connection, params)) == 1
-            return int((await self.connection.execute(_ROTATE_ON_POSTGRESQL, params)).scalar_one()) == 1
+                row = await _REFRESH_DIRECT.fetchrow(self.connection, params)
+            else:
+                row = (await self.connection.execute(_REFRESH_ON_POSTGRESQL, params)).first()
+            if row is None:
+                return None
+            context, (rotated,) = _context_of(row, extras=2)
+            return RefreshAttempt(context, rotated=int(rotated) == 1)
+        row = (await self.connection.execute(_REFRESH_CONTEXT, {"presented_hash": token_hash})).first()
+        if row is None:
+            return None
+        context, _ = _context_of(row, extras=1)
+        if context.token.rotated_at is not None or not may_rotate(
+            context.session, context.user, context.org, context.has_second_factor, now
+        ):
+            return RefreshAttempt(context, rotated=False)
+        touched = replace(context.session)
+        touched.touched(now, idle)
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
-            return False
-        await self.add_refresh_token(RefreshToken(successor_hash, session_id, now))
-        return await self.amend(session_id, last_used_at=now, idle_expires_at=idle_expires_at)
+            return RefreshAttempt(context, rotated=False)
+        await self.add_refresh_token(RefreshToken(successor_hash, touched.id, now))
+        rotated = await self.amend(touched.id, last_used_at=now, idle_expires_at=touched.idle_expires_at)
+        return RefreshAttempt(context, rotated=rotated)
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)

@@ -1,7 +1,7 @@
 """Repositories and the unit of work: one transaction, rolled back unless committed."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -18,10 +18,19 @@ from domain.users import User
 
 @dataclass(frozen=True)
 class RefreshContext:
+    """What a refresh decides on, as it stood before the refresh touched anything."""
+
     token: RefreshToken
     session: Session
     user: User
     org: Organisation
+    has_second_factor: bool
+
+
+@dataclass(frozen=True)
+class RefreshAttempt:
+    context: RefreshContext
+    rotated: bool
 
 
 class UserRepository(Protocol):
@@ -86,15 +95,14 @@ class SessionRepository(Protocol):
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
 
-    async def refresh_context(self, token_hash: str) -> "RefreshContext | None":
-        """The token, its session, the session's user and org, read together."""
-        ...
-
-    async def rotate_refresh_token(
-        self, token_hash: str, successor_hash: str, session_id: UUID, now: datetime, idle_expires_at: datetime
-    ) -> bool:
-        """Claim the live token, store its successor, touch the session -- atomically; of two
-        concurrent callers exactly one gets True."""
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> "RefreshAttempt | None":
+        """Reads the token with its session, user, org and whether the user has a second factor
+        (None for an unknown token) and, when the token is unrotated and
+        `domain.refresh_rules.may_rotate` holds, claims it, stores its successor and touches the
+        session (`Session.touched`) -- atomically; of concurrent callers exactly one gets
+        `rotated`. The context is the state before the rotation."""
         ...
 
     async def claim_refresh_token(self, token_hash: str, now: datetime, successor_hash: str) -> bool:

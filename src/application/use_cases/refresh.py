@@ -7,7 +7,7 @@ from application.errors import NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.token_issuer import IssuedToken
 from application.ports.unit_of_work import UnitOfWork
-from application.use_cases.login import has_second_factor, require_second_factor_for
+from application.use_cases.login import require_second_factor_for
 from application.use_cases.session_tokens import revoke_in_store, successor_of
 from domain.sessions import RETIRED_BY_SWITCH, RefreshToken, Session, token_digest
 from domain.users import User
@@ -42,17 +42,21 @@ class RefreshSession:
         now = deps.clock.now()
         presented = token_digest(raw_token)
         successor = successor_of(raw_token, deps.refresh_successor_key)
-        # Every write below is one self-contained statement (the rotation claims, stores and
-        # touches at once), so PostgreSQL runs them without BEGIN/COMMIT round trips.
+        # The read and the rotation are one statement on PostgreSQL, and every other write below is
+        # self-contained too, so PostgreSQL runs them without BEGIN/COMMIT round trips.
         reused: Session | None = None
         async with deps.uow(autocommit=True) as uow:
-            context = await uow.sessions.refresh_context(presented)
-            if context is None:
+            attempt = await uow.sessions.refresh(
+                presented, token_digest(successor), now, deps.policy.session_idle
+            )
+            if attempt is None:
                 raise InvalidRefreshToken()
+            context, rotated = attempt.context, attempt.rotated
             token, session, user, org = context.token, context.session, context.user, context.org
+            # The storage rotated only if `may_rotate` held; these checks tell the refusals apart.
             if not session.is_live(now):
                 raise InvalidRefreshToken()
-            if org.require_2fa and not await has_second_factor(uow, user.id):
+            if org.require_2fa and not context.has_second_factor:
                 # The org turned the requirement on since this session began.
                 raise require_second_factor_for(org)
             if user.is_suspended or org.is_disabled:
@@ -61,9 +65,6 @@ class RefreshSession:
                 await revoke_in_store(deps, [session.id], session.absolute_expires_at)
                 raise InvalidRefreshToken()
             session.touched(now, deps.policy.session_idle)
-            rotated = token.rotated_at is None and await uow.sessions.rotate_refresh_token(
-                presented, token_digest(successor), session.id, now, session.idle_expires_at
-            )
             if not rotated:
                 token = await uow.sessions.get_refresh_token(presented) or token
                 if token.rotated_at is None:
