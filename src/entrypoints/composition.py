@@ -295,7 +295,7 @@ def build_container(
 ) -> Container:
     """`clock` lets tests pin time (TOTP steps, expiries); production uses the system clock."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     redis = build_redis(settings)
     key_provider = LocalKeyProvider(load_keys(settings))
     limiter: RateLimiter

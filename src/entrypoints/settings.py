@@ -47,6 +47,14 @@ class Settings:
             "PostgreSQL required",
         ),
     )
+    database_pool_size: int = field(
+        default=20,
+        metadata=_doc(
+            "PostgreSQL connections each worker keeps open. As many again open for a burst and close "
+            "after it; opening one costs far more than a refresh, so size it to the requests a worker "
+            "runs at once."
+        ),
+    )
     redis_url: str = field(
         default="",
         metadata=_doc(
@@ -280,6 +288,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"BULWARK_PORT={settings.port} is not valid: expected 1-65535")
     if settings.workers < 1:
         raise SettingsError("BULWARK_WORKERS must be at least 1")
+    if settings.database_pool_size < 1:
+        raise SettingsError("BULWARK_DATABASE_POOL_SIZE must be at least 1")
     if settings.max_body_bytes < 1024:
         raise SettingsError("BULWARK_MAX_BODY_BYTES must be at least 1024")
     if settings.request_timeout_seconds <= 0:

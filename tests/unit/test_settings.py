@@ -76,6 +76,7 @@ def test_bad_int_names_the_variable() -> None:
         ("BULWARK_DATA_DIR", ""),
         ("BULWARK_ENV", "staging"),
         ("BULWARK_DATABASE_URL", "mysql://db/bulwark"),
+        ("BULWARK_DATABASE_POOL_SIZE", "0"),
         ("BULWARK_LOGIN_LIMIT_PER_ACCOUNT", "5 per minute"),
         ("BULWARK_ALLOWED_ORIGINS", "https://app.example.com/path"),
     ],

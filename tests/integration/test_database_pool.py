@@ -1,0 +1,42 @@
+"""Each worker keeps BULWARK_DATABASE_POOL_SIZE connections to PostgreSQL open; a burst beyond it
+opens as many again, and those close after it."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from entrypoints.composition import build_container
+from tests.e2e.conftest import make_settings
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+async def test_the_pool_keeps_the_configured_connections(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str
+) -> None:
+    settings = make_settings(tmp_path, database_url=fresh_pg_url, redis_url=redis_url, database_pool_size=3)
+    container = build_container(settings, redis_namespace="pool-test")
+    try:
+        engine = container.engine
+        release = asyncio.Event()
+        ready = 0
+
+        async def hold() -> None:
+            nonlocal ready
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                ready += 1
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(5)]
+        while ready < 5:
+            await asyncio.sleep(0.01)
+        assert engine.pool.checkedout() == 5  # type: ignore[attr-defined]
+        release.set()
+        await asyncio.gather(*holders)
+        assert engine.pool.size() == 3  # type: ignore[attr-defined]
+        assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]  # the burst's two closed
+    finally:
+        await container.engine.dispose()
