@@ -24,6 +24,7 @@ from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.authz_check import AuthzCheckFastPath
 from entrypoints.http.client_ip import parse_networks
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.me_fast_path import MeFastPath
 from entrypoints.http.refresh_fast_path import RefreshFastPath
 from entrypoints.middleware.content_type import JsonContentTypeMiddleware
 from entrypoints.middleware.origin_check import OriginCheckMiddleware
@@ -89,16 +90,22 @@ def create_litestar(container: Container) -> Litestar:
 
 
 def create_asgi(
-    container: Container, *, authz_fast_path: bool = True, refresh_fast_path: bool = True
+    container: Container,
+    *,
+    authz_fast_path: bool = True,
+    refresh_fast_path: bool = True,
+    me_fast_path: bool = True,
 ) -> ASGIApp:
     """Outermost first: request id and security headers wrap even the errors produced below.
-    Without `authz_fast_path` / `refresh_fast_path`, every check / refresh goes through the
-    framework route (the reference each fast path is tested against)."""
+    Without `authz_fast_path` / `refresh_fast_path` / `me_fast_path`, every check / refresh /
+    profile goes through the framework route (the reference each fast path is tested against)."""
     settings = container.settings
     litestar = create_litestar(container)
     app: ASGIApp = cast(ASGIApp, litestar)  # Litestar's scope types are stricter
+    assert litestar.cors_config is not None
+    if me_fast_path:
+        app = MeFastPath(app, container, litestar.cors_config)
     if refresh_fast_path:
-        assert litestar.cors_config is not None
         app = RefreshFastPath(app, container, litestar.cors_config)
     if authz_fast_path:
         app = AuthzCheckFastPath(app, container, settings.max_body_bytes)

@@ -3,29 +3,22 @@
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from litestar import Controller, MediaType, Request, delete, get, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.response.base import ASGIResponse
 
-from application.use_cases.profile import Profile
-from entrypoints.controllers.identity_views import org_view, user_view
 from entrypoints.dto.identity import (
     ChangePasswordRequest,
-    MembershipView,
     MeResponse,
     SessionsResponse,
     SessionView,
 )
 from entrypoints.http.auth import authenticated, container_of, provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
+from entrypoints.http.me_answer import me_body
 from entrypoints.http.request_context import request_context
-
-# (user, org) -> (the profile object it was encoded from, its JSON); bounded by a blunt clear.
-_encoded_profiles: dict[tuple[UUID, UUID], tuple[Profile, bytes]] = {}
-_ENCODED_PROFILES_MAX = 50_000
 
 
 class MeController(Controller):
@@ -42,26 +35,9 @@ class MeController(Controller):
         # Called on every SPA page: resolved by hand rather than by dependency injection, and the
         # encoded body is reused for as long as the worker's profile cache returns the same profile.
         container = container_of(request)
-        principal = await authenticated(request, container)
-        profile = await container.identity.profile(principal)
-        key = (principal.user_id, principal.org_id)
-        known = _encoded_profiles.get(key)
-        if known is None or known[0] is not profile:
-            body = msgspec.json.encode(
-                MeResponse(
-                    user=user_view(profile.user),
-                    current_org=org_view(profile.current_org),
-                    platform_role=str(profile.user.platform_role),
-                    memberships=[
-                        MembershipView(org=org_view(org), role=str(m.role)) for m, org in profile.memberships
-                    ],
-                )
-            )
-            if len(_encoded_profiles) >= _ENCODED_PROFILES_MAX:
-                _encoded_profiles.clear()
-            known = _encoded_profiles[key] = (profile, body)
+        body = await me_body(container, await authenticated(request, container))
         # Already-encoded bytes go out as they are, without Litestar's response conversion.
-        return ASGIResponse(body=known[1], media_type=MediaType.JSON)
+        return ASGIResponse(body=body, media_type=MediaType.JSON)
 
     @get("/sessions", operation_id="listSessions")
     async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:

@@ -1,4 +1,4 @@
-"""What both fast paths ask of a request before taking it. The Host values they accept are a
+"""What the fast paths ask of a request before taking it. The Host values they accept are a
 subset of what Litestar accepts (it answers 400 to what it cannot use); a request with any
 other Host goes to the framework."""
 
@@ -15,5 +15,16 @@ def is_plain_post(scope: MutableMapping[str, Any], path: str) -> bool:
         scope["type"] == "http"
         and scope["path"] == path
         and scope["method"] == "POST"
+        and not scope.get("root_path")
+    )
+
+
+def is_plain_get(scope: MutableMapping[str, Any], path: str) -> bool:
+    """An HTTP GET to exactly `path`, without a query string, not mounted under a root_path."""
+    return (
+        scope["type"] == "http"
+        and scope["path"] == path
+        and scope["method"] == "GET"
+        and not scope.get("query_string")
         and not scope.get("root_path")
     )

@@ -1,0 +1,82 @@
+"""GET /api/v1/me: a lean way to the call the SPA makes on every page.
+
+The profile itself comes from the worker's memory (the profile cache and the encoded body), so
+for this call the framework's routing, CORS wrapping, handler signature and response building
+cost more than the answer. `MeFastPath` (raw ASGI, just inside the HTTP ground-rule middleware,
+which still applies) writes the 200 answer itself for a plain request whose bearer token and
+profile check out. It never writes anything else:
+
+- a request it is not sure about (a query string, a root_path, no bearer token, several
+  Authorization, Origin or Host headers, an odd Host) goes to the Litestar route untouched;
+- a failure of any kind (an invalid or revoked token, a profile that cannot be loaded) goes to
+  the route too, which runs the call again and answers it as it answers every error, CORS
+  included. Reading a profile changes nothing, so running it twice is harmless.
+
+The body is the route's (`me_body`), the CORS headers those of Litestar's CORS middleware
+(`cors_headers`); tests hold the answers to a reference app without the fast path. A guard, hook
+or middleware added to the Litestar app or to the route later does NOT run here: add it here as
+well, or drop the path."""
+
+from litestar.config.cors import CORSConfig
+
+from entrypoints.composition import Container
+from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
+from entrypoints.http.me_answer import me_body
+from entrypoints.http.plain_host import PLAIN_HOST, is_plain_get
+from entrypoints.http.refresh_fast_path import cors_headers
+
+PATH = "/api/v1/me"
+
+
+def _candidate(scope: Scope) -> tuple[str, bytes | None, bool] | None:
+    """(bearer token, Origin, whether a cookie came) of a plain request, or None when the
+    framework should answer."""
+    if not is_plain_get(scope, PATH):
+        return None
+    token: bytes | None = None
+    origin: bytes | None = None
+    host_seen = has_cookie = False
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if token is not None:
+                return None
+            token = value
+        elif name == b"origin":
+            if origin is not None:
+                return None
+            origin = value
+        elif name == b"host":
+            if host_seen or not PLAIN_HOST.fullmatch(value):
+                return None
+            host_seen = True
+        elif name == b"cookie":
+            has_cookie = True
+    if token is None or token[:7].lower() != b"bearer ":
+        return None
+    bearer = token[7:].strip()
+    return (bearer.decode("latin-1"), origin, has_cookie) if bearer else None
+
+
+class MeFastPath:
+    def __init__(self, app: ASGIApp, container: Container, cors: CORSConfig) -> None:
+        self.app = app
+        self.container = container
+        self.cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        candidate = _candidate(scope)
+        if candidate is None:
+            await self.app(scope, receive, send)
+            return
+        token, origin, has_cookie = candidate
+        try:
+            principal = await self.container.identity.authenticate(token)
+            body = await me_body(self.container, principal)
+        except Exception:  # every failure is the route's to answer
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if origin is not None:
+            headers += cors_headers(self.cors, origin.decode("latin-1"), has_cookie=has_cookie)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
