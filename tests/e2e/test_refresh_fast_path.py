@@ -14,6 +14,7 @@ import entrypoints.controllers.auth as auth_controller
 from entrypoints.app import create_asgi
 from entrypoints.settings import Settings
 from tests.e2e.conftest import FRONTEND, Service
+from tests.e2e.fast_path_helpers import call_mounted, client_of
 from tests.e2e.identity_helpers import (
     COOKIE,
     FAST_ARGON2,
@@ -42,12 +43,6 @@ async def service(service_settings: Settings, redis_namespace: str) -> AsyncIter
         **FAST_ARGON2,
     ) as svc:
         yield svc
-
-
-def client_of(service: Service, *, refresh_fast_path: bool) -> httpx.AsyncClient:
-    app = create_asgi(service.container, refresh_fast_path=refresh_fast_path)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
-    return httpx.AsyncClient(transport=transport, base_url="https://bulwark.test")
 
 
 @pytest.fixture
@@ -249,35 +244,12 @@ async def test_a_tossed_lookalike_cookie_cannot_slip_its_session_under_a_victim(
 
 async def test_a_root_path_goes_to_the_route(service: Service, route_refreshes: list[bool]) -> None:
     _, (token,) = await sessions(service, 1)
-    app = create_asgi(service.container)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "root_path": "/mounted",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"bulwark.test"),
-            (b"origin", FRONTEND.encode()),
-            (b"cookie", f"{COOKIE}={token}".encode()),
-        ],
-        "client": ("203.0.113.7", 50000),
-        "server": ("bulwark.test", 443),
-        "state": {},
-    }
-    await app(scope, receive, send)
+    sent = await call_mounted(
+        create_asgi(service.container),
+        "POST",
+        PATH,
+        [(b"origin", FRONTEND.encode()), (b"cookie", f"{COOKIE}={token}".encode())],
+    )
     assert sent and sent[0]["type"] == "http.response.start"
     assert len(route_refreshes) == 1
 

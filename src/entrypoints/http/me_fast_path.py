@@ -22,10 +22,11 @@ from litestar.config.cors import CORSConfig
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
 from entrypoints.http.me_answer import me_body
-from entrypoints.http.plain_host import PLAIN_HOST, is_plain_get
+from entrypoints.http.plain_host import is_plain_get, single_headers
 from entrypoints.http.refresh_fast_path import cors_headers
 
 PATH = "/api/v1/me"
+_ONCE = frozenset({b"authorization", b"origin"})
 
 
 def _candidate(scope: Scope) -> tuple[str, bytes | None, bool] | None:
@@ -33,28 +34,17 @@ def _candidate(scope: Scope) -> tuple[str, bytes | None, bool] | None:
     framework should answer."""
     if not is_plain_get(scope, PATH):
         return None
-    token: bytes | None = None
-    origin: bytes | None = None
-    host_seen = has_cookie = False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if token is not None:
-                return None
-            token = value
-        elif name == b"origin":
-            if origin is not None:
-                return None
-            origin = value
-        elif name == b"host":
-            if host_seen or not PLAIN_HOST.fullmatch(value):
-                return None
-            host_seen = True
-        elif name == b"cookie":
-            has_cookie = True
+    seen = single_headers(scope, _ONCE)
+    if seen is None:
+        return None
+    token = seen.get(b"authorization")
     if token is None or token[:7].lower() != b"bearer ":
         return None
     bearer = token[7:].strip()
-    return (bearer.decode("latin-1"), origin, has_cookie) if bearer else None
+    if not bearer:
+        return None
+    has_cookie = any(name == b"cookie" for name, _ in scope["headers"])
+    return bearer.decode("latin-1"), seen.get(b"origin"), has_cookie
 
 
 class MeFastPath:

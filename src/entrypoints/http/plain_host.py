@@ -28,3 +28,18 @@ def is_plain_get(scope: MutableMapping[str, Any], path: str) -> bool:
         and not scope.get("query_string")
         and not scope.get("root_path")
     )
+
+
+def single_headers(scope: MutableMapping[str, Any], names: frozenset[bytes]) -> dict[bytes, bytes] | None:
+    """The values of the headers `names` and Host, or None when one of them comes more than once
+    or Host is not plain (the framework should answer such a request)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in names or name == b"host":
+            if name in found:
+                return None
+            found[name] = value
+    host = found.get(b"host")
+    if host is not None and not PLAIN_HOST.fullmatch(host):
+        return None
+    return found

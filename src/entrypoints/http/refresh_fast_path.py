@@ -26,7 +26,7 @@ from litestar.config.cors import CORSConfig
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
 from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_in, refresh_cookie_name
-from entrypoints.http.plain_host import PLAIN_HOST, is_plain_post
+from entrypoints.http.plain_host import is_plain_post, single_headers
 from entrypoints.http.request_context import context_of_scope
 from entrypoints.http.token_answer import refresh_cookie_value, token_body
 
@@ -35,6 +35,7 @@ PATH = f"{AUTH_PATH}/refresh"
 FAILURE_KEY = "bulwark.refresh_failure"
 
 _ENCODER = msgspec.json.Encoder()
+_ONCE = frozenset({b"origin"})
 
 
 def precomputed_failure(scope: Scope) -> BaseException | None:
@@ -60,17 +61,10 @@ def _candidate(scope: Scope, cookie_name: str) -> tuple[str, bytes | None] | Non
     """(refresh token, Origin) of a plain refresh request, or None when the framework should answer."""
     if not is_plain_post(scope, PATH):
         return None
-    origin: bytes | None = None
-    host_seen = False
-    for name, value in scope["headers"]:
-        if name == b"origin":
-            if origin is not None:
-                return None
-            origin = value
-        elif name == b"host":
-            if host_seen or not PLAIN_HOST.fullmatch(value):
-                return None
-            host_seen = True
+    seen = single_headers(scope, _ONCE)
+    if seen is None:
+        return None
+    origin = seen.get(b"origin")
     token = refresh_cookie_in(scope["headers"], cookie_name)  # as the route reads it
     return None if token is None else (token, origin)
 
