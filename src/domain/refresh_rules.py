@@ -1,5 +1,6 @@
-"""When a refresh token may be rotated: the one rule the use case checks and the storage applies
-inside its rotation (PostgreSQL does the read and the rotation in one statement)."""
+"""When a refresh token may be rotated: the rule the storage applies inside its rotation
+(PostgreSQL does the read and the rotation in one statement). The refresh use case checks the
+same conditions one by one afterwards, to answer each refusal with its own error."""
 
 from datetime import datetime
 

@@ -371,7 +371,7 @@ class FakeSessionRepository:
             return None
         credential: TotpCredential | None = self.tx.get(TOTP, user.id)
         has_second_factor = credential is not None and credential.enabled
-        context = RefreshContext(deepcopy(token), deepcopy(session), user, org, has_second_factor)
+        context = RefreshContext(token, session, user, org, has_second_factor)  # copies already
         if token.rotated_at is not None or not may_rotate(session, user, org, has_second_factor, now):
             return RefreshAttempt(context, rotated=False)
         if not await self.claim_refresh_token(token_hash, now, successor_hash):
