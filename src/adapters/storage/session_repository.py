@@ -44,26 +44,9 @@ def _live(now: datetime) -> Any:
     )
 
 
-# domain.refresh_rules.may_rotate, in SQL, for the session of the token being claimed.
 _SECOND_FACTOR = (
     select(totp_credentials.c.user_id)
     .where((totp_credentials.c.user_id == users.c.id) & totp_credentials.c.confirmed_at.is_not(None))
-    .exists()
-)
-_ROTATABLE = (
-    select(sessions.c.id)
-    .join(users, users.c.id == sessions.c.user_id)
-    .join(organisations, organisations.c.id == sessions.c.org_id)
-    .where(
-        (sessions.c.id == refresh_tokens.c.session_id)
-        & sessions.c.revoked_at.is_(None)
-        & (sessions.c.idle_expires_at > bindparam("at", type_=UTCDateTime))
-        & (sessions.c.absolute_expires_at > bindparam("at", type_=UTCDateTime))
-        # Constants in the SQL text: every bound parameter of the statement is one of the refresh's.
-        & (users.c.status != literal_column(f"'{UserStatus.SUSPENDED.value}'"))
-        & (organisations.c.status != literal_column(f"'{OrgStatus.DISABLED.value}'"))
-        & (_SECOND_FACTOR | ~organisations.c.require_2fa)
-    )
     .exists()
 )
 
@@ -111,18 +94,45 @@ def _context_of(row: Any, extras: int) -> tuple[RefreshContext, tuple[Any, ...]]
     return context, tuple(rest)
 
 
+def _context_columns(context: Any) -> list[dict[str, Any]]:
+    """The context CTE's columns by table and by the table's own column names (the CTE labels
+    the names the tables share)."""
+    columns, parts, at = list(context.c), [], 0
+    for names in _CONTEXT_NAMES:
+        parts.append(dict(zip(names, columns[at : at + len(names)], strict=True)))
+        at += len(names)
+    return parts
+
+
+def _rotatable(context: Any) -> Any:
+    """domain.refresh_rules.may_rotate, in SQL, over the context's session, user and org."""
+    _, session, user, org = _context_columns(context)
+    return (
+        session["revoked_at"].is_(None)
+        & (session["idle_expires_at"] > bindparam("at", type_=UTCDateTime))
+        & (session["absolute_expires_at"] > bindparam("at", type_=UTCDateTime))
+        # Constants in the SQL text: every bound parameter of the statement is one of the refresh's.
+        & (user["status"] != literal_column(f"'{UserStatus.SUSPENDED.value}'"))
+        & (org["status"] != literal_column(f"'{OrgStatus.DISABLED.value}'"))
+        & (context.c.has_second_factor | ~org["require_2fa"])
+    )
+
+
 def _refresh_statement() -> Any:
     """The whole of a refresh's storage work in one round trip. Every part of the statement sees
-    the snapshot taken at its start, so the context it returns is the state before the rotation.
+    the snapshot taken at its start, so the context it returns is the state before the rotation;
+    the context is read once and both decides the claim and is returned.
     The claim is the conditional update: a concurrent claimer blocks on the row lock, then
     re-evaluates `rotated_at IS NULL` and claims nothing; a revocation committed before the
     statement began makes the session not rotatable."""
+    context = _REFRESH_CONTEXT.cte("context")
     claimed = (
         update(refresh_tokens)
         .where(
             (refresh_tokens.c.token_hash == bindparam("presented_hash"))
             & refresh_tokens.c.rotated_at.is_(None)
-            & _ROTATABLE
+            & (refresh_tokens.c.token_hash == context.c.token_hash)
+            & _rotatable(context)
         )
         .values(rotated_at=bindparam("at", type_=UTCDateTime), successor_hash=bindparam("next_hash"))
         .returning(refresh_tokens.c.session_id)
@@ -155,7 +165,7 @@ def _refresh_statement() -> Any:
         .cte("touched")
     )
     rotated = select(func.count()).select_from(touched).scalar_subquery()
-    return _REFRESH_CONTEXT.add_columns(rotated.label("rotated"))
+    return select(context, rotated.label("rotated"))
 
 
 _REFRESH_ON_POSTGRESQL = _refresh_statement()
