@@ -21,9 +21,9 @@ from litestar.config.cors import CORSConfig
 
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
+from entrypoints.http.cors_answer import CorsHeaders
 from entrypoints.http.me_answer import me_body
 from entrypoints.http.plain_host import is_plain_get, single_headers
-from entrypoints.http.refresh_fast_path import cors_headers
 
 PATH = "/api/v1/me"
 _ONCE = frozenset({b"authorization", b"origin"})
@@ -51,7 +51,7 @@ class MeFastPath:
     def __init__(self, app: ASGIApp, container: Container, cors: CORSConfig) -> None:
         self.app = app
         self.container = container
-        self.cors = cors
+        self.cors = CorsHeaders(cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidate = _candidate(scope)
@@ -67,6 +67,6 @@ class MeFastPath:
             return
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         if origin is not None:
-            headers += cors_headers(self.cors, origin.decode("latin-1"), has_cookie=has_cookie)
+            headers += self.cors(origin.decode("latin-1"), has_cookie=has_cookie)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -26,6 +26,7 @@ from litestar.config.cors import CORSConfig
 from entrypoints.composition import Container
 from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
 from entrypoints.http.cookies import AUTH_PATH, refresh_cookie_in, refresh_cookie_name
+from entrypoints.http.cors_answer import CorsHeaders
 from entrypoints.http.plain_host import is_plain_post, single_headers
 from entrypoints.http.request_context import context_of_scope
 from entrypoints.http.token_answer import refresh_cookie_value, token_body
@@ -44,19 +45,6 @@ def precomputed_failure(scope: Scope) -> BaseException | None:
     return failure
 
 
-def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> list[tuple[bytes, bytes]]:
-    """The headers Litestar's CORS middleware adds to a (non-preflight) answer to `origin`."""
-    headers: dict[str, str] = dict(config.simple_headers)
-    if (config.is_allow_all_origins and has_cookie) or (
-        not config.is_allow_all_origins and config.is_origin_allowed(origin=origin)
-    ):
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Vary"] = "Origin"
-    headers["Access-Control-Allow-Headers"] = ", ".join(sorted(set(config.allow_headers)))
-    headers["Access-Control-Allow-Methods"] = ", ".join(sorted(set(config.allow_methods)))
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-
-
 def _candidate(scope: Scope, cookie_name: str) -> tuple[str, bytes | None] | None:
     """(refresh token, Origin) of a plain refresh request, or None when the framework should answer."""
     if not is_plain_post(scope, PATH):
@@ -73,7 +61,7 @@ class RefreshFastPath:
     def __init__(self, app: ASGIApp, container: Container, cors: CORSConfig) -> None:
         self.app = app
         self.container = container
-        self.cors = cors
+        self.cors = CorsHeaders(cors)
         self.cookie_name = refresh_cookie_name(container.settings.is_production)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,6 +83,6 @@ class RefreshFastPath:
             (b"content-length", b"%d" % len(body)),
         ]
         if origin is not None:
-            headers += cors_headers(self.cors, origin.decode("latin-1"), has_cookie=True)
+            headers += self.cors(origin.decode("latin-1"), has_cookie=True)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
