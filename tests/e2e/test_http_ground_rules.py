@@ -230,7 +230,7 @@ async def test_body_of_undeclared_length_must_still_be_json() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    async def run(content_type: bytes, body: bytes) -> list[Message]:
+    async def run(content_type: bytes, body: bytes, version: str | None = None) -> list[Message]:
         sent: list[Message] = []
 
         async def receive() -> Message:
@@ -245,15 +245,43 @@ async def test_body_of_undeclared_length_must_still_be_json() -> None:
             "path": LOGIN,
             "headers": [(b"content-type", content_type)],
         }
+        if version is not None:
+            scope["http_version"] = version
         await JsonContentTypeMiddleware(app)(scope, receive, send)
         return sent
 
-    sent = await run(b"text/plain", b'{"a": 1}')
-    assert sent[0]["status"] == 415 and reached == []
-    sent = await run(b"text/plain", b"")  # no body at all: nothing to refuse
-    assert sent[0]["status"] == 200 and reached == [b""]
-    sent = await run(b"application/json", b'{"a": 1}')  # the first chunk reaches the app intact
-    assert sent[0]["status"] == 200 and reached[-1] == b'{"a": 1}'
+    for version in (None, "2", "3"):  # unknown (ASGI may leave it out), HTTP/2, HTTP/3
+        reached.clear()
+        sent = await run(b"text/plain", b'{"a": 1}', version)
+        assert sent[0]["status"] == 415 and reached == []
+        sent = await run(b"text/plain", b"", version)  # no body at all: nothing to refuse
+        assert sent[0]["status"] == 200 and reached == [b""]
+        sent = await run(b"application/json", b'{"a": 1}', version)  # the first chunk reaches the app
+        assert sent[0]["status"] == 200 and reached[-1] == b'{"a": 1}'
+
+
+async def test_http1_request_without_length_headers_has_no_body_to_wait_for() -> None:
+    """RFC 9112 6.3: on HTTP/1.x, neither Content-Length nor Transfer-Encoding means no body, so
+    the middleware passes the request on without reading (a refresh POST from a script)."""
+    received: list[Message] = []
+
+    async def receive() -> Message:
+        received.append({"type": "http.request"})
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def app(scope: Scope, inner_receive: Receive, send: Send) -> None:
+        assert inner_receive is receive  # the server's own, not a replay
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    for version in ("1.0", "1.1"):
+        scope = {"type": "http", "http_version": version, "method": "POST", "path": LOGIN, "headers": []}
+        await JsonContentTypeMiddleware(app)(scope, receive, send)
+    assert [m["status"] for m in sent] == [204, 204] and received == []
 
 
 # -- security headers -----------------------------------------------------------------------------

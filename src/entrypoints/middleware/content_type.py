@@ -7,15 +7,20 @@ from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _declared_body(headers: dict[bytes, bytes]) -> bool | None:
-    """True/False when the headers say whether a body follows; None when they do not (HTTP/2 and
+# RFC 9112 6.3: an HTTP/1.x request with neither header has no body.
+_LENGTH_FRAMED = frozenset({"1.0", "1.1"})
+
+
+def _declared_body(headers: dict[bytes, bytes], http_version: object) -> bool | None:
+    """True/False when the request says whether a body follows; None when it does not (HTTP/2 and
     HTTP/3 may stream a body with neither Content-Length nor Transfer-Encoding)."""
     length = headers.get(b"content-length")
     if length is not None:
         return length.strip() not in (b"", b"0")
     if b"transfer-encoding" in headers:
         return True
-    return None
+    # Known to be HTTP/1.x only when the server says so (ASGI lets it leave the version out).
+    return False if http_version in _LENGTH_FRAMED else None
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -31,7 +36,7 @@ class JsonContentTypeMiddleware:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
             headers = {name.lower(): value for name, value in scope.get("headers", [])}
             if not _is_json(headers.get(b"content-type", b"")):
-                declared = _declared_body(headers)
+                declared = _declared_body(headers, scope.get("http_version"))
                 if declared is None:
                     # Undeclared length: read until the first non-empty chunk (or the end), then
                     # hand every chunk read on unchanged. Empty chunks say nothing either way.
