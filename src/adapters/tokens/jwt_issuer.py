@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import jwt
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -36,6 +37,7 @@ TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
 _ALLOWED_HEADER = frozenset({"alg", "typ", "kid"})
 _REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "org", "prole", "auth_time", "iat", "exp", "jti")
 _MAX_TOKEN_CHARS = 4096  # ours are ~450; don't parse arbitrarily large input
+_ENCODER = msgspec.json.Encoder()
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -165,6 +167,7 @@ class EdDsaJwtIssuer:
         self._leeway = leeway_seconds
         self._max_cached = max_cached_tokens
         self._jwt = jwt.PyJWT()
+        self._jws = jwt.PyJWS()
         self._lock = threading.Lock()  # the cache and key set may be shared across worker threads
         self._keys: _KeySet | None = None
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
@@ -220,8 +223,13 @@ class EdDsaJwtIssuer:
             "exp": exp,
             "jti": jti,
         }
-        token = jwt.encode(
-            payload, key.private, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE, "kid": key.kid}
+        # PyJWS signs the claims as encoded here: PyJWT's own claim encoding (json.dumps with its
+        # checks for claims given as datetimes) was a sixth of the signing's cost; these are ints.
+        token = self._jws.encode(
+            _ENCODER.encode(payload),
+            key.private,
+            algorithm=ALGORITHM,
+            headers={"typ": TOKEN_TYPE, "kid": key.kid},
         )
         claims = AccessClaims(
             sub=sub,
