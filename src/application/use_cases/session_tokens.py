@@ -25,7 +25,7 @@ def successor_of(raw_token: str, key: bytes) -> str:
     """The token that replaces `raw_token` on rotation, derived rather than random so that two
     tabs presenting the same token inside the grace period receive the same successor while only
     hashes are stored. Unpredictable without the server-side key."""
-    digest = hmac.new(key, b"refresh-successor|" + raw_token.encode(), hashlib.sha256).digest()
+    digest = hmac.digest(key, b"refresh-successor|" + raw_token.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
