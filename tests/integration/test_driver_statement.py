@@ -1,6 +1,6 @@
-"""The refresh's statements sent through asyncpg itself (DriverStatement): same answers as through
-SQLAlchemy, only on autocommit connections, and a connection that breaks under them is not
-handed out again."""
+"""The refresh's statement sent through asyncpg itself (DriverStatement), alone on a raw pooled
+connection: same answers as through SQLAlchemy, the connection always back in the pool, and a
+connection that breaks under it (or is cancelled mid-statement) not handed out again."""
 
 import asyncio
 import uuid
@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.database import create_engine
 from adapters.storage.driver_statement import DriverStatement
+from adapters.storage.session_repository import refresh_alone
 from adapters.storage.tables import refresh_tokens
-from adapters.storage.unit_of_work import SqlUnitOfWork
+from adapters.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
 from application.ports.unit_of_work import RefreshAttempt
 from domain.sessions import token_digest
 from tests.integration.test_session_revocation_race import NOW, seed
@@ -41,19 +42,31 @@ async def sqlite_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def test_only_autocommit_units_on_postgresql_go_direct(
-    pg_engine: AsyncEngine, sqlite_engine: AsyncEngine
-) -> None:
-    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        assert uow.sessions.direct is True
-    async with SqlUnitOfWork(pg_engine) as uow:
-        assert uow.sessions.direct is False
-    async with SqlUnitOfWork(sqlite_engine, autocommit=True) as uow:  # SQLite's units hold a transaction
-        assert uow.sessions.direct is False
+def _checked_out(engine: AsyncEngine) -> int:
+    return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
 
 
 async def _refresh(uow: SqlUnitOfWork, raw: str, successor: str = "next") -> RefreshAttempt | None:
     return await uow.sessions.refresh(token_digest(raw), token_digest(successor), NOW, IDLE)
+
+
+async def _refresh_alone(engine: AsyncEngine, raw: str, successor: str = "next") -> RefreshAttempt | None:
+    return await refresh_alone(engine, token_digest(raw), token_digest(successor), NOW, IDLE)
+
+
+async def test_the_factory_refreshes_alone_on_postgresql_and_in_a_unit_on_sqlite(
+    pg_engine: AsyncEngine, sqlite_engine: AsyncEngine
+) -> None:
+    for engine in (pg_engine, sqlite_engine):
+        _, raw = await seed(engine)
+        attempt = await SqlUnitOfWorkFactory(engine).refresh(
+            token_digest(raw), token_digest("next"), NOW, IDLE
+        )
+        assert attempt is not None and attempt.rotated
+        assert _checked_out(engine) == 0
+        async with SqlUnitOfWork(engine) as uow:  # committed
+            successor = await uow.sessions.get_refresh_token(token_digest("next"))
+        assert successor is not None and successor.rotated_at is None
 
 
 async def test_the_direct_refresh_gives_what_sqlalchemy_gives(pg_engine: AsyncEngine) -> None:
@@ -61,9 +74,9 @@ async def test_the_direct_refresh_gives_what_sqlalchemy_gives(pg_engine: AsyncEn
     async with SqlUnitOfWork(pg_engine) as uow:
         through_sqlalchemy = await _refresh(uow, raw)
         # no commit: rolled back, so the direct refresh below starts from the same state
-    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        direct = await _refresh(uow, raw)
-        assert await _refresh(uow, "unknown") is None
+    direct = await _refresh_alone(pg_engine, raw)
+    assert await _refresh_alone(pg_engine, "unknown") is None
+    assert _checked_out(pg_engine) == 0
     assert direct is not None and through_sqlalchemy is not None
     assert direct == through_sqlalchemy
     assert direct.rotated is True and direct.context.has_second_factor is False
@@ -82,11 +95,11 @@ async def test_a_direct_rotation_has_exactly_one_winner(pg_engine: AsyncEngine, 
     try:
 
         async def rotate(n: int) -> bool:
-            async with SqlUnitOfWork(wide, autocommit=True) as uow:
-                attempt = await _refresh(uow, raw, f"next-{n}")
-                return attempt is not None and attempt.rotated
+            attempt = await _refresh_alone(wide, raw, f"next-{n}")
+            return attempt is not None and attempt.rotated
 
         results = await asyncio.gather(*(rotate(n) for n in range(8)))
+        assert _checked_out(wide) == 0
     finally:
         await wide.dispose()
     assert results.count(True) == 1
@@ -101,8 +114,8 @@ async def test_a_direct_rotation_has_exactly_one_winner(pg_engine: AsyncEngine, 
 
 
 async def test_a_rotation_in_a_rolled_back_unit_leaves_nothing(pg_engine: AsyncEngine) -> None:
-    # Would fail if a unit with a transaction sent the rotation past SQLAlchemy: it would commit
-    # on its own, outside the transaction.
+    # Would fail if a unit with a transaction sent the rotation past SQLAlchemy (as
+    # `refresh_alone` does): it would commit on its own, outside the transaction.
     _, raw = await seed(pg_engine)
     async with SqlUnitOfWork(pg_engine) as uow:
         attempt = await _refresh(uow, raw)
@@ -136,11 +149,10 @@ async def test_a_connection_broken_while_idle_is_not_handed_out_again(
     await _terminate(fresh_pg_url, pid)
     # Which error depends on when asyncpg notices (InterfaceError, InternalClientError, ...).
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)):
-        async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:  # the pool's only connection
-            await _refresh(uow, raw)
+        await _refresh_alone(pg_engine, raw)  # on the pool's only connection
+    assert _checked_out(pg_engine) == 0
     assert await _server_pid(pg_engine) != pid
-    async with SqlUnitOfWork(pg_engine, autocommit=True) as uow:
-        attempt = await _refresh(uow, raw)
+    attempt = await _refresh_alone(pg_engine, raw)
     assert attempt is not None and attempt.rotated
 
 
@@ -151,26 +163,32 @@ async def test_a_connection_lost_mid_statement_is_not_handed_out_again(
     pid = await _server_pid(pg_engine)
     sleeping = DriverStatement(text("SELECT pg_sleep(30)"))
 
-    async def sleep() -> None:
-        async with pg_engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await sleeping.fetchrow(connection, {})
-
-    task = asyncio.create_task(sleep())
+    task = asyncio.create_task(sleeping.fetchrow(pg_engine, {}))
     await asyncio.sleep(0.3)
     await _terminate(fresh_pg_url, pid)
     with pytest.raises(asyncpg.PostgresError):
         await task
+    assert _checked_out(pg_engine) == 0
+    assert await _server_pid(pg_engine) != pid
+
+
+async def test_a_statement_cancelled_midway_leaves_its_connection_behind(pg_engine: AsyncEngine) -> None:
+    # A request timeout cancels the task mid-statement: the connection's state is in doubt.
+    pid = await _server_pid(pg_engine)
+    task = asyncio.create_task(DriverStatement(text("SELECT pg_sleep(30)")).fetchrow(pg_engine, {}))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _checked_out(pg_engine) == 0
     assert await _server_pid(pg_engine) != pid
 
 
 async def test_a_statement_the_server_refuses_keeps_the_connection(pg_engine: AsyncEngine) -> None:
     pid = await _server_pid(pg_engine)
-    async with pg_engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await DriverStatement(text("SELECT 1 / 0")).fetchrow(connection, {})
-        assert not connection.invalidated
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await DriverStatement(text("SELECT 1 / 0")).fetchrow(pg_engine, {})
+    assert _checked_out(pg_engine) == 0
     assert await _server_pid(pg_engine) == pid
 
 
@@ -193,6 +211,5 @@ def test_parameters_must_match_the_statement_and_datetimes_be_aware() -> None:
 
 async def test_it_refuses_a_connection_that_is_not_asyncpg(sqlite_engine: AsyncEngine) -> None:
     statement = DriverStatement(select(refresh_tokens.c.session_id))
-    async with sqlite_engine.connect() as connection:
-        with pytest.raises(RuntimeError, match="asyncpg only"):
-            await statement.fetchrow(connection, {})
+    with pytest.raises(RuntimeError, match="asyncpg only"):
+        await statement.fetchrow(sqlite_engine, {})

@@ -676,6 +676,14 @@ class FakeUnitOfWorkFactory:
         self.opened += 1
         return FakeUnitOfWork(self.db)
 
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> RefreshAttempt | None:
+        async with self() as uow:
+            attempt = await uow.sessions.refresh(token_hash, successor_hash, now, idle)
+            await uow.commit()
+        return attempt
+
 
 # -- the other ports ---------------------------------------------------------------------------
 

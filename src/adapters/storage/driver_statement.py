@@ -1,17 +1,17 @@
-"""A hot statement sent to PostgreSQL through asyncpg itself, on a connection in autocommit mode.
+"""A hot statement sent to PostgreSQL through asyncpg itself, alone and committed by itself.
 
-SQLAlchemy's execution machinery (execution context, result wrapping, the greenlet hop) costs a
+SQLAlchemy's execution machinery (execution context, result wrapping, the greenlet hops) costs a
 refresh more CPU than PostgreSQL spends running its statement. For the few statements on
 the hottest paths, `DriverStatement` compiles the SQLAlchemy statement once, with SQLAlchemy's
-own asyncpg dialect, and sends the resulting SQL through the connection's asyncpg connection:
-the statement is still written once, in SQLAlchemy, and asyncpg prepares and caches it as it
-would anyway.
+own asyncpg dialect, and sends the resulting SQL through the asyncpg connection of a raw pooled
+connection: the statement is still written once, in SQLAlchemy, and asyncpg prepares and caches
+it as it would anyway.
 
-Only for connections in autocommit mode: SQLAlchemy's asyncpg adapter begins its transactions
-lazily, at its first statement, so a statement sent past it could run outside the transaction
-it belongs to. The values come back as asyncpg returns them, which for the column types used
-here (text, boolean, integer, uuid, timestamptz) is what SQLAlchemy returns on PostgreSQL too
-(timestamps aware, in UTC; uuids as asyncpg's uuid.UUID subclass); a test compares the two."""
+Only for a statement that is a unit of work by itself: it never runs inside a transaction (the
+pool hands out connections outside any), so it cannot join one. The values come back as asyncpg
+returns them, which for the column types used here (text, boolean, integer, uuid, timestamptz)
+is what SQLAlchemy returns on PostgreSQL too (timestamps aware, in UTC; uuids as asyncpg's
+uuid.UUID subclass); a test compares the two."""
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 
 def _bound(value: Any) -> Any:
@@ -44,27 +45,31 @@ class DriverStatement:
             raise ValueError(f"parameters {sorted(params)} do not match the statement's {sorted(self.names)}")
         return [_bound(params[name]) for name in self.names]
 
-    async def fetchrow(self, connection: AsyncConnection, params: Mapping[str, Any]) -> asyncpg.Record | None:
-        driver = await _driver_connection(connection)
+    async def fetchrow(self, engine: AsyncEngine, params: Mapping[str, Any]) -> asyncpg.Record | None:
+        """The statement alone on a connection of the engine's pool, committed by itself. The
+        pooled connection is taken raw, without a SQLAlchemy Connection around it (checking one
+        out, switching it to autocommit and back, and returning it cost a refresh a tenth of its
+        CPU in-process). A pooled connection is outside any transaction, so asyncpg runs the
+        statement in autocommit mode. A connection the failure leaves in doubt is discarded:
+        SQLAlchemy, which would have dealt with it, never saw the failure."""
+        if engine.dialect.driver != "asyncpg":
+            raise RuntimeError("a DriverStatement runs on PostgreSQL through asyncpg only")
         arguments = self.arguments(params)
+        pooled = await engine.raw_connection()
         try:
-            row: asyncpg.Record | None = await driver.fetchrow(self.sql, *arguments)
-        except BaseException as failure:
-            if _leaves_connection_in_doubt(failure, driver):
-                await _invalidate(connection)
-            raise
+            driver: asyncpg.Connection = pooled.driver_connection
+            try:
+                row: asyncpg.Record | None = await driver.fetchrow(self.sql, *arguments)
+            except BaseException as failure:
+                # Unlike SQLAlchemy on a disconnect, this does not also expire the rest of the
+                # pool: after a failover each stale pooled connection fails one statement of its
+                # own before it is replaced.
+                if _leaves_connection_in_doubt(failure, driver):
+                    await greenlet_spawn(pooled.invalidate)
+                raise
+        finally:
+            await greenlet_spawn(pooled.close)  # back to the pool (or discarded, if invalidated)
         return row
-
-    async def fetchval(self, connection: AsyncConnection, params: Mapping[str, Any]) -> Any:
-        row = await self.fetchrow(connection, params)
-        return None if row is None else row[0]
-
-
-async def _driver_connection(connection: AsyncConnection) -> asyncpg.Connection:
-    if connection.dialect.driver != "asyncpg":
-        raise RuntimeError("a DriverStatement runs on PostgreSQL through asyncpg only")
-    pooled = await connection.get_raw_connection()
-    return pooled.driver_connection
 
 
 def _leaves_connection_in_doubt(failure: BaseException, driver: asyncpg.Connection) -> bool:
@@ -73,13 +78,3 @@ def _leaves_connection_in_doubt(failure: BaseException, driver: asyncpg.Connecti
     if isinstance(failure, asyncpg.PostgresConnectionError) or driver.is_closed():
         return True
     return not isinstance(failure, asyncpg.PostgresError)
-
-
-async def _invalidate(connection: AsyncConnection) -> None:
-    """A broken socket, a protocol state asyncpg gave up on, a cancellation mid-statement:
-    SQLAlchemy, which would have dealt with it, never saw the failure, so the connection is
-    dropped here, or the pool would hand it out again. (Unlike SQLAlchemy on a disconnect, this
-    does not also expire the rest of the pool: after a failover each stale pooled connection
-    fails one statement of its own before it is replaced.)"""
-    if not connection.invalidated:
-        await connection.invalidate()

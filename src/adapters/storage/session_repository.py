@@ -4,7 +4,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import String, bindparam, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.driver_statement import DriverStatement
 from adapters.storage.org_repository import org_from_mapping
@@ -169,8 +169,30 @@ def _refresh_statement() -> Any:
 
 
 _REFRESH_ON_POSTGRESQL = _refresh_statement()
-# The same statement sent through asyncpg itself on autocommit connections (a refresh's).
+# The same statement sent through asyncpg itself, alone on a pooled connection (`refresh_alone`).
 _REFRESH_DIRECT = DriverStatement(_REFRESH_ON_POSTGRESQL)
+
+
+def _refresh_params(token_hash: str, successor_hash: str, now: datetime, idle: timedelta) -> dict[str, Any]:
+    return {"presented_hash": token_hash, "next_hash": successor_hash, "at": now, "idle_until": now + idle}
+
+
+def _attempt_of(row: Any) -> RefreshAttempt | None:
+    if row is None:
+        return None
+    context, (rotated,) = _context_of(row, extras=2)
+    return RefreshAttempt(context, rotated=int(rotated) == 1)
+
+
+async def refresh_alone(
+    engine: AsyncEngine, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+) -> RefreshAttempt | None:
+    """`SqlSessionRepository.refresh` on PostgreSQL as a unit of work of its own: the one
+    statement, committed by itself, through asyncpg on a raw pooled connection."""
+    row = await _REFRESH_DIRECT.fetchrow(engine, _refresh_params(token_hash, successor_hash, now, idle))
+    return _attempt_of(row)
+
+
 # Built once; the parameters name the columns.
 _INSERT_SESSION = insert(sessions)
 _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
@@ -199,11 +221,8 @@ _START_ON_POSTGRESQL = _start_statement()
 
 
 class SqlSessionRepository:
-    def __init__(self, connection: AsyncConnection, *, direct: bool = False) -> None:
-        """`direct`: the connection is in autocommit mode on PostgreSQL, so the refresh's
-        statements may go through asyncpg itself (see DriverStatement)."""
+    def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
-        self.direct = direct
 
     async def add(self, session: Session) -> None:
         values = {name: getattr(session, name) for name in _SESSION_FIELDS}
@@ -313,23 +332,11 @@ class SqlSessionRepository:
     async def refresh(
         self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
     ) -> RefreshAttempt | None:
-        """One statement on PostgreSQL; on SQLite the read, then the rotation in the unit's
-        transaction."""
+        """One statement on PostgreSQL (see also `refresh_alone`); on SQLite the read, then the
+        rotation in the unit's transaction."""
         if self.connection.dialect.name == "postgresql":
-            params = {
-                "presented_hash": token_hash,
-                "next_hash": successor_hash,
-                "at": now,
-                "idle_until": now + idle,
-            }
-            if self.direct:
-                row = await _REFRESH_DIRECT.fetchrow(self.connection, params)
-            else:
-                row = (await self.connection.execute(_REFRESH_ON_POSTGRESQL, params)).first()
-            if row is None:
-                return None
-            context, (rotated,) = _context_of(row, extras=2)
-            return RefreshAttempt(context, rotated=int(rotated) == 1)
+            params = _refresh_params(token_hash, successor_hash, now, idle)
+            return _attempt_of((await self.connection.execute(_REFRESH_ON_POSTGRESQL, params)).first())
         row = (await self.connection.execute(_REFRESH_CONTEXT, {"presented_hash": token_hash})).first()
         if row is None:
             return None

@@ -1,5 +1,6 @@
 """One database transaction holding every repository; rolled back unless committed."""
 
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -12,8 +13,9 @@ from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
 from adapters.storage.org_repository import SqlOrgRepository
 from adapters.storage.row_security import RowSecurity
-from adapters.storage.session_repository import SqlSessionRepository
+from adapters.storage.session_repository import SqlSessionRepository, refresh_alone
 from adapters.storage.user_repository import SqlUserRepository
+from application.ports.unit_of_work import RefreshAttempt
 
 
 class SqlUnitOfWork:
@@ -44,7 +46,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(connection)
         rls = RowSecurity(connection, in_transaction=not self._autocommit)
         self.orgs = SqlOrgRepository(connection, rls)
-        self.sessions = SqlSessionRepository(connection, direct=self._autocommit)
+        self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)
         self.audit = SqlAuditLog(connection, in_transaction=not self._autocommit)
         self.mfa = SqlMfaRepository(connection)
@@ -80,3 +82,13 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self, *, autocommit: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, autocommit=autocommit)
+
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> RefreshAttempt | None:
+        if self.engine.dialect.name == "postgresql":
+            return await refresh_alone(self.engine, token_hash, successor_hash, now, idle)
+        async with self() as uow:
+            attempt = await uow.sessions.refresh(token_hash, successor_hash, now, idle)
+            await uow.commit()
+        return attempt

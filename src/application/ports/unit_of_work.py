@@ -168,3 +168,10 @@ class UnitOfWorkFactory(Protocol):
         back, so a unit that needs two writes to stand or fall together must not use it. Nor may
         a unit that reads org-scoped rows: row-level security is declared per transaction."""
         ...
+
+    async def refresh(
+        self, token_hash: str, successor_hash: str, now: datetime, idle: timedelta
+    ) -> RefreshAttempt | None:
+        """`SessionRepository.refresh` as a unit of work of its own, committed: the service's
+        most frequent write gets the cheapest way to the database the backend has."""
+        ...

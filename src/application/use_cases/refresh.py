@@ -42,30 +42,30 @@ class RefreshSession:
         now = deps.clock.now()
         presented = token_digest(raw_token)
         successor = successor_of(raw_token, deps.refresh_successor_key)
-        # The read and the rotation are one statement on PostgreSQL, and every other write below is
-        # self-contained too, so PostgreSQL runs them without BEGIN/COMMIT round trips.
-        reused: Session | None = None
-        async with deps.uow(autocommit=True) as uow:
-            attempt = await uow.sessions.refresh(
-                presented, token_digest(successor), now, deps.policy.session_idle
-            )
-            if attempt is None:
-                raise InvalidRefreshToken()
-            context, rotated = attempt.context, attempt.rotated
-            token, session, user, org = context.token, context.session, context.user, context.org
-            # The storage rotated only if `may_rotate` held; these checks tell the refusals apart.
-            if not session.is_live(now):
-                raise InvalidRefreshToken()
-            if org.require_2fa and not context.has_second_factor:
-                # The org turned the requirement on since this session began.
-                raise require_second_factor_for(org)
-            if user.is_suspended or org.is_disabled:
+        # The read and the rotation: a unit of their own (one statement on PostgreSQL). What
+        # follows in the rare cases is one self-contained statement at a time (a revocation, a
+        # re-read, an amend), so it needs no transaction either.
+        attempt = await deps.uow.refresh(presented, token_digest(successor), now, deps.policy.session_idle)
+        if attempt is None:
+            raise InvalidRefreshToken()
+        context, rotated = attempt.context, attempt.rotated
+        token, session, user, org = context.token, context.session, context.user, context.org
+        # The storage rotated only if `may_rotate` held; these checks tell the refusals apart.
+        if not session.is_live(now):
+            raise InvalidRefreshToken()
+        if org.require_2fa and not context.has_second_factor:
+            # The org turned the requirement on since this session began.
+            raise require_second_factor_for(org)
+        if user.is_suspended or org.is_disabled:
+            async with deps.uow(autocommit=True) as uow:
                 await uow.sessions.revoke(session.id, now, "account_or_org_inactive")
                 await uow.commit()
-                await revoke_in_store(deps, [session.id], session.absolute_expires_at)
-                raise InvalidRefreshToken()
-            session.touched(now, deps.policy.session_idle)
-            if not rotated:
+            await revoke_in_store(deps, [session.id], session.absolute_expires_at)
+            raise InvalidRefreshToken()
+        session.touched(now, deps.policy.session_idle)
+        reused: Session | None = None
+        if not rotated:
+            async with deps.uow(autocommit=True) as uow:
                 token = await uow.sessions.get_refresh_token(presented) or token
                 if token.rotated_at is None:
                     raise InvalidRefreshToken()  # the session was revoked while we read it
@@ -78,7 +78,7 @@ class RefreshSession:
                     session.id, last_used_at=session.last_used_at, idle_expires_at=session.idle_expires_at
                 ):
                     raise InvalidRefreshToken()
-            await uow.commit()
+                await uow.commit()
         if reused is not None:
             await self._revoke_for_reuse(reused, ctx, now)
             raise RefreshTokenReused()
