@@ -42,3 +42,14 @@ def test_with_every_origin_allowed_nothing_is_remembered_and_the_cookie_still_co
     assert (b"access-control-allow-origin", b"https://any.example") not in without
     assert without == cors_headers(config, "https://any.example", has_cookie=False)
     assert memo._listed == {}
+
+
+def test_origins_a_wildcard_entry_matches_are_answered_but_never_remembered() -> None:
+    config = _config([LISTED, "https://*.example.com"])
+    memo = CorsHeaders(config)
+    for n in range(100):
+        origin = f"https://tenant-{n}.example.com"
+        headers = memo(origin, has_cookie=True)
+        assert (b"access-control-allow-origin", origin.encode()) in headers
+    memo(LISTED, has_cookie=True)
+    assert list(memo._listed) == [LISTED]

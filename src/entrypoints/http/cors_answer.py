@@ -20,10 +20,12 @@ def cors_headers(config: CORSConfig, origin: str, has_cookie: bool) -> Headers:
 
 class CorsHeaders:
     """`cors_headers`, remembered for the configured origins (building them was about 2 % of a
-    refresh's CPU). Only a listed origin is remembered, so callers cannot grow the memo."""
+    refresh's CPU). Only an origin the config spells out exactly is remembered, so callers cannot
+    grow the memo: a wildcard entry (`https://*.example.com`) matches endless origins."""
 
     def __init__(self, config: CORSConfig) -> None:
         self.config = config
+        self._exact = frozenset(origin for origin in config.allow_origins if "*" not in origin)
         self._listed: dict[str, Headers] = {}
 
     def __call__(self, origin: str, has_cookie: bool) -> Headers:
@@ -31,6 +33,6 @@ class CorsHeaders:
         if known is not None:
             return known
         headers = cors_headers(self.config, origin, has_cookie)
-        if not self.config.is_allow_all_origins and self.config.is_origin_allowed(origin=origin):
+        if origin in self._exact and not self.config.is_allow_all_origins:
             self._listed[origin] = headers  # has_cookie matters only when every origin is allowed
         return headers
