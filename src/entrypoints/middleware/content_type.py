@@ -7,8 +7,8 @@ from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-# RFC 9112 6.3: an HTTP/1.x request with neither header has no body.
-_LENGTH_FRAMED = frozenset({"1.0", "1.1"})
+# RFC 9112 6.3: an HTTP/1.x request with neither header has no body. ("1": granian's HTTP/1.0.)
+_LENGTH_FRAMED = frozenset({"1", "1.0", "1.1"})
 
 
 def _declared_body(headers: dict[bytes, bytes], http_version: object) -> bool | None:
