@@ -66,14 +66,20 @@ _CONTEXT_NAMES = tuple(tuple(column.name for column in table.c) for table in _CO
 _CONTEXT_WIDTH = sum(len(names) for names in _CONTEXT_NAMES)
 
 
+def _by_table(values: Any) -> list[dict[str, Any]]:
+    """The context's leading values (a row's, or the context CTE's columns) split by table and
+    named by each table's own column names (the CTE labels the names the tables share)."""
+    parts, at = [], 0
+    for names in _CONTEXT_NAMES:
+        parts.append(dict(zip(names, values[at : at + len(names)], strict=True)))
+        at += len(names)
+    return parts
+
+
 def _context_parts(row: Any, extras: int) -> tuple[list[dict[str, Any]], tuple[Any, ...]]:
     if len(row) != _CONTEXT_WIDTH + extras:
         raise RuntimeError("refresh context row does not have the joined tables' columns")
-    parts, at = [], 0
-    for names in _CONTEXT_NAMES:
-        parts.append(dict(zip(names, row[at : at + len(names)], strict=True)))
-        at += len(names)
-    return parts, tuple(row[at:])
+    return _by_table(row), tuple(row[_CONTEXT_WIDTH:])
 
 
 def _context_of(row: Any, extras: int) -> tuple[RefreshContext, tuple[Any, ...]]:
@@ -94,19 +100,9 @@ def _context_of(row: Any, extras: int) -> tuple[RefreshContext, tuple[Any, ...]]
     return context, tuple(rest)
 
 
-def _context_columns(context: Any) -> list[dict[str, Any]]:
-    """The context CTE's columns by table and by the table's own column names (the CTE labels
-    the names the tables share)."""
-    columns, parts, at = list(context.c), [], 0
-    for names in _CONTEXT_NAMES:
-        parts.append(dict(zip(names, columns[at : at + len(names)], strict=True)))
-        at += len(names)
-    return parts
-
-
 def _rotatable(context: Any) -> Any:
     """domain.refresh_rules.may_rotate, in SQL, over the context's session, user and org."""
-    _, session, user, org = _context_columns(context)
+    _, session, user, org = _by_table(list(context.c))
     return (
         session["revoked_at"].is_(None)
         & (session["idle_expires_at"] > bindparam("at", type_=UTCDateTime))
