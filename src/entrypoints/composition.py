@@ -1,6 +1,7 @@
 """The one composition root: builds every adapter from the settings and hands them to use cases.
 Nothing else constructs adapters; tests call `build_container` with their own settings."""
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -31,6 +32,7 @@ from adapters.otp.pyotp_totp import PyOtpTotpService
 from adapters.otp.segno_qr import SegnoQrRenderer
 from adapters.passwords import Argon2PasswordHasher, is_common_password
 from adapters.passwords.hash_memory import keep_hash_memory
+from adapters.passwords.hashing_priority import lower_this_thread
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.database import create_engine
@@ -316,7 +318,11 @@ def build_container(
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
     keep_hash_memory(settings.argon2_memory_kib)  # process-wide: no page faults per hash
-    argon2_pool = ThreadPoolExecutor(max_workers=argon2_threads(settings), thread_name_prefix="argon2")
+    argon2_pool = ThreadPoolExecutor(
+        max_workers=argon2_threads(settings),
+        thread_name_prefix="argon2",
+        initializer=functools.partial(lower_this_thread, settings.argon2_nice),
+    )
     hasher = Argon2PasswordHasher(
         key_provider,
         executor=argon2_pool,

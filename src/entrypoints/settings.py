@@ -121,6 +121,12 @@ class Settings:
         ),
     )
     argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes (floor 1)."))
+    argon2_nice: int = field(
+        default=10,
+        metadata=_doc(
+            "How many nice levels below the worker the password-hashing threads run (0-19; 0: the same)."
+        ),
+    )
     password_min_length: int = field(
         default=15, metadata=_doc("Shortest password accepted, in code points (never below 8).")
     )
@@ -313,6 +319,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("BULWARK_PASSWORD_MIN_LENGTH must be at least 8 (NIST SP 800-63B)")
     if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456 or settings.argon2_parallelism < 1:
         raise SettingsError("BULWARK_ARGON2_* are below OWASP's floor (t=2, m=19456 KiB, p=1)")
+    if not 0 <= settings.argon2_nice <= 19:
+        raise SettingsError(f"BULWARK_ARGON2_NICE={settings.argon2_nice} is not valid: expected 0-19")
     url = settings.effective_database_url
     if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
         raise SettingsError(

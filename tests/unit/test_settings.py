@@ -79,6 +79,8 @@ def test_bad_int_names_the_variable() -> None:
         ("BULWARK_DATABASE_POOL_SIZE", "0"),
         ("BULWARK_LOGIN_LIMIT_PER_ACCOUNT", "5 per minute"),
         ("BULWARK_ALLOWED_ORIGINS", "https://app.example.com/path"),
+        ("BULWARK_ARGON2_NICE", "20"),
+        ("BULWARK_ARGON2_NICE", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
