@@ -49,8 +49,28 @@ class AuditRecord:
 
 def canonical_payload(seq: int, occurred_at: datetime, event: AuditEvent) -> bytes:
     """A byte-exact, order-independent rendering of everything an entry says."""
-    body = {
-        "id": seq,
+    body = _body(occurred_at, event) | {"id": seq}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def canonical_payload_around_id(occurred_at: datetime, event: AuditEvent) -> tuple[bytes, bytes]:
+    """(before, after) with canonical_payload(seq, ...) == before + str(seq).encode() + after for
+    every seq: for a store that assigns the id and hashes the entry in one statement. Split by
+    structure, never by searching the rendering (a user agent may contain any text)."""
+    body = _body(occurred_at, event)
+    # Keys render sorted, so the id falls between the keys that sort before it and those after;
+    # both groups are fixed and never empty.
+    before = json.dumps(
+        {k: v for k, v in body.items() if k < "id"}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    after = json.dumps(
+        {k: v for k, v in body.items() if k > "id"}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return (before[:-1] + ',"id":').encode(), ("," + after[1:]).encode()
+
+
+def _body(occurred_at: datetime, event: AuditEvent) -> dict[str, Any]:
+    return {
         "occurred_at": occurred_at.isoformat(),
         "action": event.action,
         "actor_kind": str(event.actor_kind),
@@ -63,7 +83,6 @@ def canonical_payload(seq: int, occurred_at: datetime, event: AuditEvent) -> byt
         "request_id": event.request_id,
         "details": event.details,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 def chain_hash(prev_hash: str, seq: int, occurred_at: datetime, event: AuditEvent) -> str:

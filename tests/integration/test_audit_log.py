@@ -12,7 +12,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage.audit_log import SqlAuditLog, SqlAuditReader, VerifyResult, verify_chain
+from adapters.storage import audit_log
+from adapters.storage.audit_log import (
+    AuditChainCorrupt,
+    SqlAuditLog,
+    SqlAuditReader,
+    VerifyResult,
+    verify_chain,
+)
 from adapters.storage.database import create_engine
 from adapters.storage.unit_of_work import SqlUnitOfWork
 from domain.audit import GENESIS_HASH, ActorKind, AuditEvent, AuditRecord, chain_hash
@@ -287,3 +294,51 @@ async def test_entry_commits_with_the_callers_other_writes(engine: AsyncEngine) 
         await in_one_transaction(conn)
     assert [r.id for r in await read_all(engine)] == [1, 2]
     assert (await verify_chain(engine)).ok
+
+
+# --- PostgreSQL appends in one statement ------------------------------------------------------
+
+
+async def test_an_append_waiting_for_the_head_chains_onto_the_entry_it_waited_for(
+    pg_engine: AsyncEngine,
+) -> None:
+    # The lock, the id, the hash and the head's move are one statement: the second append reads
+    # the head only once the first has committed, however the two overlap.
+    async with pg_engine.connect() as first_conn:
+        await first_conn.begin()
+        first = await SqlAuditLog(first_conn).append(AuditEvent(action="test.first"))
+        second_task = asyncio.create_task(append(pg_engine, "test.second"))
+        await asyncio.sleep(0.2)
+        assert not second_task.done()  # waiting on the head's row lock
+        await first_conn.commit()
+    second = await second_task
+    assert (first.id, second.id) == (1, 2)
+    assert second.prev_hash == first.hash
+    assert await read_all(pg_engine) == [first, second]
+    assert await verify_chain(pg_engine) == VerifyResult(ok=True, records_checked=2)
+
+
+async def test_an_entry_the_database_hashed_differently_is_refused_and_rolled_back(
+    pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = await append(pg_engine, "test.kept")
+
+    rendered = audit_log.canonical_payload_around_id
+
+    def drifted(occurred_at: datetime, event: AuditEvent) -> tuple[bytes, bytes]:
+        before, after = rendered(occurred_at, event)
+        return before.replace(b'"action"', b'"Action"'), after
+
+    monkeypatch.setattr(audit_log, "canonical_payload_around_id", drifted)
+    with pytest.raises(AuditChainCorrupt, match="hashed the entry differently"):
+        await append(pg_engine, "test.drifted")
+    assert await read_all(pg_engine) == [kept]
+    assert await SqlAuditReader(pg_engine).head() == (1, kept.hash)
+
+
+async def test_a_missing_head_refuses_the_append_on_postgres(pg_engine: AsyncEngine) -> None:
+    async with pg_engine.begin() as conn:
+        await conn.execute(text("DELETE FROM audit_chain_head"))
+    with pytest.raises(AuditChainCorrupt, match="missing"):
+        await append(pg_engine, "test.headless")
+    assert await read_all(pg_engine) == []

@@ -15,6 +15,7 @@ from domain.audit import (
     AuditRecord,
     ChainVerifier,
     canonical_payload,
+    canonical_payload_around_id,
     chain_hash,
     first_broken_link,
     normalise_details,
@@ -194,3 +195,40 @@ def test_normalised_time_is_utc_and_renders_the_same_from_any_zone() -> None:
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         normalise_time(datetime(2026, 1, 1))
+
+
+# An entry whose every field is set, with "id" inside its details and its user agent.
+AWKWARD = AuditEvent(
+    action="login.success",
+    actor_kind=ActorKind.USER,
+    actor_user_id=UUID(int=7),
+    org_id=UUID(int=9),
+    target_type="session",
+    target_id="s-1",
+    source_ip="203.0.113.5",
+    user_agent='Mozilla "id":1 \u00fcn\u00ef \u2603',
+    request_id="r1",
+    details={"reason": "x", "id": 5, "nested": {"id": "y"}},
+)
+
+
+def test_chain_hash_is_pinned() -> None:
+    # Computed by the code that wrote the chains in use: any drift in the rendering would make
+    # every stored entry look tampered with.
+    expected = "f6cd5083a8d071cffb365f4989d90afb4827d8bbd8642edbd3d3e165f03a6f42"
+    assert chain_hash(GENESIS_HASH, 123456789, T0, AWKWARD) == expected
+
+
+@pytest.mark.parametrize("seq", [1, 9, 10, 123456789, 2**63 - 1])
+@pytest.mark.parametrize(
+    "event",
+    [
+        AWKWARD,
+        AuditEvent(action="x"),
+        AuditEvent(action='a"id":2,', target_id='"id":3', details={"id": None, "": [1, {"id": 4}]}),
+    ],
+)
+def test_payload_around_the_id_rebuilds_the_payload_for_any_id(seq: int, event: AuditEvent) -> None:
+    # The PostgreSQL store hashes before + id + after in SQL, with the id it assigns.
+    before, after = canonical_payload_around_id(T0, event)
+    assert before + str(seq).encode() + after == canonical_payload(seq, T0, event)

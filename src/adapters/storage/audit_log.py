@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, exists, select, update
+from sqlalchemy import LargeBinary, RowMapping, Text, bindparam, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.tables import audit_chain_head, audit_events
@@ -22,6 +22,7 @@ from domain.audit import (
     AuditEvent,
     AuditRecord,
     ChainVerifier,
+    canonical_payload_around_id,
     chain_hash,
     normalise_details,
     normalise_time,
@@ -43,11 +44,51 @@ _ADVANCE_HEAD = (
     .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id == bindparam("prev_id"))
     .values(last_id=bindparam("next_id"), last_hash=bindparam("next_hash"))
 )
-# PostgreSQL: the insert rides along with the head's move, one round trip for both. The UPDATE only
-# matches while the head is still where we read it; the insert runs either way, and a mismatch
-# raises below, rolling both back.
-_APPEND_ON_POSTGRESQL = _ADVANCE_HEAD.where(
-    exists(select(_INSERT_EVENT.returning(audit_events.c.id).cte("appended").c.id))
+# PostgreSQL: one statement takes the head's lock, appends the entry after it and moves the head,
+# so an append is one round trip. The database assigns the id (the head's + 1) and hashes the
+# entry: sha256(prev_hash || before || id || after), where before/after are the canonical payload
+# rendered around the id in Python (domain.audit.canonical_payload_around_id). A concurrent
+# append waits on the head's row lock and then reads the head it left (READ COMMITTED re-reads a
+# locked row's latest version), as the separate SELECT ... FOR UPDATE did. The entry's time is
+# taken before the statement, so under contention an entry may carry a time a few milliseconds
+# before its predecessor's (as entries from two hosts' clocks always could): ids give the order.
+_HEAD = _LOCK_HEAD.cte("head")
+_NEXT_ID = _HEAD.c.last_id + 1
+_CHAIN_HASH_IN_SQL = func.encode(
+    func.sha256(
+        func.convert_to(_HEAD.c.last_hash, "UTF8")
+        .op("||")(bindparam("before", type_=LargeBinary))
+        .op("||")(func.convert_to(cast(_NEXT_ID, Text), "UTF8"))
+        .op("||")(bindparam("after", type_=LargeBinary))
+    ),
+    "hex",
+)
+_ASSIGNED = {"id": _NEXT_ID, "prev_hash": _HEAD.c.last_hash, "hash": _CHAIN_HASH_IN_SQL}
+_APPENDED = (
+    audit_events.insert()
+    .from_select(
+        [column.name for column in audit_events.c],
+        select(
+            *(
+                _ASSIGNED[column.name].label(column.name)
+                if column.name in _ASSIGNED
+                else bindparam(f"e_{column.name}", type_=column.type)
+                for column in audit_events.c
+            )
+        ),
+    )
+    .returning(audit_events.c.id, audit_events.c.prev_hash, audit_events.c.hash)
+    .cte("appended")
+)
+_APPEND_ON_POSTGRESQL = (
+    update(audit_chain_head)
+    # The second condition always holds (the head only moves forward) and joins the two: on a
+    # row another append moved meanwhile, READ COMMITTED re-checks both against its latest
+    # version. A condition tying the head to the id read (last_id = id - 1) would be tested
+    # against this statement's snapshot, from before the lock wait, and match nothing.
+    .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id < _APPENDED.c.id)
+    .values(last_id=_APPENDED.c.id, last_hash=_APPENDED.c.hash)
+    .returning(_APPENDED.c.id, _APPENDED.c.prev_hash, _APPENDED.c.hash)
 )
 
 
@@ -87,41 +128,51 @@ class SqlAuditLog:
         event = dataclasses.replace(
             event, actor_kind=ActorKind(event.actor_kind), details=normalise_details(event.details)
         )
+        occurred_at = normalise_time(self._clock())
+        fields = {
+            "occurred_at": occurred_at,
+            "actor_user_id": event.actor_user_id,
+            "actor_kind": str(event.actor_kind),
+            "org_id": event.org_id,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "source_ip": event.source_ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "details": event.details,
+        }
+        if conn.dialect.name == "postgresql":
+            return await self._append_in_one_statement(conn, occurred_at, event, fields)
         head = (await conn.execute(_LOCK_HEAD)).one_or_none()
         if head is None:
             raise AuditChainCorrupt("audit_chain_head row is missing")
         prev_id, prev_hash = int(head.last_id), str(head.last_hash)
         seq = prev_id + 1
-        occurred_at = normalise_time(self._clock())
         digest = chain_hash(prev_hash, seq, occurred_at, event)
-        row = {
-            f"e_{name}": value
-            for name, value in {
-                "id": seq,
-                "occurred_at": occurred_at,
-                "actor_user_id": event.actor_user_id,
-                "actor_kind": str(event.actor_kind),
-                "org_id": event.org_id,
-                "action": event.action,
-                "target_type": event.target_type,
-                "target_id": event.target_id,
-                "source_ip": event.source_ip,
-                "user_agent": event.user_agent,
-                "request_id": event.request_id,
-                "details": event.details,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }.items()
-        }
-        advance = {"prev_id": prev_id, "next_id": seq, "next_hash": digest}
-        if conn.dialect.name == "postgresql":
-            moved = await conn.execute(_APPEND_ON_POSTGRESQL, row | advance)
-        else:
-            await conn.execute(_INSERT_EVENT, row)
-            moved = await conn.execute(_ADVANCE_HEAD, advance)
+        entry = fields | {"id": seq, "prev_hash": prev_hash, "hash": digest}
+        await conn.execute(_INSERT_EVENT, {f"e_{name}": value for name, value in entry.items()})
+        moved = await conn.execute(_ADVANCE_HEAD, {"prev_id": prev_id, "next_id": seq, "next_hash": digest})
         if moved.rowcount != 1:
             # Only possible if the lock was not held (e.g. a misconfigured SQLite begin).
             raise AuditChainCorrupt("audit chain head moved during append")
+        return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
+
+    @staticmethod
+    async def _append_in_one_statement(
+        conn: AsyncConnection, occurred_at: datetime, event: AuditEvent, fields: dict[str, Any]
+    ) -> AuditRecord:
+        before, after = canonical_payload_around_id(occurred_at, event)
+        params = {f"e_{name}": value for name, value in fields.items()} | {"before": before, "after": after}
+        appended = (await conn.execute(_APPEND_ON_POSTGRESQL, params)).one_or_none()
+        if appended is None:
+            raise AuditChainCorrupt("audit_chain_head row is missing")
+        seq, prev_hash, digest = int(appended.id), str(appended.prev_hash), str(appended.hash)
+        # The database hashed what Python would have: checked here, so that a difference (a
+        # server setting that renders text otherwise, say) fails this append, rolled back with
+        # the caller's change, rather than writing an entry that verification rejects.
+        if digest != chain_hash(prev_hash, seq, occurred_at, event):
+            raise AuditChainCorrupt("the database hashed the entry differently from the chain's rule")
         return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
 
 
