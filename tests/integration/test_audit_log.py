@@ -318,6 +318,20 @@ async def test_an_append_waiting_for_the_head_chains_onto_the_entry_it_waited_fo
     assert await verify_chain(pg_engine) == VerifyResult(ok=True, records_checked=2)
 
 
+async def test_an_append_waiting_on_one_that_rolls_back_takes_its_place(pg_engine: AsyncEngine) -> None:
+    async with pg_engine.connect() as first_conn:
+        await first_conn.begin()
+        await SqlAuditLog(first_conn).append(AuditEvent(action="test.doomed"))
+        second_task = asyncio.create_task(append(pg_engine, "test.second"))
+        await asyncio.sleep(0.2)
+        assert not second_task.done()
+        await first_conn.rollback()
+    second = await second_task
+    assert (second.id, second.prev_hash) == (1, GENESIS_HASH)
+    assert await read_all(pg_engine) == [second]
+    assert await verify_chain(pg_engine) == VerifyResult(ok=True, records_checked=1)
+
+
 async def test_an_entry_the_database_hashed_differently_is_refused_and_rolled_back(
     pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,7 +40,8 @@ def test_only_the_calling_thread_moves() -> None:
     mine = own_nice()
     moved, before, after = in_a_thread(3)
     assert before == mine
-    assert moved and after == min(hashing_priority.MAX_NICE, before + 3)
+    assert after == min(hashing_priority.MAX_NICE, before + 3)
+    assert moved == (before < hashing_priority.MAX_NICE)  # a process already at 19 cannot go lower
     assert own_nice() == mine  # the rest of the process (the event loop) keeps its priority
 
 
@@ -61,10 +62,11 @@ def test_a_refusal_is_logged_and_hashing_goes_on(
     def refuse(*_: object) -> None:
         raise PermissionError("setpriority filtered")
 
+    monkeypatch.setattr(os, "getpriority", lambda *_: 0)  # however nice the test process runs
     monkeypatch.setattr(os, "setpriority", refuse)
     with caplog.at_level(logging.WARNING, logger="bulwark.passwords"):
-        moved, before, after = in_a_thread(5)
-    assert not moved and after == before
+        moved, _, _ = in_a_thread(5)
+    assert not moved
     assert "normal CPU priority" in caplog.text
 
 

@@ -50,8 +50,9 @@ _ADVANCE_HEAD = (
 # rendered around the id in Python (domain.audit.canonical_payload_around_id). A concurrent
 # append waits on the head's row lock and then reads the head it left (READ COMMITTED re-reads a
 # locked row's latest version), as the separate SELECT ... FOR UPDATE did. The entry's time is
-# taken before the statement, so under contention an entry may carry a time a few milliseconds
-# before its predecessor's (as entries from two hosts' clocks always could): ids give the order.
+# taken before the statement, so under contention an entry may carry a time before its
+# predecessor's, by up to the time it waited for the lock (as entries from two hosts' clocks
+# always could): ids give the order, and nothing here reads time order into them.
 _HEAD = _LOCK_HEAD.cte("head")
 _NEXT_ID = _HEAD.c.last_id + 1
 _CHAIN_HASH_IN_SQL = func.encode(
