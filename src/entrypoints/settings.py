@@ -122,7 +122,7 @@ class Settings:
     )
     argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes (floor 1)."))
     argon2_nice: int = field(
-        default=10,
+        default=5,
         metadata=_doc(
             "How many nice levels below the worker the password-hashing threads run (0-19; 0: the same)."
         ),

@@ -6,7 +6,10 @@ login burst every other request (and every step of the logins themselves: their 
 their tokens) waits behind argon2 slices. A hashing thread a few nice levels down yields the core
 as soon as the loop has work and takes all the time it leaves idle, so logins lose nothing while
 the loop stays responsive. It is not starved either: against one busy nice-0 thread a thread at
-+10 still gets about a tenth of the core (CFS weights 110 against 1024).
++5 still gets a quarter of the core (CFS weights 335 against 1024). Further down it would be:
++10 gets a tenth, and a reviewer's run with the cores flooded by other work finished 6-8 hashes
+in 8 s at +10 against ~50 at 0 (none at +19), which would let a flood of cheap requests time
+logins out.
 
 Linux keeps a nice value per thread (`setpriority` on a thread id), so only the calling thread
 moves. Elsewhere a pid-shaped id could name another process: nothing is changed there."""
