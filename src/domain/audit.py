@@ -49,8 +49,7 @@ class AuditRecord:
 
 def canonical_payload(seq: int, occurred_at: datetime, event: AuditEvent) -> bytes:
     """A byte-exact, order-independent rendering of everything an entry says."""
-    body = _body(occurred_at, event) | {"id": seq}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return _render(_body(occurred_at, event) | {"id": seq}).encode()
 
 
 def canonical_payload_around_id(occurred_at: datetime, event: AuditEvent) -> tuple[bytes, bytes]:
@@ -60,13 +59,13 @@ def canonical_payload_around_id(occurred_at: datetime, event: AuditEvent) -> tup
     body = _body(occurred_at, event)
     # Keys render sorted, so the id falls between the keys that sort before it and those after;
     # both groups are fixed and never empty.
-    before = json.dumps(
-        {k: v for k, v in body.items() if k < "id"}, sort_keys=True, separators=(",", ":"), default=str
-    )
-    after = json.dumps(
-        {k: v for k, v in body.items() if k > "id"}, sort_keys=True, separators=(",", ":"), default=str
-    )
+    before = _render({k: v for k, v in body.items() if k < "id"})
+    after = _render({k: v for k, v in body.items() if k > "id"})
     return (before[:-1] + ',"id":').encode(), ("," + after[1:]).encode()
+
+
+def _render(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _body(occurred_at: datetime, event: AuditEvent) -> dict[str, Any]:
