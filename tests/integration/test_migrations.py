@@ -182,3 +182,73 @@ def assert_audit_rows_are_immutable(url: str) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def test_0004_makes_administrators_and_the_administrator_role_one_thing(empty_database_url: str) -> None:
+    """Rows from before the rule: an administrator without the role gets it, a member holding the
+    role becomes an administrator, and everyone else is left as they were."""
+    from adapters.storage.tables import member_roles, memberships, organisations, users
+    from domain.permissions import ADMINISTRATOR_ROLE_ID, SYSTEM_ROLE_IDS, SystemRole
+
+    url = empty_database_url
+    migrations.upgrade(url, "0003")
+    now = datetime.now(UTC)
+    org = uuid.uuid4()
+    people = {name: uuid.uuid4() for name in ("admin_without_role", "member_with_role", "trader")}
+    links = [
+        (people["member_with_role"], ADMINISTRATOR_ROLE_ID),
+        (people["trader"], SYSTEM_ROLE_IDS[SystemRole.TRADER]),
+    ]
+
+    async def seed() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    organisations.insert().values(id=org, name="Legacy", status="active", created_at=now)
+                )
+                for name, user_id in people.items():
+                    await conn.execute(
+                        users.insert().values(
+                            id=user_id,
+                            email=f"{name}@example.com",
+                            display_name=name,
+                            password_hash="x",
+                            pepper_version="p1",
+                            platform_role="user",
+                            status="active",
+                            created_at=now,
+                        )
+                    )
+                    role = "administrator" if name == "admin_without_role" else "member"
+                    await conn.execute(
+                        memberships.insert().values(org_id=org, user_id=user_id, role=role, created_at=now)
+                    )
+                for user_id, role_id in links:
+                    await conn.execute(
+                        member_roles.insert().values(
+                            org_id=org, user_id=user_id, role_id=role_id, created_at=now
+                        )
+                    )
+        finally:
+            await engine.dispose()
+
+    async def state() -> dict[uuid.UUID, tuple[str, set[uuid.UUID]]]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                roles = {row.user_id: row.role for row in await conn.execute(sa.select(memberships))}
+                held: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in roles}
+                for row in await conn.execute(sa.select(member_roles)):
+                    held[row.user_id].add(row.role_id)
+                return {user_id: (roles[user_id], held[user_id]) for user_id in roles}
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    migrations.upgrade(url, "0004")
+    assert asyncio.run(state()) == {
+        people["admin_without_role"]: ("administrator", {ADMINISTRATOR_ROLE_ID}),
+        people["member_with_role"]: ("administrator", {ADMINISTRATOR_ROLE_ID}),
+        people["trader"]: ("member", {SYSTEM_ROLE_IDS[SystemRole.TRADER]}),
+    }
