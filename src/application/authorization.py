@@ -3,7 +3,6 @@ answer honest: each change bumps the org's authorization version in the same tra
 cached permission sets are keyed by that version."""
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -58,20 +57,6 @@ async def load_effective(uow: UnitOfWork, org_id: UUID, user_id: UUID) -> Effect
         [(group, [roles[r] for r in ids if r in roles]) for group, ids in grouped],
         org_id=org_id,
     )
-
-
-async def ensure_may_grant(uow: UnitOfWork, principal: Principal, granted: Iterable[Permission]) -> None:
-    """Nobody hands out more than they hold: a role, a group link or an invitation may carry only
-    permissions the granter has themselves (else one admin-area permission would be a ladder to
-    everything)."""
-    held = (await load_effective(uow, principal.org_id, principal.user_id)).permissions
-    beyond = sorted(str(p) for p in set(granted) - held)
-    if beyond:
-        raise Forbidden(
-            f"You cannot grant permissions you do not hold: {', '.join(beyond[:5])}"
-            + (" ..." if len(beyond) > 5 else ""),
-            code="grant_exceeds_own",
-        )
 
 
 async def group_permissions(uow: UnitOfWork, org_id: UUID, group_id: UUID) -> frozenset[Permission]:

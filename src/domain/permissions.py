@@ -85,6 +85,8 @@ SYSTEM_ROLE_IDS: dict[SystemRole, UUID] = {
     role: uuid5(SYSTEM_ROLE_NAMESPACE, f"bulwark:system-role:{role.value}") for role in SystemRole
 }
 SYSTEM_ROLE_BY_ID: dict[UUID, SystemRole] = {uid: role for role, uid in SYSTEM_ROLE_IDS.items()}
+# Held directly, it is the org administrator role itself: the two are granted and taken together.
+ADMINISTRATOR_ROLE_ID: UUID = SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR]
 
 
 def _table(rows: Mapping[str, tuple[str, ...]]) -> frozenset[Permission]:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.storage.tables import audit_events, users
+from application.errors import Forbidden
 from application.identity import RequestContext
 from application.use_cases.org_members import LastAdministrator
 from domain.orgs import OrgRole
@@ -347,11 +348,12 @@ async def test_an_accepted_invitation_grants_its_org_role_roles_and_groups_and_w
     held = await check(
         service, bob_in, ["reports:update", "orders:create", "risk_limits:update", "billing:read"]
     )
+    # An administrator holds the Administrator role with the org role: every permission.
     assert held == {
         "reports:update": True,
         "orders:create": True,
         "risk_limits:update": True,
-        "billing:read": False,
+        "billing:read": True,
     }
 
     # Single use: the same token again, by anyone, is refused.
@@ -395,8 +397,9 @@ async def test_org_role_changes_and_the_last_administrator_cannot_be_demoted_rem
 ) -> None:
     alice = await new_user(service, "alice")
     org_id, alice = await create_org(service, alice)
-    # bob holds every permission but is not (yet) an org administrator.
-    bob = await join(service, alice, await new_user(service, "bob"), role_ids=[ADMIN_ROLE])
+    # bob holds every permission (through a custom role) but is not (yet) an org administrator.
+    everything = await create_role(service, alice, "Everything", ALL_PERMISSIONS)
+    bob = await join(service, alice, await new_user(service, "bob"), role_ids=[everything])
     base = f"/api/v1/orgs/{org_id}/members"
 
     def refused(r: httpx.Response) -> None:
@@ -874,17 +877,119 @@ async def test_two_administrators_demoting_each_other_at_once_leave_one_administ
             await service.container.authz.change_member_role(
                 principal, UUID(org_id), UUID(target.user_id), OrgRole.MEMBER, RequestContext()
             )
-        except LastAdministrator:
+        except (LastAdministrator, Forbidden):
             return "refused"
         return "demoted"
 
     outcomes = await asyncio.gather(demote(alice, bob), demote(bob, alice))
-    # The org row is locked while administrators are counted: exactly one demotion wins.
+    # The org row is locked before either reads its rights: exactly one demotion wins, and the
+    # other finds its actor no longer an administrator (or, the other way round, the last one).
     assert sorted(outcomes) == ["demoted", "refused"], outcomes
     winner = alice if outcomes[0] == "demoted" else bob
     r = await service.client.get(f"/api/v1/orgs/{org_id}/members", headers=winner.headers)
     assert r.status_code == 200, r.text
     assert [m["org_role"] for m in r.json()["members"]].count("administrator") == 1
+
+
+async def my_permissions(service: Service, actor: Actor) -> set[str]:
+    r = await service.client.get("/api/v1/me/permissions", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    return {p["permission"] for p in r.json()["permissions"]}
+
+
+async def test_taking_rights_away_is_guarded_like_granting_them(service: Service) -> None:
+    """The outside review's scenario 1: a member who may manage roles could strip the administrator
+    of the Administrator role (directly or from a group) and cut down roles beyond their own."""
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    base = f"/api/v1/orgs/{org_id}"
+    manager = await create_role(
+        service,
+        alice,
+        "Role Admins",
+        ["roles:read", "roles:create", "roles:update", "roles:delete", "groups:read", "groups:update"],
+    )
+    bob = await join(service, alice, await new_user(service, "bob"), role_ids=[manager])
+    carol = await join(service, alice, await new_user(service, "carol"), role_ids=[TRADER_ROLE])
+    desk = await create_role(service, alice, "Desk", ["orders:read", "orders:execute"])
+    group_id = await create_group(service, alice, "Admins")
+    assert (await put(service, alice, f"{base}/groups/{group_id}/roles/{ADMIN_ROLE}")).status_code == 204
+    assert (await put(service, alice, f"{base}/groups/{group_id}/roles/{desk}")).status_code == 204
+
+    def refused(r: httpx.Response, code: str) -> None:
+        assert r.status_code == 403 and r.json()["code"] == code, r.text
+
+    refused(
+        await delete(service, bob, f"{base}/members/{alice.user_id}/roles/{ADMIN_ROLE}"), "org_admin_required"
+    )
+    refused(await delete(service, bob, f"{base}/groups/{group_id}/roles/{ADMIN_ROLE}"), "org_admin_required")
+    refused(await delete(service, bob, f"{base}/groups/{group_id}/roles/{desk}"), "grant_exceeds_own")
+    refused(
+        await delete(service, bob, f"{base}/members/{carol.user_id}/roles/{TRADER_ROLE}"), "grant_exceeds_own"
+    )
+    refused(
+        await service.client.patch(f"{base}/roles/{desk}", json={"name": "Renamed"}, headers=bob.headers),
+        "grant_exceeds_own",
+    )
+    refused(
+        await service.client.patch(f"{base}/roles/{desk}", json={"permissions": []}, headers=bob.headers),
+        "grant_exceeds_own",
+    )
+    refused(await delete(service, bob, f"{base}/roles/{desk}"), "grant_exceeds_own")
+
+    # The administrator keeps every permission and can still manage the org.
+    assert await my_permissions(service, alice) == set(ALL_PERMISSIONS)
+    r = await service.client.get(f"{base}/members", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    assert {m["email"]: m["org_role"] for m in r.json()["members"]}[alice.email] == "administrator"
+    [kept] = [
+        role
+        for role in (await service.client.get(f"{base}/roles", headers=alice.headers)).json()["roles"]
+        if role["id"] == desk
+    ]
+    assert (kept["name"], kept["permissions"]) == ("Desk", ["orders:execute", "orders:read"])
+
+    # Those allowed still take links away, and it is audited.
+    assert (
+        await delete(service, alice, f"{base}/members/{carol.user_id}/roles/{TRADER_ROLE}")
+    ).status_code == 204
+    assert (await delete(service, alice, f"{base}/groups/{group_id}/roles/{desk}")).status_code == 204
+    assert (await delete(service, alice, f"{base}/members/{carol.user_id}")).status_code == 204
+    for action in ("member.role_removed", "group.role_removed", "member.removed"):
+        assert [d for d in await audit_details(service, action) if str(d["org_id"]) == org_id], action
+
+
+async def test_the_last_administrator_cannot_drop_the_administrator_role_any_way(service: Service) -> None:
+    """Scenario 2: the sole administrator removing the Administrator role from themself is the same
+    demotion as changing their org role, and is refused the same way."""
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    base = f"/api/v1/orgs/{org_id}/members/{alice.user_id}"
+    for r in (
+        await delete(service, alice, f"{base}/roles/{ADMIN_ROLE}"),
+        await service.client.patch(base, json={"org_role": "member"}, headers=alice.headers),
+        await delete(service, alice, base),
+    ):
+        assert r.status_code == 409 and r.json()["code"] == "last_administrator", r.text
+    assert await my_permissions(service, alice) == set(ALL_PERMISSIONS)
+
+    # With a second administrator, dropping the role is a demotion: the org role goes with it.
+    bob = await join(service, alice, await new_user(service, "bob"), "administrator")
+    assert (await delete(service, alice, f"{base}/roles/{ADMIN_ROLE}")).status_code == 204
+    r = await service.client.get(f"/api/v1/orgs/{org_id}/members", headers=bob.headers)
+    assert {m["email"]: m["org_role"] for m in r.json()["members"]}[alice.email] == "member"
+    [change] = [
+        d
+        for d in await audit_details(service, "member.org_role_changed")
+        if str(d["org_id"]) == org_id and d["target_id"] == alice.user_id
+    ]
+    assert change["details"]["after"] == {"org_role": "member"}
+    # And giving the role back is a promotion, for administrators only.
+    assert (
+        await put(service, bob, f"/api/v1/orgs/{org_id}/members/{alice.user_id}/roles/{ADMIN_ROLE}")
+    ).status_code == 204
+    r = await service.client.get(f"/api/v1/orgs/{org_id}/members", headers=bob.headers)
+    assert {m["email"]: m["org_role"] for m in r.json()["members"]}[alice.email] == "administrator"
 
 
 async def test_nobody_grants_more_than_they_hold(service: Service) -> None:
@@ -921,9 +1026,16 @@ async def test_nobody_grants_more_than_they_hold(service: Service) -> None:
     def exceeds(r: httpx.Response) -> None:
         assert r.status_code == 403 and r.json()["code"] == "grant_exceeds_own", r.text
 
+    def admins_only(r: httpx.Response) -> None:
+        assert r.status_code == 403 and r.json()["code"] == "org_admin_required", r.text
+
     # Himself the Administrator role, directly or through a group that holds it.
-    exceeds(await service.client.put(f"{base}/members/{bob.user_id}/roles/{admin_role}", headers=bob.headers))
-    exceeds(await service.client.put(f"{base}/groups/{group_id}/members/{bob.user_id}", headers=bob.headers))
+    admins_only(
+        await service.client.put(f"{base}/members/{bob.user_id}/roles/{admin_role}", headers=bob.headers)
+    )
+    admins_only(
+        await service.client.put(f"{base}/groups/{group_id}/members/{bob.user_id}", headers=bob.headers)
+    )
     # A custom role wider than his own, new or by editing the one he holds.
     exceeds(
         await service.client.post(
@@ -936,7 +1048,7 @@ async def test_nobody_grants_more_than_they_hold(service: Service) -> None:
         )
     )
     # An accomplice invited with the Administrator role, or as an org administrator.
-    exceeds(
+    admins_only(
         await service.client.post(
             f"{base}/invitations",
             json={"email": "mallory@example.com", "role_ids": [admin_role]},

@@ -43,9 +43,11 @@ from domain.mfa import MFA_MAX_FAILURES, MfaChallenge, TotpCredential
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation, OrgRole
 from domain.password_policy import normalise_password
+from domain.permissions import ADMINISTRATOR_ROLE_ID
 from domain.refresh_rules import may_rotate
 from domain.sessions import RefreshToken, Session
 from domain.users import User
+from tests.unit.fake_authz_repository import FakeAuthzRepository, MemberRoleRow
 
 T = TypeVar("T")
 
@@ -547,52 +549,6 @@ class FakeAuditSink:
         return record
 
 
-@dataclass
-class MemberRoleRow:
-    org_id: UUID
-    user_id: UUID
-    role_id: UUID
-    created_at: datetime
-
-
-class FakeAuthzRepository:
-    """Only what the identity use cases call (member role assignment); any other method fails
-    loudly, so a use case that needs more makes its test fail instead of passing vacuously."""
-
-    def __init__(self, tx: _Transaction) -> None:
-        self.tx = tx
-
-    def __getattr__(self, name: str) -> Any:
-        raise NotImplementedError(
-            f"FakeAuthzRepository.{name} is not faked yet; add it to tests/unit/fakes.py"
-        )
-
-    async def membership(self, org_id: UUID, user_id: UUID) -> Membership | None:
-        membership: Membership | None = self.tx.get(MEMBERSHIPS, (org_id, user_id))
-        return membership
-
-    async def member_role_ids(self, org_id: UUID, user_id: UUID) -> list[UUID]:
-        rows = self.tx.rows(MEMBER_ROLES)
-        return [r.role_id for r in rows if (r.org_id, r.user_id) == (org_id, user_id)]
-
-    async def assign_member_role(self, org_id: UUID, user_id: UUID, role_id: UUID, now: datetime) -> bool:
-        key = (org_id, user_id, role_id)
-        await self.tx.lock(MEMBER_ROLES, key)
-        if self.tx.get(MEMBER_ROLES, key) is not None:
-            return False
-        self.tx.require(MEMBERSHIPS, (org_id, user_id))
-        self.tx.put(MEMBER_ROLES, key, MemberRoleRow(org_id, user_id, role_id, now))
-        return True
-
-    async def unassign_member_role(self, org_id: UUID, user_id: UUID, role_id: UUID) -> bool:
-        key = (org_id, user_id, role_id)
-        await self.tx.lock(MEMBER_ROLES, key)
-        if self.tx.get(MEMBER_ROLES, key) is None:
-            return False
-        self.tx.delete(MEMBER_ROLES, key)
-        return True
-
-
 class FakeAuditQuery:
     """An org's committed audit entries, newest first (a unit sees its own appends only after
     commit here; the identity use cases never read back what they wrote)."""
@@ -631,7 +587,7 @@ class FakeUnitOfWork:
     one_time_tokens: FakeOneTimeTokenRepository
     audit: FakeAuditSink
     mfa: FakeMfaRepository
-    authz: Any  # a partial fake (FakeAuthzRepository): the port is larger than the identity cases need
+    authz: FakeAuthzRepository
     audit_query: FakeAuditQuery
 
     def __init__(self, db: InMemoryDatabase) -> None:
@@ -1050,6 +1006,11 @@ def seed_user(
     fakes.db.put(ORGS, org.id, org)
     fakes.db.put(USERS, user.id, user)
     fakes.db.put(MEMBERSHIPS, (org.id, user.id), Membership(org.id, user.id, OrgRole.ADMINISTRATOR, now))
+    fakes.db.put(
+        MEMBER_ROLES,
+        (org.id, user.id, ADMINISTRATOR_ROLE_ID),
+        MemberRoleRow(org.id, user.id, ADMINISTRATOR_ROLE_ID, now),
+    )
     return user
 
 

@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
-from application.authorization import AuthzDeps, same_org
+from application.authorization import AuthzDeps, PermissionResolver, same_org
 from application.errors import InvalidInput
 from application.ports.audit_query import AuditFilter
 from application.use_cases.sessions import Principal
@@ -24,6 +24,7 @@ class ListOrgAudit:
         self, principal: Principal, org_id: uuid.UUID, criteria: AuditFilter, cursor: str | None, limit: int
     ) -> AuditPage:
         same_org(principal, org_id)
+        await PermissionResolver(self.deps).require(principal, "audit_log:read")
         if not 1 <= limit <= 200:
             raise InvalidInput("limit is 1 to 200.", field="limit")
         before_id: int | None = None

@@ -1,36 +1,34 @@
-"""Members of an organisation: list, invite, accept, change org role, remove."""
+"""Members of an organisation: list, invite, accept, promote or demote, remove."""
 
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from application.administrators import LastAdministrator, set_administrator
 from application.authorization import (
     AuthzDeps,
     PermissionResolver,
-    ensure_may_grant,
     group_permissions,
+    load_effective,
     roles_by_id,
     same_org,
 )
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
+from application.org_authority import authorize
 from application.ports.mailer import MailMessage
+from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.accounts import send_mail, validated_email
 from application.use_cases.session_tokens import new_secret_token, revoke_in_store
 from application.use_cases.sessions import Principal
 from domain.invitations import Invitation, invitation_token, split_invitation_token
 from domain.orgs import Membership, OrgRole
-from domain.permissions import SYSTEM_ROLE_BY_ID, SYSTEM_ROLE_IDS, SystemRole, role_permissions, system_role
+from domain.permissions import ADMINISTRATOR_ROLE_ID, SYSTEM_ROLE_BY_ID, role_permissions
+from domain.roles import Permission
 from domain.sessions import token_digest
 from domain.users import User
 
 INVITATION_TTL = timedelta(days=7)
-
-
-class LastAdministrator(Conflict):
-    """An organisation must keep at least one administrator."""
-
-    code = "last_administrator"
 
 
 @dataclass
@@ -45,8 +43,42 @@ class MembersUseCase:
 class ListMembers(MembersUseCase):
     async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[tuple[Membership, User]]:
         same_org(principal, org_id)
+        await self.resolver.require(principal, "members:read")
         async with self.deps.identity.uow() as uow:
             return await uow.authz.members(org_id)
+
+
+@dataclass(frozen=True)
+class InvitationGrant:
+    """What accepting an invitation hands out: permissions, and every role id they come through
+    (directly or by a group), so that the Administrator role is seen wherever it hides."""
+
+    permissions: frozenset[Permission]
+    role_ids: frozenset[uuid.UUID]
+
+
+async def invitation_grant(
+    uow: UnitOfWork, org_id: uuid.UUID, role_ids: list[uuid.UUID], group_ids: list[uuid.UUID]
+) -> InvitationGrant:
+    roles = await roles_by_id(uow, org_id, role_ids)
+    permissions = {p for role in roles.values() for p in role_permissions(role)}
+    through = set(roles)
+    for group_id in group_ids:
+        permissions |= await group_permissions(uow, org_id, group_id)
+        through |= set(await uow.authz.group_role_ids(org_id, group_id))
+    return InvitationGrant(frozenset(permissions), frozenset(through))
+
+
+def as_one_administrator_rule(
+    org_role: OrgRole, role_ids: list[uuid.UUID]
+) -> tuple[OrgRole, list[uuid.UUID]]:
+    """An invitation as administrator carries the Administrator role, and the other way round."""
+    role_ids = list(dict.fromkeys(role_ids))
+    if org_role is not OrgRole.ADMINISTRATOR and ADMINISTRATOR_ROLE_ID not in role_ids:
+        return org_role, role_ids
+    if ADMINISTRATOR_ROLE_ID not in role_ids:
+        role_ids.append(ADMINISTRATOR_ROLE_ID)
+    return OrgRole.ADMINISTRATOR, role_ids
 
 
 class InviteMember(MembersUseCase):
@@ -60,37 +92,31 @@ class InviteMember(MembersUseCase):
         group_ids: list[uuid.UUID],
         ctx: RequestContext,
     ) -> Invitation:
-        same_org(principal, org_id)
         identity = self.deps.identity
         address = validated_email(email)
+        org_role, role_ids = as_one_administrator_rule(org_role, role_ids)
+        group_ids = list(dict.fromkeys(group_ids))
         now = identity.clock.now()
         secret = new_secret_token()
         token = invitation_token(org_id, secret)
         async with identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "members:create")
             org = await uow.orgs.get(org_id)
             if org is None:
                 raise NotFound("No such organisation.")
             custom = [r for r in role_ids if r not in SYSTEM_ROLE_BY_ID]
             if not await uow.authz.existing_ids(org_id, custom, group_ids):
                 raise NotFound("A role or group given does not exist in this organisation.")
-            if org_role is OrgRole.ADMINISTRATOR:
-                inviter = await uow.authz.membership(org_id, principal.user_id)
-                if inviter is None or inviter.role is not OrgRole.ADMINISTRATOR:
-                    raise Forbidden(
-                        "Only an administrator may invite administrators.", code="org_admin_required"
-                    )
-            roles = await roles_by_id(uow, org_id, list(role_ids))
-            granted = {p for role in roles.values() for p in role_permissions(role)}
-            for group_id in group_ids:
-                granted |= await group_permissions(uow, org_id, group_id)
-            await ensure_may_grant(uow, principal, granted)
+            grant = await invitation_grant(uow, org_id, role_ids, group_ids)
+            actor.ensure_may_move_administrator(grant.role_ids)
+            actor.ensure_holds(grant.permissions)
             invitation = Invitation(
                 id=uuid.uuid4(),
                 org_id=org_id,
                 email=address,
                 org_role=org_role,
-                role_ids=tuple(dict.fromkeys(role_ids)),
-                group_ids=tuple(dict.fromkeys(group_ids)),
+                role_ids=tuple(role_ids),
+                group_ids=tuple(group_ids),
                 token_hash=token_digest(token),
                 invited_by=principal.user_id,
                 created_at=now,
@@ -126,6 +152,37 @@ class InviteMember(MembersUseCase):
         return invitation
 
 
+class InviterLostTheRight(Forbidden):
+    """The member who invited you can no longer grant what this invitation carries; ask for a new one."""
+
+    code = "invitation_exceeds_inviter"
+
+
+async def ensure_inviter_still_may(uow: UnitOfWork, invitation: Invitation) -> None:
+    """An invitation is its inviter's grant carried out later: it must still be one they could
+    make now (a demoted or removed inviter's pending invitations stop granting)."""
+    org_id = invitation.org_id
+    inviter = await uow.authz.membership(org_id, invitation.invited_by)
+    if inviter is None:
+        raise InviterLostTheRight()
+    held = (await load_effective(uow, org_id, invitation.invited_by)).permissions
+    live_roles = {r.id for r in await uow.authz.custom_roles(org_id)}
+    live_groups = {g.id for g in await uow.authz.groups(org_id)}
+    grant = await invitation_grant(
+        uow,
+        org_id,
+        [r for r in invitation.role_ids if r in SYSTEM_ROLE_BY_ID or r in live_roles],
+        [g for g in invitation.group_ids if g in live_groups],
+    )
+    administrator = invitation.org_role is OrgRole.ADMINISTRATOR or ADMINISTRATOR_ROLE_ID in grant.role_ids
+    if (
+        not any(str(p) == "members:create" for p in held)
+        or not grant.permissions <= held
+        or (administrator and inviter.role is not OrgRole.ADMINISTRATOR)
+    ):
+        raise InviterLostTheRight()
+
+
 class AcceptInvitation(MembersUseCase):
     """The invited address must be the logged-in user's own."""
 
@@ -140,6 +197,7 @@ class AcceptInvitation(MembersUseCase):
         org_id, _ = parts
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await uow.orgs.lock(org_id)  # the inviter's rights are judged with the org's changes held
             invitation = await uow.authz.invitation(org_id, token_digest(token))
             user = await uow.users.get(principal.user_id)
             org = await uow.orgs.get(org_id)
@@ -153,13 +211,15 @@ class AcceptInvitation(MembersUseCase):
                 raise Forbidden("That organisation is disabled.", code="org_disabled")
             if await uow.authz.membership(org_id, user.id) is not None:
                 raise Conflict("You are already a member of this organisation.", code="already_member")
+            await ensure_inviter_still_may(uow, invitation)
             if not await uow.authz.accept_invitation(org_id, invitation.id, user.id, now):
                 raise invalid
-            membership = Membership(org_id, user.id, invitation.org_role, now)
+            org_role, role_ids = as_one_administrator_rule(invitation.org_role, list(invitation.role_ids))
+            membership = Membership(org_id, user.id, org_role, now)
             await uow.orgs.add_membership(membership)
             custom = {r.id for r in await uow.authz.custom_roles(org_id)}
             groups = {g.id for g in await uow.authz.groups(org_id)}
-            for role_id in invitation.role_ids:
+            for role_id in role_ids:
                 if role_id in SYSTEM_ROLE_BY_ID or role_id in custom:  # deleted since: skipped
                     await uow.authz.assign_member_role(org_id, user.id, role_id, now)
             for group_id in invitation.group_ids:
@@ -173,7 +233,7 @@ class AcceptInvitation(MembersUseCase):
                     org=org_id,
                     target_type="user",
                     target_id=user.id,
-                    after={"org_role": str(invitation.org_role)},
+                    after={"org_role": str(org_role)},
                     invitation_id=invitation.id,
                 )
             )
@@ -184,65 +244,40 @@ class AcceptInvitation(MembersUseCase):
 
 
 class ChangeMemberRole(MembersUseCase):
+    """Promotes or demotes a member (see `application.administrators`)."""
+
     async def __call__(
         self, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, role: OrgRole, ctx: RequestContext
-    ) -> Membership:
-        same_org(principal, org_id)
+    ) -> tuple[Membership, User]:
         async with self.deps.identity.uow() as uow:
-            await uow.orgs.lock(org_id)  # two admins demoting each other must not leave none
-            membership = await uow.authz.membership(org_id, user_id)
-            if membership is None:
-                raise NotFound("No such member.")
-            before = membership.role
-            if (
-                before is OrgRole.ADMINISTRATOR
-                and role is not OrgRole.ADMINISTRATOR
-                and await uow.authz.administrators(org_id) <= 1
-            ):
-                raise LastAdministrator()
-            await uow.authz.set_org_role(org_id, user_id, role)
-            # The org role and the Administrator system role move together: a demoted
-            # administrator must not keep every permission through the role.
-            admin_role = SYSTEM_ROLE_IDS[SystemRole.ADMINISTRATOR]
-            if role is OrgRole.ADMINISTRATOR and before is not OrgRole.ADMINISTRATOR:
-                await ensure_may_grant(
-                    uow, principal, role_permissions(system_role(SystemRole.ADMINISTRATOR))
-                )
-                await uow.authz.assign_member_role(
-                    org_id, user_id, admin_role, self.deps.identity.clock.now()
-                )
-            elif role is not OrgRole.ADMINISTRATOR and before is OrgRole.ADMINISTRATOR:
-                await uow.authz.unassign_member_role(org_id, user_id, admin_role)
-            version = await uow.authz.bump_version(org_id)
-            await uow.audit.append(
-                ctx.event(
-                    "member.org_role_changed",
-                    actor=principal.user_id,
-                    org=org_id,
-                    target_type="user",
-                    target_id=user_id,
-                    before={"org_role": str(before)},
-                    after={"org_role": str(role)},
-                )
+            actor = await authorize(uow, principal, org_id, "members:update")
+            membership, version = await set_administrator(
+                uow, actor, user_id, role is OrgRole.ADMINISTRATOR, self.deps.identity.clock.now(), ctx
             )
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise NotFound("No such member.")
             await uow.commit()
-        await self.resolver.published(org_id, version)
-        self.deps.identity.profiles.forget_user(user_id)
-        membership.role = role
-        return membership
+        if version is not None:
+            await self.resolver.published(org_id, version)
+            self.deps.identity.profiles.forget_user(user_id)
+        return membership, user
 
 
 class RemoveMember(MembersUseCase):
-    """Their sessions in this org end at once."""
+    """Leaving needs only membership; removing someone else needs `members:delete` and the
+    administrator role. Their sessions in this org end at once."""
 
     async def __call__(
         self, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, ctx: RequestContext
     ) -> None:
-        same_org(principal, org_id)
         identity = self.deps.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
-            await uow.orgs.lock(org_id)
+            actor = await authorize(uow, principal, org_id)
+            if user_id != principal.user_id:
+                actor.require("members:delete")
+                actor.require_administrator()
             membership = await uow.authz.membership(org_id, user_id)
             if membership is None:
                 raise NotFound("No such member.")

@@ -1,4 +1,5 @@
-"""Roles (system and custom) and who holds them, directly or through groups."""
+"""Roles (system and custom) and who holds them, directly or through groups. Taking a role or a
+group link away follows the rules of granting it."""
 
 import uuid
 from collections.abc import Awaitable, Callable
@@ -6,19 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from application.authorization import (
-    AuthzDeps,
-    PermissionResolver,
-    ensure_may_grant,
-    group_permissions,
-    same_org,
-)
+from application.administrators import set_administrator
+from application.authorization import AuthzDeps, PermissionResolver, group_permissions, same_org
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
+from application.org_authority import authorize
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.sessions import Principal
 from domain.groups import Group
 from domain.permissions import (
+    ADMINISTRATOR_ROLE_ID,
     SYSTEM_ROLE_BY_ID,
     parse_permissions,
     role_permissions,
@@ -64,6 +62,20 @@ async def _member_in_org(uow: UnitOfWork, org_id: uuid.UUID, user_id: uuid.UUID)
         raise NotFound("No such member.")
 
 
+@dataclass(frozen=True)
+class LinkCheck:
+    """What adding or removing one link touches: audit details, the permissions it gives or takes
+    away, and the role ids they come through (the Administrator role needs an administrator)."""
+
+    details: dict[str, Any]
+    permissions: frozenset[Permission]
+    role_ids: frozenset[uuid.UUID]
+
+
+def _described(role: Role) -> dict[str, Any]:
+    return {"name": role.name, "permissions": sorted(str(p) for p in role_permissions(role))}
+
+
 @dataclass
 class AccessUseCase:
     deps: AuthzDeps
@@ -78,22 +90,24 @@ class AccessUseCase:
         org_id: uuid.UUID,
         ctx: RequestContext,
         *,
+        permission: str,
         add: bool,
-        check: Callable[[UnitOfWork], Awaitable[tuple[dict[str, Any], frozenset[Permission]]]],
+        check: Callable[[UnitOfWork], Awaitable[LinkCheck]],
         apply: Callable[[UnitOfWork, datetime], Awaitable[bool]],
         missing: str,
         action: str,
         target: tuple[str, uuid.UUID],
     ) -> None:
-        """Adds or removes one link (member-role, group-member, group-role): both sides must exist
-        in the org; a change bumps the org's authorization version, is audited with before/after,
-        and is published so every worker's cached permissions drop at once."""
-        same_org(principal, org_id)
+        """Adds or removes one link (member-role, group-member, group-role). Taking away follows the
+        rules of granting: the same permission, and only permissions the actor holds. Both sides
+        must exist in the org; a change bumps the org's authorization version, is audited with
+        before/after, and is published so every worker's cached permissions drop at once."""
         now = self.deps.identity.clock.now()
         async with self.deps.identity.uow() as uow:
-            details, grants = await check(uow)
-            if add:
-                await ensure_may_grant(uow, principal, grants)
+            actor = await authorize(uow, principal, org_id, permission)
+            found = await check(uow)
+            actor.ensure_may_move_administrator(found.role_ids)
+            actor.ensure_holds(found.permissions)
             changed = await apply(uow, now)
             if not changed and not add:
                 raise NotFound(missing)
@@ -109,7 +123,7 @@ class AccessUseCase:
                     target_id=target[1],
                     before={"linked": not add},
                     after={"linked": add},
-                    **details,
+                    **found.details,
                 )
             )
             await uow.commit()
@@ -119,6 +133,7 @@ class AccessUseCase:
 class ListRoles(AccessUseCase):
     async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[Role]:
         same_org(principal, org_id)
+        await self.resolver.require(principal, "roles:read")
         async with self.deps.identity.uow() as uow:
             return system_roles() + await uow.authz.custom_roles(org_id)
 
@@ -133,7 +148,6 @@ class CreateRole(AccessUseCase):
         permissions: list[str],
         ctx: RequestContext,
     ) -> Role:
-        same_org(principal, org_id)
         role = Role(
             id=uuid.uuid4(),
             name=_valid_name(name, "Role"),
@@ -143,11 +157,12 @@ class CreateRole(AccessUseCase):
         )
         now = self.deps.identity.clock.now()
         async with self.deps.identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "roles:create")
+            actor.ensure_holds(role.permissions)
             if await uow.authz.custom_role_named(org_id, role.name) or any(
                 r.name.lower() == role.name.lower() for r in system_roles()
             ):
                 raise Conflict("A role with this name exists.", code="role_name_taken")
-            await ensure_may_grant(uow, principal, role.permissions)
             await uow.authz.add_role(role, now)
             await uow.audit.append(
                 ctx.event(
@@ -156,7 +171,7 @@ class CreateRole(AccessUseCase):
                     org=org_id,
                     target_type="role",
                     target_id=role.id,
-                    after={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                    after=_described(role),
                 )
             )
             await uow.commit()
@@ -164,6 +179,9 @@ class CreateRole(AccessUseCase):
 
 
 class UpdateRole(AccessUseCase):
+    """Renaming or re-scoping a role changes what everyone holding it has: the actor must hold
+    every permission the role grants before and after."""
+
     async def __call__(
         self,
         principal: Principal,
@@ -177,12 +195,16 @@ class UpdateRole(AccessUseCase):
         same_org(principal, org_id)
         if role_id in SYSTEM_ROLE_BY_ID:
             raise Forbidden("System roles cannot be changed.", code="system_role_immutable")
+        new_name = _valid_name(name, "Role") if name is not None else None
+        new_permissions = _permissions(permissions) if permissions is not None else None
         now = self.deps.identity.clock.now()
         async with self.deps.identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "roles:update")
             role = await _role_in_org(uow, org_id, role_id)
-            before = {"name": role.name, "permissions": sorted(str(p) for p in role.permissions)}
-            if name is not None:
-                role.name = _valid_name(name, "Role")
+            before = _described(role)
+            actor.ensure_holds(role_permissions(role) | (new_permissions or frozenset()))
+            if new_name is not None:
+                role.name = new_name
                 other = await uow.authz.custom_role_named(org_id, role.name)
                 if (other and other.id != role.id) or any(
                     r.name.lower() == role.name.lower() for r in system_roles()
@@ -190,9 +212,8 @@ class UpdateRole(AccessUseCase):
                     raise Conflict("A role with this name exists.", code="role_name_taken")
             if description is not None:
                 role.description = description.strip()[:500]
-            if permissions is not None:
-                role.permissions = _permissions(permissions)
-                await ensure_may_grant(uow, principal, role.permissions)
+            if new_permissions is not None:
+                role.permissions = new_permissions
             await uow.authz.update_role(role, now)
             version = await uow.authz.bump_version(org_id)
             await uow.audit.append(
@@ -203,7 +224,7 @@ class UpdateRole(AccessUseCase):
                     target_type="role",
                     target_id=role.id,
                     before=before,
-                    after={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                    after=_described(role),
                 )
             )
             await uow.commit()
@@ -212,6 +233,8 @@ class UpdateRole(AccessUseCase):
 
 
 class DeleteRole(AccessUseCase):
+    """Deleting a role takes its permissions from everyone holding it: only for those who hold them."""
+
     async def __call__(
         self, principal: Principal, org_id: uuid.UUID, role_id: uuid.UUID, ctx: RequestContext
     ) -> None:
@@ -219,7 +242,9 @@ class DeleteRole(AccessUseCase):
         if role_id in SYSTEM_ROLE_BY_ID:
             raise Forbidden("System roles cannot be deleted.", code="system_role_immutable")
         async with self.deps.identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "roles:delete")
             role = await _role_in_org(uow, org_id, role_id)
+            actor.ensure_holds(role_permissions(role))
             await uow.authz.delete_role(org_id, role_id)
             version = await uow.authz.bump_version(org_id)
             await uow.audit.append(
@@ -229,7 +254,7 @@ class DeleteRole(AccessUseCase):
                     org=org_id,
                     target_type="role",
                     target_id=role_id,
-                    before={"name": role.name, "permissions": sorted(str(p) for p in role.permissions)},
+                    before=_described(role),
                 )
             )
             await uow.commit()
@@ -237,7 +262,8 @@ class DeleteRole(AccessUseCase):
 
 
 class SetMemberRole(AccessUseCase):
-    """PUT (assign=True) or DELETE (assign=False) a role held directly by a member."""
+    """PUT (assign=True) or DELETE (assign=False) a role held directly by a member. The
+    Administrator role is the org administrator role: giving it promotes, taking it demotes."""
 
     async def __call__(
         self,
@@ -248,10 +274,15 @@ class SetMemberRole(AccessUseCase):
         assign: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
+        if role_id == ADMINISTRATOR_ROLE_ID:
+            await self._promote_or_demote(principal, org_id, user_id, assign, ctx)
+            return
+
+        async def check(uow: UnitOfWork) -> LinkCheck:
             await _member_in_org(uow, org_id, user_id)
             role = await _role_in_org(uow, org_id, role_id)
-            return {"role_id": role_id, "role_name": role.name}, role_permissions(role)
+            details = {"role_id": role_id, "role_name": role.name}
+            return LinkCheck(details, role_permissions(role), frozenset({role_id}))
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if assign:
@@ -262,6 +293,7 @@ class SetMemberRole(AccessUseCase):
             principal,
             org_id,
             ctx,
+            permission="roles:update",
             add=assign,
             check=check,
             apply=apply,
@@ -269,6 +301,23 @@ class SetMemberRole(AccessUseCase):
             action="member.role_assigned" if assign else "member.role_removed",
             target=("user", user_id),
         )
+
+    async def _promote_or_demote(
+        self, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, promote: bool, ctx: RequestContext
+    ) -> None:
+        async with self.deps.identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "roles:update")
+            actor.require_administrator()
+            holds = ADMINISTRATOR_ROLE_ID in await uow.authz.member_role_ids(org_id, user_id)
+            if not promote and not holds and await uow.authz.membership(org_id, user_id) is not None:
+                raise NotFound("That member does not hold this role.")
+            _, version = await set_administrator(
+                uow, actor, user_id, promote, self.deps.identity.clock.now(), ctx
+            )
+            await uow.commit()
+        if version is not None:
+            await self.resolver.published(org_id, version)
+            self.deps.identity.profiles.forget_user(user_id)
 
 
 @dataclass(frozen=True)
@@ -281,6 +330,7 @@ class GroupDetail:
 class ListGroups(AccessUseCase):
     async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[Group]:
         same_org(principal, org_id)
+        await self.resolver.require(principal, "groups:read")
         async with self.deps.identity.uow() as uow:
             return await uow.authz.groups(org_id)
 
@@ -288,6 +338,7 @@ class ListGroups(AccessUseCase):
 class GetGroup(AccessUseCase):
     async def __call__(self, principal: Principal, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupDetail:
         same_org(principal, org_id)
+        await self.resolver.require(principal, "groups:read")
         async with self.deps.identity.uow() as uow:
             group = await _group_in_org(uow, org_id, group_id)
             return GroupDetail(
@@ -301,7 +352,6 @@ class CreateGroup(AccessUseCase):
     async def __call__(
         self, principal: Principal, org_id: uuid.UUID, name: str, description: str, ctx: RequestContext
     ) -> Group:
-        same_org(principal, org_id)
         now = self.deps.identity.clock.now()
         group = Group(
             id=uuid.uuid4(),
@@ -311,6 +361,7 @@ class CreateGroup(AccessUseCase):
             description=description.strip()[:500],
         )
         async with self.deps.identity.uow() as uow:
+            await authorize(uow, principal, org_id, "groups:create")
             if await uow.authz.group_named(org_id, group.name):
                 raise Conflict("A group with this name exists.", code="group_name_taken")
             await uow.authz.add_group(group)
@@ -329,6 +380,8 @@ class CreateGroup(AccessUseCase):
 
 
 class UpdateGroup(AccessUseCase):
+    """A group's name and description; what it grants changes through its links only."""
+
     async def __call__(
         self,
         principal: Principal,
@@ -338,12 +391,13 @@ class UpdateGroup(AccessUseCase):
         description: str | None,
         ctx: RequestContext,
     ) -> Group:
-        same_org(principal, org_id)
+        new_name = _valid_name(name, "Group") if name is not None else None
         async with self.deps.identity.uow() as uow:
+            await authorize(uow, principal, org_id, "groups:update")
             group = await _group_in_org(uow, org_id, group_id)
             before = {"name": group.name, "description": group.description}
-            if name is not None:
-                group.name = _valid_name(name, "Group")
+            if new_name is not None:
+                group.name = new_name
                 other = await uow.authz.group_named(org_id, group.name)
                 if other and other.id != group.id:
                     raise Conflict("A group with this name exists.", code="group_name_taken")
@@ -366,14 +420,18 @@ class UpdateGroup(AccessUseCase):
 
 
 class DeleteGroup(AccessUseCase):
+    """Deleting a group takes its roles from its members: the actor must hold what it grants."""
+
     async def __call__(
         self, principal: Principal, org_id: uuid.UUID, group_id: uuid.UUID, ctx: RequestContext
     ) -> None:
-        same_org(principal, org_id)
         async with self.deps.identity.uow() as uow:
+            actor = await authorize(uow, principal, org_id, "groups:delete")
             group = await _group_in_org(uow, org_id, group_id)
             members = await uow.authz.group_member_ids(org_id, group_id)
             role_ids = await uow.authz.group_role_ids(org_id, group_id)
+            actor.ensure_may_move_administrator(role_ids)
+            actor.ensure_holds(await group_permissions(uow, org_id, group_id))
             await uow.authz.delete_group(org_id, group_id)
             version = await uow.authz.bump_version(org_id)
             await uow.audit.append(
@@ -404,10 +462,14 @@ class SetGroupMember(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
+        async def check(uow: UnitOfWork) -> LinkCheck:
             await _group_in_org(uow, org_id, group_id)
             await _member_in_org(uow, org_id, user_id)
-            return {"user_id": user_id}, await group_permissions(uow, org_id, group_id)
+            return LinkCheck(
+                {"user_id": user_id},
+                await group_permissions(uow, org_id, group_id),
+                frozenset(await uow.authz.group_role_ids(org_id, group_id)),
+            )
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
@@ -418,6 +480,7 @@ class SetGroupMember(AccessUseCase):
             principal,
             org_id,
             ctx,
+            permission="groups:update",
             add=add,
             check=check,
             apply=apply,
@@ -437,10 +500,11 @@ class SetGroupRole(AccessUseCase):
         add: bool,
         ctx: RequestContext,
     ) -> None:
-        async def check(uow: UnitOfWork) -> tuple[dict[str, Any], frozenset[Permission]]:
+        async def check(uow: UnitOfWork) -> LinkCheck:
             await _group_in_org(uow, org_id, group_id)
             role = await _role_in_org(uow, org_id, role_id)
-            return {"role_id": role_id, "role_name": role.name}, role_permissions(role)
+            details = {"role_id": role_id, "role_name": role.name}
+            return LinkCheck(details, role_permissions(role), frozenset({role_id}))
 
         async def apply(uow: UnitOfWork, now: datetime) -> bool:
             if add:
@@ -451,6 +515,7 @@ class SetGroupRole(AccessUseCase):
             principal,
             org_id,
             ctx,
+            permission="groups:update",
             add=add,
             check=check,
             apply=apply,

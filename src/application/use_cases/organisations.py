@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from application.authorization import AuthzDeps, PermissionResolver, same_org
 from application.errors import Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
+from application.org_authority import authorize
 from application.ports.token_issuer import IssuedToken
 from application.use_cases.login import has_second_factor, require_second_factor_for
 from application.use_cases.session_tokens import new_secret_token, revoke_in_store
@@ -86,14 +87,15 @@ class UpdateOrg(OrgUseCase):
         require_2fa: bool | None,
         ctx: RequestContext,
     ) -> Organisation:
-        same_org(principal, org_id)
+        new_name = valid_org_name(name) if name is not None else None
         async with self.deps.identity.uow() as uow:
+            await authorize(uow, principal, org_id, "org_settings:update")
             org = await uow.orgs.get(org_id)
             if org is None:
                 raise NotFound("No such organisation.")
             before = {"name": org.name, "require_2fa": org.require_2fa}
-            if name is not None:
-                org.name = valid_org_name(name)
+            if new_name is not None:
+                org.name = new_name
             if require_2fa is not None:
                 org.require_2fa = require_2fa
             await uow.orgs.update(org)

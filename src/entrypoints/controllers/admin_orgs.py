@@ -8,7 +8,7 @@ from litestar.di import Provide
 from litestar.params import FromPath
 
 from domain.orgs import OrgStatus
-from entrypoints.controllers.orgs import org_detail
+from entrypoints.controllers.org_views import org_detail
 from entrypoints.dto.orgs import OrgDetail
 from entrypoints.http.auth import provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep

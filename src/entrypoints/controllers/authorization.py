@@ -10,6 +10,7 @@ from litestar.response.base import ASGIResponse
 
 from application.use_cases.sessions import Principal
 from entrypoints.controllers.auth import token_response
+from entrypoints.controllers.org_views import member_view
 from entrypoints.dto.identity import TokenResponse
 from entrypoints.dto.orgs import (
     AcceptInvitationRequest,
@@ -79,14 +80,7 @@ class AuthzController(Controller):
     ) -> MemberView:
         membership = await container.authz.accept_invitation(principal, data.token, request_context(request))
         profile = await container.identity.profile(principal)
-        user = profile.user
-        return MemberView(
-            user_id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            org_role=str(membership.role),
-            joined_at=membership.created_at,
-        )
+        return member_view(membership, profile.user)
 
     @post(
         "/auth/switch-org",

@@ -12,8 +12,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from application.ports.audit_query import AuditFilter
 from domain.orgs import OrgRole
-from domain.roles import Role
 from entrypoints.controllers.identity_views import org_view
+from entrypoints.controllers.org_views import group_view, member_view, org_detail, role_view
 from entrypoints.dto.orgs import (
     AuditEntry,
     AuditList,
@@ -43,24 +43,6 @@ from entrypoints.http.request_context import request_context
 
 OrgId = FromPath[UUID]
 Req = Request[Any, Any, Any]
-
-
-def role_view(role: Role) -> RoleView:
-    from domain.permissions import role_permissions
-
-    return RoleView(
-        id=role.id,
-        name=role.name,
-        description=role.description,
-        system=role.system,
-        permissions=sorted(str(p) for p in role_permissions(role)),
-    )
-
-
-def org_detail(org: Any) -> OrgDetail:
-    return OrgDetail(
-        id=org.id, name=org.name, personal=org.personal, status=str(org.status), require_2fa=org.require_2fa
-    )
 
 
 class OrgController(Controller):
@@ -102,18 +84,7 @@ class OrgController(Controller):
     @get("/{org_id:uuid}/members", operation_id="listMembers", guards=[require_permission("members:read")])
     async def members(self, org_id: OrgId, principal: PrincipalDep, container: ContainerDep) -> MemberList:
         found = await container.authz.list_members(principal, org_id)
-        return MemberList(
-            members=[
-                MemberView(
-                    user_id=u.id,
-                    email=u.email,
-                    display_name=u.display_name,
-                    org_role=str(m.role),
-                    joined_at=m.created_at,
-                )
-                for m, u in found
-            ]
-        )
+        return MemberList(members=[member_view(m, u) for m, u in found])
 
     @post(
         "/{org_id:uuid}/invitations",
@@ -161,18 +132,10 @@ class OrgController(Controller):
         container: ContainerDep,
         request: Req,
     ) -> MemberView:
-        membership = await container.authz.change_member_role(
+        membership, user = await container.authz.change_member_role(
             principal, org_id, user_id, OrgRole(data.org_role), request_context(request)
         )
-        found = {u.id: u for _, u in await container.authz.list_members(principal, org_id)}
-        user = found[user_id]
-        return MemberView(
-            user_id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            org_role=str(membership.role),
-            joined_at=membership.created_at,
-        )
+        return member_view(membership, user)
 
     @delete(
         "/{org_id:uuid}/members/{user_id:uuid}",
@@ -188,9 +151,6 @@ class OrgController(Controller):
         container: ContainerDep,
         request: Req,
     ) -> None:
-        if user_id != principal.user_id:  # leaving needs no permission; removing others does
-            await container.authz.resolver.require(principal, "members:delete")
-            await container.authz.resolver.require_org_admin(principal)
         await container.authz.remove_member(principal, org_id, user_id, request_context(request))
 
     # --- roles -----------------------------------------------------------------------------
@@ -300,12 +260,7 @@ class OrgController(Controller):
     @get("/{org_id:uuid}/groups", operation_id="listGroups", guards=[require_permission("groups:read")])
     async def groups(self, org_id: OrgId, principal: PrincipalDep, container: ContainerDep) -> GroupList:
         found = await container.authz.list_groups(principal, org_id)
-        return GroupList(
-            groups=[
-                GroupView(id=g.id, name=g.name, description=g.description, created_at=g.created_at)
-                for g in found
-            ]
-        )
+        return GroupList(groups=[group_view(g) for g in found])
 
     @post(
         "/{org_id:uuid}/groups",
@@ -324,14 +279,7 @@ class OrgController(Controller):
         g = await container.authz.create_group(
             principal, org_id, data.name, data.description, request_context(request)
         )
-        return GroupView(
-            id=g.id,
-            name=g.name,
-            description=g.description,
-            created_at=g.created_at,
-            member_ids=[],
-            role_ids=[],
-        )
+        return group_view(g, member_ids=[], role_ids=[])
 
     @get(
         "/{org_id:uuid}/groups/{group_id:uuid}",
@@ -342,15 +290,7 @@ class OrgController(Controller):
         self, org_id: OrgId, group_id: FromPath[UUID], principal: PrincipalDep, container: ContainerDep
     ) -> GroupView:
         detail = await container.authz.get_group(principal, org_id, group_id)
-        g = detail.group
-        return GroupView(
-            id=g.id,
-            name=g.name,
-            description=g.description,
-            created_at=g.created_at,
-            member_ids=detail.member_ids,
-            role_ids=detail.role_ids,
-        )
+        return group_view(detail.group, member_ids=detail.member_ids, role_ids=detail.role_ids)
 
     @patch(
         "/{org_id:uuid}/groups/{group_id:uuid}",
@@ -369,7 +309,7 @@ class OrgController(Controller):
         g = await container.authz.update_group(
             principal, org_id, group_id, data.name, data.description, request_context(request)
         )
-        return GroupView(id=g.id, name=g.name, description=g.description, created_at=g.created_at)
+        return group_view(g)
 
     @delete(
         "/{org_id:uuid}/groups/{group_id:uuid}",
