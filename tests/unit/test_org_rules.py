@@ -8,6 +8,7 @@ import re
 import pytest
 
 from application.errors import ApplicationError
+from application.ports.audit_query import AuditFilter
 from application.use_cases.org_members import LastAdministrator
 from domain.orgs import OrgRole
 from domain.permissions import ADMINISTRATOR_ROLE_ID, SYSTEM_ROLE_IDS, SystemRole
@@ -151,6 +152,7 @@ async def test_without_the_route_guards_each_use_case_still_asks_for_its_permiss
         lambda: api.invite_member(as_b, org, "x@example.com", OrgRole.MEMBER, [], [], CTX),
         lambda: api.change_member_role(as_b, org, b.id, OrgRole.ADMINISTRATOR, CTX),
         lambda: api.remove_member(as_b, org, a.id, CTX),
+        lambda: api.list_audit(as_b, org, AuditFilter(None, None, None, None, None, None), None, 10),
     ):
         with pytest.raises(ApplicationError) as error:
             await attempt()
