@@ -25,7 +25,7 @@ from application.ports.password_hasher import PasswordCheck
 from domain.password_policy import normalise_password
 
 # Chosen with bench/argon2_params.py on the 2-core machine, with the hash memory kept mapped
-# (hash_memory.py): ~75 ms per hash, as t=2 took before that (README, argon2id parameters).
+# (hash_memory.py): ~75 ms per hash, as t=2 took before that (docs/performance.md, argon2id parameters).
 DEFAULT_TIME_COST = 3
 DEFAULT_MEMORY_COST_KIB = 46 * 1024
 DEFAULT_PARALLELISM = 1
