@@ -3,7 +3,10 @@
 Codes come from the independent RFC 6238 reference in the TOTP adapter tests, never from the
 service's own helper."""
 
+import asyncio
+import dataclasses
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -307,3 +310,33 @@ async def test_sensitive_actions_need_a_recent_authentication_and_reauth_restore
     )
     assert r.status_code == 200, r.text
     assert len(r.json()["recovery_codes"]) == 10
+
+
+async def test_a_spent_second_factor_budget_on_reauth_stalls_nobody_else(
+    world_settings: Settings, redis_namespace: str
+) -> None:
+    """The limit trip writes its own audit entry; it once did so while the reauth's own unit still
+    held SQLite's writer lock, so the request waited on itself (~30 s) and every other writer,
+    another user's login included, waited behind it."""
+    settings = dataclasses.replace(world_settings, mfa_limit_per_user="2/300")
+    start = datetime.fromtimestamp((int(datetime.now(UTC).timestamp()) // 30) * 30 + 1, UTC)
+    clock = PinnedClock(start)
+    async for service in start_service(settings, redis_namespace, clock=clock):
+        world = TwoFactorWorld(service, clock)
+        client = service.client
+        access = await signed_in(world)
+        await enrol(world, access)  # the confirmation spends one attempt of the budget
+        await signed_in(world, "bystander@example.com")
+        wrong = {"password": PASSWORD, "code": "000000"}
+        r = await client.post("/api/v1/auth/reauth", json=wrong, headers=bearer(access))
+        assert r.status_code == 401, r.text
+
+        started = time.monotonic()
+        tripped, login = await asyncio.gather(
+            client.post("/api/v1/auth/reauth", json=wrong, headers=bearer(access)),
+            client.post("/api/v1/auth/login", json={"email": "bystander@example.com", "password": PASSWORD}),
+        )
+        elapsed = time.monotonic() - started
+        assert tripped.status_code == 429, tripped.text
+        assert login.status_code == 200, login.text
+        assert elapsed < 5, f"a tripped reauth held others up for {elapsed:.1f}s"

@@ -423,14 +423,20 @@ class Reauthenticate:
         secret = await second.secret_of(principal.user_id)
         async with deps.uow() as uow:
             user = await _user(uow, principal)
-            if not (await deps.hasher.verify(password, user.password_hash, user.pepper_version)).valid:
+        # No unit of work is open while argon2 runs or while a limit trip writes its own audit
+        # entry: SQLite has one writer, and a request must never wait on a lock it holds itself.
+        if not (await deps.hasher.verify(password, user.password_hash, user.pepper_version)).valid:
+            async with deps.uow() as uow:
                 await uow.audit.append(
                     ctx.event("reauth.failure", actor=user.id, org=principal.org_id, reason="wrong_password")
                 )
                 await uow.commit()
-                raise WrongPassword()
+            raise WrongPassword()
+        if secret is not None:
+            await second.limit(user.id, ctx)
+        async with deps.uow() as uow:
+            user = await _user(uow, principal)
             if secret is not None:
-                await second.limit(user.id, ctx)
                 method = await second.check(
                     uow, user, ctx, secret=secret, code=code, recovery_code=None, org_id=principal.org_id
                 )
