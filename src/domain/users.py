@@ -5,6 +5,8 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from domain.text_rules import canonical_email
+
 
 class PlatformRole(StrEnum):
     USER = "user"
@@ -42,4 +44,4 @@ class User:
 def normalise_email(email: str) -> str:
     """Addresses are compared case-insensitively; the domain part is never case-sensitive and
     nobody expects the local part to be either, so one canonical form avoids duplicate accounts."""
-    return email.strip().lower()
+    return canonical_email(email)

@@ -15,6 +15,7 @@ from domain.orgs import Membership, Organisation, OrgRole
 from domain.password_policy import check_password
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from domain.sessions import token_digest
+from domain.text_rules import email_problem, has_control_characters
 from domain.users import User, normalise_email
 
 log = logging.getLogger("bulwark.identity")
@@ -25,7 +26,20 @@ def validated_email(email: str) -> str:
     normalised = normalise_email(email)
     if len(normalised) > 320 or not _EMAIL.match(normalised):
         raise InvalidInput("That is not a valid email address.", code="invalid_email", field="email")
+    problem = email_problem(normalised)
+    if problem is not None:
+        raise InvalidInput(f"That email address is refused: {problem}.", code="invalid_email", field="email")
     return normalised
+
+
+def validated_text(value: str, field: str, what: str, max_length: int, *, required: bool = True) -> str:
+    """Names and descriptions people give: trimmed, bounded, and free of control characters."""
+    value = value.strip()
+    if has_control_characters(value):
+        raise InvalidInput(f"{what} may not contain control characters.", field=field)
+    if not (1 if required else 0) <= len(value) <= max_length:
+        raise InvalidInput(f"{what} must be {1 if required else 0} to {max_length} characters.", field=field)
+    return value
 
 
 def enforce_password_policy(deps: IdentityDeps, password: str, email: str, field: str) -> None:
@@ -83,9 +97,7 @@ class RegisterUser:
         deps = self.deps
         await enforce_limits(deps, ctx, tiers("register-ip", ctx.ip, deps.policy.register_per_ip))
         email = validated_email(email)
-        display_name = display_name.strip()
-        if not 1 <= len(display_name) <= 200:
-            raise InvalidInput("Display name must be 1 to 200 characters.", field="display_name")
+        display_name = validated_text(display_name, "display_name", "Display name", 200)
         enforce_password_policy(deps, password, email, "password")
         # Hash before looking the address up, so both branches cost the same.
         password_hash, pepper_version = await deps.hasher.hash(password)

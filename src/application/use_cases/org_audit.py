@@ -29,7 +29,8 @@ class ListOrgAudit:
             raise InvalidInput("limit is 1 to 200.", field="limit")
         before_id: int | None = None
         if cursor:
-            if not cursor.isdigit():
+            # An audit id is a 63-bit integer: anything else (a 23-digit number, "²") is no cursor.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
                 raise InvalidInput("Unknown cursor.", field="cursor")
             before_id = int(cursor)
         async with self.deps.identity.uow() as uow:

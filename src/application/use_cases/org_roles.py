@@ -13,6 +13,7 @@ from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.org_authority import authorize
 from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.accounts import validated_text
 from application.use_cases.sessions import Principal
 from domain.groups import Group
 from domain.permissions import (
@@ -27,10 +28,11 @@ from domain.roles import Permission, Role
 
 
 def _valid_name(name: str, what: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise InvalidInput(f"{what} names are 1 to 100 characters.", field="name")
-    return name
+    return validated_text(name, "name", f"{what} names", 100)
+
+
+def _valid_description(description: str) -> str:
+    return validated_text(description, "description", "Descriptions", 500, required=False)
 
 
 def _permissions(texts: list[str]) -> frozenset[Permission]:
@@ -153,7 +155,7 @@ class CreateRole(AccessUseCase):
             name=_valid_name(name, "Role"),
             permissions=_permissions(permissions),
             org_id=org_id,
-            description=description.strip()[:500],
+            description=_valid_description(description),
         )
         now = self.deps.identity.clock.now()
         async with self.deps.identity.uow() as uow:
@@ -211,7 +213,7 @@ class UpdateRole(AccessUseCase):
                 ):
                     raise Conflict("A role with this name exists.", code="role_name_taken")
             if description is not None:
-                role.description = description.strip()[:500]
+                role.description = _valid_description(description)
             if new_permissions is not None:
                 role.permissions = new_permissions
             await uow.authz.update_role(role, now)
@@ -358,7 +360,7 @@ class CreateGroup(AccessUseCase):
             org_id=org_id,
             name=_valid_name(name, "Group"),
             created_at=now,
-            description=description.strip()[:500],
+            description=_valid_description(description),
         )
         async with self.deps.identity.uow() as uow:
             await authorize(uow, principal, org_id, "groups:create")
@@ -402,7 +404,7 @@ class UpdateGroup(AccessUseCase):
                 if other and other.id != group.id:
                     raise Conflict("A group with this name exists.", code="group_name_taken")
             if description is not None:
-                group.description = description.strip()[:500]
+                group.description = _valid_description(description)
             await uow.authz.update_group(group)
             await uow.audit.append(
                 ctx.event(

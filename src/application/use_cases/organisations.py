@@ -5,10 +5,11 @@ import uuid
 from dataclasses import dataclass
 
 from application.authorization import AuthzDeps, PermissionResolver, same_org
-from application.errors import Forbidden, InvalidInput, NotFound
+from application.errors import Forbidden, NotFound
 from application.identity import RequestContext
 from application.org_authority import authorize
 from application.ports.token_issuer import IssuedToken
+from application.use_cases.accounts import validated_text
 from application.use_cases.login import has_second_factor, require_second_factor_for
 from application.use_cases.session_tokens import new_secret_token, revoke_in_store
 from application.use_cases.sessions import Principal
@@ -21,10 +22,7 @@ log = logging.getLogger("bulwark.orgs")
 
 
 def valid_org_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise InvalidInput("Organisation names are 1 to 200 characters.", field="name")
-    return name
+    return validated_text(name, "name", "Organisation names", 200)
 
 
 @dataclass

@@ -111,6 +111,12 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
     return _problem(status, code, detail, headers or None)
 
 
+def too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """A body nested deeper than the decoder recurses (`[[[[...]]]]`) is bad input, not a fault:
+    it is the only way a request can exhaust the decoder's recursion."""
+    return _problem(400, "malformed_body", "The request body is nested too deeply.")
+
+
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     # The log line has the type and traceback; the response never shows either.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -121,5 +127,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApplicationError: application_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_exception_handler,
+    RecursionError: too_deep_handler,
     Exception: unexpected_error_handler,
 }
