@@ -81,7 +81,7 @@ from application.use_cases.organisations import (
 )
 from application.use_cases.passwords import ChangePassword, ForgotPassword, ResetPassword
 from application.use_cases.permissions_query import CheckPermissions, MyPermissions
-from application.use_cases.profile import GetProfile
+from application.use_cases.profile import GetProfile, UpdateProfile
 from application.use_cases.refresh import RefreshSession
 from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
 from application.use_cases.two_factor import (
@@ -121,6 +121,7 @@ class IdentityApi:
     forgot_password: ForgotPassword
     reset_password: ResetPassword
     profile: GetProfile
+    update_profile: UpdateProfile
     authenticate: AuthenticateBearer
     complete_mfa_login: CompleteMfaLogin
     setup_totp: SetupTotp
@@ -146,6 +147,7 @@ class IdentityApi:
             forgot_password=ForgotPassword(deps),
             reset_password=ResetPassword(deps),
             profile=GetProfile(deps),
+            update_profile=UpdateProfile(deps),
             authenticate=AuthenticateBearer(deps),
             complete_mfa_login=CompleteMfaLogin(deps),
             setup_totp=SetupTotp(deps),

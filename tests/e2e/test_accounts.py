@@ -17,6 +17,7 @@ from tests.e2e.identity_helpers import (
     NEW_PASSWORD,
     PASSWORD,
     assert_invalid_token,
+    audit_rows,
     last_link,
     login,
     login_response,
@@ -369,3 +370,26 @@ async def test_a_reset_link_cannot_verify_an_email_or_the_reverse(service: Servi
         "/api/v1/auth/password/reset", json={"token": verify, "new_password": NEW_PASSWORD}
     )
     assert r.status_code == 400, r.text
+
+
+async def test_patch_me_changes_the_display_name_at_once_and_refuses_bad_names(service: Service) -> None:
+    email = await register_verified(service)
+    session = await login(service.client, email)
+    assert (await me(service.client, session.access)).json()["user"]["display_name"] == "Test User"
+    r = await service.client.patch("/api/v1/me", json={"display_name": "  Ada L.  "}, headers=session.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["display_name"] == "Ada L."
+    # The next GET (the fast path's) shows it at once, not after the profile cache's lifetime.
+    assert (await me(service.client, session.access)).json()["user"]["display_name"] == "Ada L."
+    [row] = await audit_rows(service, "user.profile_updated")
+    assert row.details["before"] == {"display_name": "Test User"}
+    assert row.details["after"] == {"display_name": "Ada L."}
+    for bad in ("", "   ", "x" * 201, "Ada\x00", "Ada\u202e"):
+        r = await service.client.patch("/api/v1/me", json={"display_name": bad}, headers=session.headers)
+        assert r.status_code == 400 and "display_name" in r.text, r.text
+    r = await service.client.patch(
+        "/api/v1/me", json={"display_name": "Ada", "email": "x@y.z"}, headers=session.headers
+    )
+    assert r.status_code == 400, r.text
+    assert (await service.client.patch("/api/v1/me", json={"display_name": "Nobody"})).status_code == 401
+    assert (await me(service.client, session.access)).json()["user"]["display_name"] == "Ada L."

@@ -19,6 +19,7 @@ from domain.text_rules import email_problem, has_control_characters
 from domain.users import User, normalise_email
 
 log = logging.getLogger("bulwark.identity")
+DISPLAY_NAME_MAX = 200
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
@@ -97,7 +98,7 @@ class RegisterUser:
         deps = self.deps
         await enforce_limits(deps, ctx, tiers("register-ip", ctx.ip, deps.policy.register_per_ip))
         email = validated_email(email)
-        display_name = validated_text(display_name, "display_name", "Display name", 200)
+        display_name = validated_text(display_name, "display_name", "Display name", DISPLAY_NAME_MAX)
         enforce_password_policy(deps, password, email, "password")
         # Hash before looking the address up, so both branches cost the same.
         password_hash, pepper_version = await deps.hasher.hash(password)

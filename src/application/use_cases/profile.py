@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from application.errors import NotAuthenticated
-from application.identity import IdentityDeps
+from application.identity import IdentityDeps, RequestContext
+from application.use_cases.accounts import DISPLAY_NAME_MAX, validated_text
 from application.use_cases.sessions import Principal
 from domain.orgs import Membership, Organisation
 from domain.users import User
@@ -77,3 +78,35 @@ class GetProfile:
         profile = Profile(user, current, memberships)
         self.deps.profiles.put(principal.user_id, principal.org_id, profile, generation)
         return profile
+
+
+@dataclass
+class UpdateProfile:
+    """What a user changes about themself: today their display name, validated as at registration."""
+
+    deps: IdentityDeps
+
+    async def __call__(self, principal: Principal, display_name: str, ctx: RequestContext) -> None:
+        name = validated_text(display_name, "display_name", "Display name", DISPLAY_NAME_MAX)
+        async with self.deps.uow() as uow:
+            user = await uow.users.get(principal.user_id)
+            if user is None:
+                raise NotAuthenticated()
+            before = user.display_name
+            if before != name:
+                user.display_name = name
+                user.updated_at = self.deps.clock.now()
+                await uow.users.update(user)
+                await uow.audit.append(
+                    ctx.event(
+                        "user.profile_updated",
+                        actor=user.id,
+                        org=principal.org_id,
+                        target_type="user",
+                        target_id=user.id,
+                        before={"display_name": before},
+                        after={"display_name": name},
+                    )
+                )
+                await uow.commit()
+        self.deps.profiles.forget_user(principal.user_id)  # /me shows the new name at once

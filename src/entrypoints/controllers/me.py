@@ -3,7 +3,7 @@
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, MediaType, Request, delete, get, post
+from litestar import Controller, MediaType, Request, delete, get, patch, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
@@ -14,6 +14,7 @@ from entrypoints.dto.identity import (
     MeResponse,
     SessionsResponse,
     SessionView,
+    UpdateMeRequest,
 )
 from entrypoints.http.auth import authenticated, container_of, provide_principal
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
@@ -38,6 +39,21 @@ class MeController(Controller):
         body = await me_body(container, await authenticated(request, container))
         # Already-encoded bytes go out as they are, without Litestar's response conversion.
         return ASGIResponse(body=body, media_type=MediaType.JSON)
+
+    @patch(
+        "",
+        operation_id="updateMe",
+        responses={200: ResponseSpec(MeResponse, description="The caller's profile, changed")},
+    )
+    async def update_me(
+        self,
+        data: JSONBody[UpdateMeRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Request[Any, Any, Any],
+    ) -> ASGIResponse:
+        await container.identity.update_profile(principal, data.display_name, request_context(request))
+        return ASGIResponse(body=await me_body(container, principal), media_type=MediaType.JSON)
 
     @get("/sessions", operation_id="listSessions")
     async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:

@@ -17,6 +17,10 @@ class RegisterRequest(WriteBody):
     display_name: str
 
 
+class UpdateMeRequest(WriteBody):
+    display_name: str
+
+
 class TokenRequest(WriteBody):
     token: str
 
