@@ -214,6 +214,8 @@ class ResendVerification:
         deps = self.deps
         address = normalise_email(email)
         await limit_mail_requests(deps, ctx, address)
+        if has_control_characters(address):  # no account has one; PostgreSQL refuses a NUL
+            return
         async with deps.uow() as uow:
             user = await uow.users.get_by_email(address)
             if user is None or user.is_verified:

@@ -12,6 +12,7 @@ from application.use_cases.mfa_challenge import MfaRequired, begin_mfa_challenge
 from application.use_cases.session_tokens import enforce_limits, new_secret_token, tiers
 from domain.orgs import Organisation
 from domain.sessions import RefreshToken, Session, token_digest
+from domain.text_rules import has_control_characters
 from domain.users import User, normalise_email
 
 
@@ -94,8 +95,10 @@ class Login:
         )
         # The password is checked with no connection held: a login storm must not drain the
         # pool that every other request needs while argon2 runs.
-        async with deps.uow(autocommit=True) as uow:
-            found = await uow.users.get_by_email(address)
+        found = None
+        if not has_control_characters(address):  # no account has one; PostgreSQL refuses a NUL
+            async with deps.uow(autocommit=True) as uow:
+                found = await uow.users.get_by_email(address)
         if found is None:
             await deps.hasher.burn(password)
             await self._fail(ctx, None, "unknown_email")

@@ -11,6 +11,7 @@ from application.use_cases.session_tokens import enforce_limits, limit_mail_requ
 from application.use_cases.sessions import Principal
 from domain.one_time_tokens import TokenPurpose
 from domain.sessions import token_digest
+from domain.text_rules import has_control_characters
 from domain.users import normalise_email
 
 log = logging.getLogger("bulwark.identity")
@@ -81,6 +82,8 @@ class ForgotPassword:
         deps = self.deps
         address = normalise_email(email)
         await limit_mail_requests(deps, ctx, address)
+        if has_control_characters(address):  # no account has one; PostgreSQL refuses a NUL
+            return
         async with deps.uow() as uow:
             user = await uow.users.get_by_email(address)
             if user is None or user.is_suspended:
