@@ -526,6 +526,32 @@ async def test_a_slow_request_answers_503_request_timeout() -> None:
     assert response.headers["retry-after"]
 
 
+async def test_a_request_stuck_past_the_timeout_answers_503_at_the_limit() -> None:
+    """Work that is slow to honour cancellation (a lock wait in a driver thread) must not hold
+    the 503 back: the limit bounds the whole request, and the work is still cancelled."""
+    cancelled = asyncio.Event()
+
+    async def stuck_app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            await asyncio.sleep(5)  # winds down slowly, well past the grace
+            raise
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    middleware = TimeoutMiddleware(stuck_app, seconds=0.3, wind_down_seconds=0.2)
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="https://bulwark.test") as client:
+        started = time.monotonic()
+        response = await client.get("/stuck")
+        took = time.monotonic() - started
+    assert_problem(response, 503, "request_timeout")
+    assert took < 1.5, took
+    assert cancelled.is_set()
+
+
 async def test_a_fast_request_is_untouched_by_the_timeout() -> None:
     async def fast_app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
