@@ -18,6 +18,7 @@ class ActorKind(StrEnum):
     SYSTEM = "system"
     ADMIN = "admin"
     BRIDGE = "bridge"
+    SERVICE = "service"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,19 @@ class Keyring:
     signing_keys: Mapping[str, bytes]  # kid -> PEM PKCS8 Ed25519 private key
     active_signing_kid: str
     generated: bool = False
+    # The credential vault's public halves (raw X25519): the API seals with them, never opens.
+    broker_sealing_keys: Mapping[str, bytes] = field(default_factory=dict)
+    active_broker_sealing_key: str | None = None
+    # Secrets of outside peers (e.g. "ctrader_client_secret"), kept out of the environment.
+    provider_secrets: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Copy into plain dicts so a caller's later mutation cannot change a checked keyring.
         object.__setattr__(self, "master_keys", dict(self.master_keys))
         object.__setattr__(self, "peppers", dict(self.peppers))
         object.__setattr__(self, "signing_keys", dict(self.signing_keys))
+        object.__setattr__(self, "broker_sealing_keys", dict(self.broker_sealing_keys))
+        object.__setattr__(self, "provider_secrets", dict(self.provider_secrets))
         _validate(self)
 
     def __repr__(self) -> str:
@@ -55,7 +62,9 @@ class Keyring:
             f"Keyring(master_keys={sorted(self.master_keys)}, active_master_key_id="
             f"{self.active_master_key_id!r}, peppers={sorted(self.peppers)}, active_pepper_version="
             f"{self.active_pepper_version!r}, signing_keys={sorted(self.signing_keys)}, "
-            f"active_signing_kid={self.active_signing_kid!r}, generated={self.generated})"
+            f"active_signing_kid={self.active_signing_kid!r}, generated={self.generated}, "
+            f"broker_sealing_keys={sorted(self.broker_sealing_keys)}, "
+            f"provider_secrets={sorted(self.provider_secrets)})"
         )
 
 
@@ -81,9 +90,23 @@ def _validate(keyring: Keyring) -> None:
                 raise KeyringError(f"{kind} {key_id!r} must be {KEY_BYTES} bytes, not {size}")
     for kid, pem in keyring.signing_keys.items():
         _load_signing_key(kid, pem)
+    for key_id, public in keyring.broker_sealing_keys.items():
+        if not isinstance(public, bytes) or len(public) != KEY_BYTES:
+            raise KeyringError(f"broker sealing key {key_id!r} must be a raw 32-byte X25519 public key")
+    active_sealing = keyring.active_broker_sealing_key
+    if active_sealing is not None and active_sealing not in keyring.broker_sealing_keys:
+        raise KeyringError(f"active broker sealing key {active_sealing!r} is not among the sealing keys")
     for kind, keys, active in kinds:
         if active not in keys:
             raise KeyringError(f"active {kind} {active!r} is not among the {kind}s {sorted(keys)}")
+
+
+def load_signing_key(kid: str, pem: bytes) -> Ed25519PrivateKey:
+    return _load_signing_key(kid, pem)
+
+
+def new_signing_pem() -> bytes:
+    return _new_signing_pem()
 
 
 def _load_signing_key(kid: str, pem: bytes) -> Ed25519PrivateKey:
@@ -196,6 +219,11 @@ def _to_json(keyring: Keyring) -> bytes:
         "signing_keys": {k: v.decode("ascii") for k, v in keyring.signing_keys.items()},
         "active_signing_kid": keyring.active_signing_kid,
     }
+    if keyring.broker_sealing_keys:
+        document["broker_sealing_keys"] = {k: _b64(v) for k, v in keyring.broker_sealing_keys.items()}
+        document["active_broker_sealing_key"] = keyring.active_broker_sealing_key
+    if keyring.provider_secrets:
+        document["provider_secrets"] = dict(keyring.provider_secrets)
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -245,37 +273,53 @@ def _from_json(data: bytes) -> Keyring:
         signing_keys={k: v.encode() for k, v in _str_map(document, "signing_keys").items()},
         active_signing_kid=_str(document, "active_signing_kid"),
         generated=generated,
+        broker_sealing_keys=_decode_keys(_optional_map(document, "broker_sealing_keys"), "sealing key"),
+        active_broker_sealing_key=_optional_str(document, "active_broker_sealing_key"),
+        provider_secrets=_optional_map(document, "provider_secrets"),
     )
 
 
-def _check_permissions(path: Path, mode: int) -> None:
+def _optional_map(document: dict[str, Any], name: str) -> dict[str, str]:
+    return _str_map(document, name) if name in document else {}
+
+
+def _optional_str(document: dict[str, Any], name: str) -> str | None:
+    return _str(document, name) if document.get(name) is not None else None
+
+
+def _check_permissions(path: Path, mode: int, what: str) -> None:
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyringError(
-            f"keyring {path} has permissions {stat.S_IMODE(mode):04o}; it holds secret keys, "
+            f"{what} {path} has permissions {stat.S_IMODE(mode):04o}; it holds secret keys, "
             f"so group and others must have no access (chmod 600 {path})"
         )
 
 
 def load_keyring(path: str | os.PathLike[str]) -> Keyring:
     path = Path(path)
+    data = read_private_file(path, "keyring")
+    try:
+        return _from_json(data)
+    except KeyringError as error:
+        raise KeyringError(f"keyring {path}: {error}") from error
+
+
+def read_private_file(path: Path, what: str) -> bytes:
+    """Reads a file of secret keys, refusing one that group or others could read."""
     try:
         # Symlinks are followed (Kubernetes mounts secrets through them); the checks below run
         # on the opened descriptor, so they apply to the very file that is read.
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError as error:
-        raise KeyringError(f"keyring {path} does not exist") from error
+        raise KeyringError(f"{what} {path} does not exist") from error
     except OSError as error:
-        raise KeyringError(f"keyring {path} cannot be opened ({error.strerror})") from error
+        raise KeyringError(f"{what} {path} cannot be opened ({error.strerror})") from error
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise KeyringError(f"keyring {path} is not a regular file")
-        _check_permissions(path, info.st_mode)
-        data = handle.read()
-    try:
-        return _from_json(data)
-    except KeyringError as error:
-        raise KeyringError(f"keyring {path}: {error}") from error
+            raise KeyringError(f"{what} {path} is not a regular file")
+        _check_permissions(path, info.st_mode, what)
+        return handle.read()
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
@@ -305,8 +349,11 @@ def _fsync_dir(directory: Path) -> None:
 
 def save_keyring(keyring: Keyring, path: str | os.PathLike[str]) -> None:
     """Atomically replace the keyring file: readers see the old or the new file, never half."""
-    path = Path(path)
-    temp = _write_temp(path, _to_json(keyring))
+    write_private_file(Path(path), _to_json(keyring))
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    temp = _write_temp(path, data)
     try:
         os.replace(temp, path)
     except BaseException:
@@ -322,18 +369,22 @@ def ensure_development_keyring(path: str | os.PathLike[str]) -> Keyring:
     Safe when several workers start at once: the file appears via link(), which fails if another
     worker created it first, and then everybody loads the same file."""
     path = Path(path)
-    if path.exists():
-        return load_keyring(path)
+    if not path.exists():
+        create_private_file_once(path, lambda: _to_json(generate_keyring(generated=True)))
+    return load_keyring(path)
+
+
+def create_private_file_once(path: Path, content: Callable[[], bytes]) -> None:
+    """Creates the file unless it exists; of racing workers one wins and all read its file."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temp = _write_temp(path, _to_json(generate_keyring(generated=True)))
+    temp = _write_temp(path, content())
     try:
         os.link(temp, path)
     except FileExistsError:
-        pass  # another worker won the race; use its keyring
+        pass  # another worker won the race; use its file
     finally:
         os.unlink(temp)
     _fsync_dir(path.parent)
-    return load_keyring(path)
 
 
 __all__ = [
@@ -343,12 +394,15 @@ __all__ = [
     "add_master_key",
     "add_pepper",
     "add_signing_key",
+    "create_private_file_once",
     "ensure_development_keyring",
     "generate_keyring",
     "load_keyring",
     "new_key_id",
+    "read_private_file",
     "retire_master_key",
     "retire_signing_key",
     "save_keyring",
     "signing_public_pem",
+    "write_private_file",
 ]

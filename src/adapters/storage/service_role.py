@@ -24,6 +24,10 @@ _GRANTS = (
     'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
     # The audit log is append-only: its triggers refuse changes, and the role may not even try.
     'REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM "{role}"',
+    # The vault's directory of sealed rows across orgs (ids and orgs only; see migration 0005).
+    "DO $$ BEGIN IF to_regprocedure('bulwark_sealed_directory()') IS NOT NULL THEN "
+    "GRANT EXECUTE ON FUNCTION bulwark_sealed_directory(), bulwark_sealed_org(text, uuid) "
+    'TO "{role}"; END IF; END $$',
 )
 
 

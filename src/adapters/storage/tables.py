@@ -260,7 +260,81 @@ invitations = Table(
     Index("ix_invitations_org_id", "org_id"),
 )
 
-ORG_SCOPED_TABLES = ("roles", "member_roles", "groups", "group_members", "group_roles", "invitations")
+# Broker credentials: the ciphertext opens only in the credential vault (HPKE, key id beside it).
+broker_connections = Table(
+    "broker_connections",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("accounts", JSON, nullable=False),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+    Column("access_expires_at", UTCDateTime, nullable=True),
+    Column("last_refreshed_at", UTCDateTime, nullable=True),
+    Column("generation", Integer, nullable=False, default=0),
+    Column("refresh_claimed_at", UTCDateTime, nullable=True),
+    Column("sealed_key_id", String(64), nullable=True),
+    Column("sealed_tokens", LargeBinary, nullable=True),
+    Index("ix_broker_connections_org_id", "org_id"),
+)
+
+integration_secrets = Table(
+    "integration_secrets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(60), nullable=False),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sealed_key_id", String(64), nullable=False),
+    Column("sealed_value", LargeBinary, nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_integration_secrets_org_id_name"),
+)
+
+ORG_SCOPED_TABLES = (
+    "roles",
+    "member_roles",
+    "groups",
+    "group_members",
+    "group_roles",
+    "invitations",
+    "broker_connections",
+    "integration_secrets",
+)
+
+# Pending broker authorisations: looked up by the digest of `state` when the browser returns.
+broker_oauth_states = Table(
+    "broker_oauth_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", Uuid, nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("connection_id", Uuid, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+service_clients = Table(
+    "service_clients",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("previous_secret_hash", String(64), nullable=True),
+    Column("previous_valid_until", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+)
 
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
@@ -275,10 +349,13 @@ __all__ = [
     "ORG_SCOPED_TABLES",
     "audit_chain_head",
     "audit_events",
+    "broker_connections",
+    "broker_oauth_states",
     "data_keys",
     "group_members",
     "group_roles",
     "groups",
+    "integration_secrets",
     "invitations",
     "member_roles",
     "memberships",
@@ -289,6 +366,7 @@ __all__ = [
     "recovery_codes",
     "refresh_tokens",
     "roles",
+    "service_clients",
     "sessions",
     "totp_credentials",
     "users",

@@ -9,10 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from adapters.storage.audit_log import SqlAuditLog
 from adapters.storage.audit_query import SqlAuditQuery
 from adapters.storage.authz_repository import SqlAuthzRepository
+from adapters.storage.broker_connection_repository import SqlBrokerConnectionRepository
+from adapters.storage.integration_secret_repository import SqlIntegrationSecretRepository
 from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
 from adapters.storage.org_repository import SqlOrgRepository
 from adapters.storage.row_security import RowSecurity
+from adapters.storage.service_client_repository import SqlServiceClientRepository
 from adapters.storage.session_repository import SqlSessionRepository, refresh_alone
 from adapters.storage.user_repository import SqlUserRepository
 from application.ports.unit_of_work import RefreshAttempt
@@ -27,6 +30,9 @@ class SqlUnitOfWork:
     mfa: SqlMfaRepository
     authz: SqlAuthzRepository
     audit_query: SqlAuditQuery
+    broker_connections: SqlBrokerConnectionRepository
+    integration_secrets: SqlIntegrationSecretRepository
+    service_clients: SqlServiceClientRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -52,6 +58,9 @@ class SqlUnitOfWork:
         self.mfa = SqlMfaRepository(connection)
         self.authz = SqlAuthzRepository(connection, rls)
         self.audit_query = SqlAuditQuery(connection)
+        self.broker_connections = SqlBrokerConnectionRepository(connection, rls)
+        self.integration_secrets = SqlIntegrationSecretRepository(connection, rls)
+        self.service_clients = SqlServiceClientRepository(connection)
         return self
 
     async def commit(self) -> None:

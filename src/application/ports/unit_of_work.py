@@ -9,7 +9,10 @@ from uuid import UUID
 from application.ports.audit import AuditSink
 from application.ports.audit_query import AuditQuery
 from application.ports.authz_repository import AuthzRepository
+from application.ports.broker_connection_repository import BrokerConnectionRepository
+from application.ports.integration_secret_repository import IntegrationSecretRepository
 from application.ports.mfa_repository import MfaRepository
+from application.ports.service_client_repository import ServiceClientRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
@@ -146,6 +149,15 @@ class UnitOfWork(Protocol):
 
     @property
     def audit_query(self) -> AuditQuery: ...
+
+    @property
+    def broker_connections(self) -> BrokerConnectionRepository: ...
+
+    @property
+    def integration_secrets(self) -> IntegrationSecretRepository: ...
+
+    @property
+    def service_clients(self) -> ServiceClientRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
