@@ -9,6 +9,7 @@ from application.errors import Conflict, InvalidInput
 from application.identity import IdentityDeps, RequestContext
 from application.ports.mailer import MailMessage
 from application.ports.unit_of_work import UnitOfWork
+from application.text_input import validated_text
 from application.use_cases.session_tokens import enforce_limits, limit_mail_requests, new_secret_token, tiers
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation, OrgRole
@@ -31,16 +32,6 @@ def validated_email(email: str) -> str:
     if problem is not None:
         raise InvalidInput(f"That email address is refused: {problem}.", code="invalid_email", field="email")
     return normalised
-
-
-def validated_text(value: str, field: str, what: str, max_length: int, *, required: bool = True) -> str:
-    """Names and descriptions people give: trimmed, bounded, and free of control characters."""
-    value = value.strip()
-    if has_control_characters(value):
-        raise InvalidInput(f"{what} may not contain control characters.", field=field)
-    if not (1 if required else 0) <= len(value) <= max_length:
-        raise InvalidInput(f"{what} must be {1 if required else 0} to {max_length} characters.", field=field)
-    return value
 
 
 def enforce_password_policy(deps: IdentityDeps, password: str, email: str, field: str) -> None:

@@ -13,7 +13,7 @@ from application.errors import Conflict, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.org_authority import authorize
 from application.ports.unit_of_work import UnitOfWork
-from application.use_cases.accounts import validated_text
+from application.text_input import validated_text
 from application.use_cases.sessions import Principal
 from domain.groups import Group
 from domain.permissions import (

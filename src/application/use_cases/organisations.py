@@ -9,7 +9,7 @@ from application.errors import Forbidden, NotFound
 from application.identity import RequestContext
 from application.org_authority import authorize
 from application.ports.token_issuer import IssuedToken
-from application.use_cases.accounts import validated_text
+from application.text_input import validated_text
 from application.use_cases.login import has_second_factor, require_second_factor_for
 from application.use_cases.session_tokens import new_secret_token, revoke_in_store
 from application.use_cases.sessions import Principal

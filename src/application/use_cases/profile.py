@@ -6,7 +6,8 @@ from uuid import UUID
 
 from application.errors import NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
-from application.use_cases.accounts import DISPLAY_NAME_MAX, validated_text
+from application.text_input import validated_text
+from application.use_cases.accounts import DISPLAY_NAME_MAX
 from application.use_cases.sessions import Principal
 from domain.orgs import Membership, Organisation
 from domain.users import User

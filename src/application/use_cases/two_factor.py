@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from application import step_up
 from application.errors import Conflict, InvalidInput, NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.secret_box import SecretContext
@@ -15,18 +16,12 @@ from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.login import LoginResult, active_org_for, start_session
 from application.use_cases.session_tokens import enforce_limits, revoke_in_store, tiers
 from application.use_cases.sessions import Principal
-from domain.mfa import RECOVERY_CODE_COUNT, TotpCredential, is_recent, normalise_recovery_code
+from domain.mfa import RECOVERY_CODE_COUNT, TotpCredential, normalise_recovery_code
 from domain.sessions import token_digest
 from domain.users import User
 
 _RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, no 0/O or 1/I look-alikes
 _RECOVERY_LENGTH = 12  # 12 x 5 bits = 60 bits per code
-
-
-class ReauthRequired(NotAuthenticated):
-    """This action needs a recent password (and code) confirmation: POST /api/v1/auth/reauth."""
-
-    code = "reauth_required"
 
 
 class InvalidMfaCode(NotAuthenticated):
@@ -169,11 +164,7 @@ async def limit_password_checks(deps: IdentityDeps, principal: Principal, ctx: R
 
 
 def require_recent_auth(deps: IdentityDeps, principal: Principal) -> None:
-    auth_time = principal.auth_time
-    if auth_time is None or not is_recent(
-        auth_time, deps.clock.now(), deps.policy.stepup_window.total_seconds()
-    ):
-        raise ReauthRequired()
+    step_up.require_recent_auth(principal.auth_time, deps.clock.now(), deps.policy.stepup_window)
 
 
 @dataclass
