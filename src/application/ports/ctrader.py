@@ -13,7 +13,7 @@ class BrokerTokens:
     access_token: str
     refresh_token: str
     expires_in: int  # seconds, about 30 days
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 -- a token kind, not a secret
 
     def __repr__(self) -> str:
         # Never print a token (logs, tracebacks).
