@@ -36,6 +36,11 @@ class BrokerUnavailable(BrokerError):
     """No usable answer: refused connection, timeout, 5xx, dropped or malformed answer."""
 
 
+class BrokerNotReached(BrokerUnavailable):
+    """The request never reached the broker (connection refused, connect timeout): nothing changed
+    there, so a refresh token sent in it is still unspent."""
+
+
 class BrokerRefused(BrokerError):
     """The broker answered with an error (`errorCode`, `description`), even under HTTP 200."""
 

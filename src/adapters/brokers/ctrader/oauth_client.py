@@ -14,7 +14,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from adapters.brokers.ctrader.redaction import error_code, scrub
-from application.ports.ctrader import BrokerRefused, BrokerTokenInvalid, BrokerTokens, BrokerUnavailable
+from application.ports.ctrader import (
+    BrokerNotReached,
+    BrokerRefused,
+    BrokerTokenInvalid,
+    BrokerTokens,
+    BrokerUnavailable,
+)
 
 SENSITIVE_QUERY_KEYS = frozenset({"client_secret", "code", "refresh_token", "access_token", "token"})
 
@@ -112,6 +118,9 @@ class HttpxCtraderOAuth:
                 response = await self._client.get(
                     self._token_url, params=params, follow_redirects=False, timeout=self._timeout
                 )
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # The request never left: the refresh token is certainly unspent.
+            raise BrokerNotReached(f"cTrader token endpoint unreachable ({grant})") from None
         except (TimeoutError, httpx.TimeoutException):
             # `from None`: httpx's exceptions carry the request, whose URL holds the secret.
             raise BrokerUnavailable(f"cTrader token endpoint timed out ({grant})") from None
