@@ -15,7 +15,9 @@ from entrypoints.composition import Container
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.auth import AuthController
 from entrypoints.controllers.authorization import AuthzController
+from entrypoints.controllers.broker_connections import BrokerCallbackController, BrokerConnectionController
 from entrypoints.controllers.health import HealthController
+from entrypoints.controllers.integration_secrets import IntegrationSecretController
 from entrypoints.controllers.me import MeController
 from entrypoints.controllers.orgs import OrgController
 from entrypoints.controllers.two_factor import TwoFactorController
@@ -45,6 +47,9 @@ def route_handlers() -> list[Any]:
         OrgController,
         AuthzController,
         AdminOrgController,
+        BrokerConnectionController,
+        BrokerCallbackController,
+        IntegrationSecretController,
     ]
 
 

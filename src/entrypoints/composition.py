@@ -19,11 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.authz.in_process import InProcessAuthzVersions
 from adapters.authz.permission_cache import LayeredPermissionCache
 from adapters.authz.redis_versions import RedisAuthzVersions
+from adapters.brokers.ctrader.account_list import WebsocketCtraderAccounts
+from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
+from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer
 from adapters.crypto.secret_box import EnvelopeSecretBox
 from adapters.health import DependencyProbe
 from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
 from adapters.keys.local_key_provider import LocalKeyProvider
+from adapters.keys.vault_keys import (
+    VaultKeys,
+    ensure_development_vault_keys,
+    load_vault_keys,
+    looks_like_vault_keys,
+)
 from adapters.limiter.in_process import InProcessSlidingWindowLimiter
 from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from adapters.mail.dev_outbox import DevOutboxMailer
@@ -39,6 +48,7 @@ from adapters.storage.database import create_engine
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
+from adapters.tokens.service_token_issuer import EdDsaServiceTokens
 from application.authorization import AuthzDeps, PermissionResolver
 from application.identity import IdentityDeps, IdentityPolicy
 from application.ports.authz_cache import AuthzVersions
@@ -48,6 +58,31 @@ from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.bearer import AuthenticateBearer
+from application.use_cases.broker_connections import (
+    BrokerPolicy,
+    BrokerPorts,
+    CompleteBrokerAuthorization,
+    DeleteBrokerConnection,
+    GetBrokerConnection,
+    ListBrokerConnections,
+    RenameBrokerConnection,
+    StartBrokerAuthorization,
+)
+from application.use_cases.broker_credentials import (
+    AccessBrokerCredentials,
+    AccessIntegrationSecret,
+    RefreshDue,
+    ReportInvalidToken,
+    ResealCredentials,
+    VaultPolicy,
+    VaultPorts,
+)
+from application.use_cases.integration_secrets import (
+    CreateIntegrationSecret,
+    DeleteIntegrationSecret,
+    IntegrationSecretPorts,
+    ListIntegrationSecrets,
+)
 from application.use_cases.login import Login
 from application.use_cases.org_audit import ListOrgAudit
 from application.use_cases.org_members import (
@@ -83,6 +118,14 @@ from application.use_cases.passwords import ChangePassword, ForgotPassword, Rese
 from application.use_cases.permissions_query import CheckPermissions, MyPermissions
 from application.use_cases.profile import GetProfile, UpdateProfile
 from application.use_cases.refresh import RefreshSession
+from application.use_cases.service_clients import (
+    CreateServiceClient,
+    DisableServiceClient,
+    IssueServiceToken,
+    ListServiceClients,
+    RotateServiceClientSecret,
+    ServiceClientPorts,
+)
 from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
 from application.use_cases.two_factor import (
     CompleteMfaLogin,
@@ -98,10 +141,91 @@ from entrypoints.settings import Settings, parse_limits
 log = logging.getLogger("bulwark")
 
 
+class VaultKeysRefused(ValueError):
+    """The public API was handed the vault's keys, or the vault has none."""
+
+
 def load_keys(settings: Settings) -> Keyring:
     if settings.keys_file is not None:
+        if looks_like_vault_keys(settings.keys_file.read_bytes()):
+            raise VaultKeysRefused(
+                f"BULWARK_KEYS_FILE={settings.keys_file} is the vault's key file: the public API must "
+                "never hold the opening keys (give it only their public halves)"
+            )
         return load_keyring(settings.keys_file)
     return ensure_development_keyring(settings.data_dir / "keys.json")
+
+
+def load_vault_keys_for(settings: Settings) -> VaultKeys:
+    if settings.vault_keys_file is not None:
+        return load_vault_keys(settings.vault_keys_file)
+    if settings.is_production:
+        raise VaultKeysRefused(
+            "production needs BULWARK_VAULT_KEYS_FILE for the vault (`bulwark keys init --vault`)"
+        )
+    return ensure_development_vault_keys(settings.data_dir / "vault-keys.json")
+
+
+def broker_sealer(settings: Settings, keyring: Keyring) -> HpkeSealer | None:
+    """The public API seals with the vault's public half: from its keyring in production, from
+    the generated vault key file in development. None: no vault, so no broker connections."""
+    active = keyring.active_broker_sealing_key
+    if active is not None:
+        return HpkeSealer(active, keyring.broker_sealing_keys[active])
+    if settings.in_process_vault and not settings.is_production:
+        vault = load_vault_keys_for(settings)
+        return HpkeSealer(vault.active_opening_key_id, vault.public_halves()[vault.active_opening_key_id])
+    return None
+
+
+def ctrader_adapters(
+    settings: Settings, provider_secrets: dict[str, str]
+) -> tuple[HttpxCtraderOAuth | None, WebsocketCtraderAccounts | None]:
+    if not settings.ctrader_client_id:
+        return None, None
+    secret = provider_secrets.get("ctrader_client_secret") or (
+        "" if settings.is_production else settings.ctrader_client_secret
+    )
+    oauth = HttpxCtraderOAuth(
+        client_id=settings.ctrader_client_id,
+        client_secret=secret,
+        redirect_uri=settings.effective_ctrader_redirect_uri,
+        auth_url=settings.ctrader_auth_url,
+        token_url=settings.ctrader_token_url,
+    )
+    accounts = WebsocketCtraderAccounts(
+        client_id=settings.ctrader_client_id, client_secret=secret, api_url=settings.ctrader_api_url
+    )
+    return oauth, accounts
+
+
+@dataclass
+class BrokerApi:
+    """Broker connections and integration secrets on the public API, wired."""
+
+    start_authorization: StartBrokerAuthorization
+    complete_authorization: CompleteBrokerAuthorization
+    list_connections: ListBrokerConnections
+    get_connection: GetBrokerConnection
+    rename_connection: RenameBrokerConnection
+    delete_connection: DeleteBrokerConnection
+    create_secret: CreateIntegrationSecret
+    list_secrets: ListIntegrationSecrets
+    delete_secret: DeleteIntegrationSecret
+
+    @classmethod
+    def wire(cls, ports: BrokerPorts, secrets: IntegrationSecretPorts) -> "BrokerApi":
+        return cls(
+            start_authorization=StartBrokerAuthorization(ports),
+            complete_authorization=CompleteBrokerAuthorization(ports),
+            list_connections=ListBrokerConnections(ports),
+            get_connection=GetBrokerConnection(ports),
+            rename_connection=RenameBrokerConnection(ports),
+            delete_connection=DeleteBrokerConnection(ports),
+            create_secret=CreateIntegrationSecret(secrets),
+            list_secrets=ListIntegrationSecrets(secrets),
+            delete_secret=DeleteIntegrationSecret(secrets),
+        )
 
 
 @dataclass
@@ -242,6 +366,7 @@ class Container:
     identity: IdentityApi
     authz: AuthzApi
     versions: AuthzVersions
+    brokers: BrokerApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -301,7 +426,8 @@ def build_container(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     redis = build_redis(settings)
-    key_provider = LocalKeyProvider(load_keys(settings))
+    keyring = load_keys(settings)
+    key_provider = LocalKeyProvider(keyring)
     limiter: RateLimiter
     revocations: RevocationStore
     versions: AuthzVersions
@@ -357,6 +483,27 @@ def build_container(
         qr=SegnoQrRenderer(),
         secret_box=secret_box,
     )
+    authz_deps = AuthzDeps(
+        identity=deps, versions=versions, cache=LayeredPermissionCache(redis, redis_namespace)
+    )
+    resolver = PermissionResolver(authz_deps)
+    sealer = broker_sealer(settings, keyring)
+    oauth, account_lister = ctrader_adapters(settings, dict(keyring.provider_secrets))
+    brokers = BrokerApi.wire(
+        BrokerPorts(
+            uow=deps.uow,
+            resolver=resolver,
+            clock=clock,
+            oauth=oauth,
+            accounts=account_lister,
+            sealer=sealer,
+            policy=BrokerPolicy(
+                stepup_window=timedelta(seconds=settings.stepup_window_seconds),
+                revoke_at_broker_url=settings.ctrader_revoke_url,
+            ),
+        ),
+        IntegrationSecretPorts(uow=deps.uow, resolver=resolver, clock=clock, sealer=sealer),
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -372,10 +519,9 @@ def build_container(
         argon2_pool=argon2_pool,
         tokens=tokens,
         identity=IdentityApi.wire(deps),
-        authz=AuthzApi.wire(
-            AuthzDeps(identity=deps, versions=versions, cache=LayeredPermissionCache(redis, redis_namespace))
-        ),
+        authz=AuthzApi.wire(authz_deps),
         versions=versions,
+        brokers=brokers,
     )
 
 
@@ -416,4 +562,110 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
         mfa_token_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
         mfa_per_user=_limits("mfa_limit_per_user", settings.mfa_limit_per_user),
         mfa_per_ip=_limits("mfa_limit_per_ip", settings.mfa_limit_per_ip),
+    )
+
+
+# --- the credential vault: a second entrypoint on the same core -------------------------------
+
+VAULT_AUDIENCE = "bulwark-vault"
+
+
+@dataclass
+class VaultContainer:
+    settings: Settings
+    engine: AsyncEngine
+    redis: aioredis.Redis | None
+    keys: VaultKeys
+    tokens: EdDsaServiceTokens
+    limiter: RateLimiter
+    clock: Clock
+    access: AccessBrokerCredentials
+    report_invalid: ReportInvalidToken
+    access_secret: AccessIntegrationSecret
+    refresh_due: RefreshDue
+    reseal: ResealCredentials
+    issue_token: IssueServiceToken
+    create_client: CreateServiceClient
+    list_clients: ListServiceClients
+    disable_client: DisableServiceClient
+    rotate_client_secret: RotateServiceClientSecret
+    oauth: HttpxCtraderOAuth | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self.oauth is not None:
+            await self.oauth.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def build_vault_container(
+    settings: Settings, *, redis_namespace: str = "bulwark", clock: Clock | None = None
+) -> VaultContainer:
+    """The vault holds the opening keys and the service-token keys, and nothing of the public
+    API's keyring: no password pepper, no user-token key, no master key."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keys = load_vault_keys_for(settings)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+    redis = build_redis(settings)
+    limiter: RateLimiter = (
+        RedisSlidingWindowLimiter(redis, redis_namespace)
+        if redis is not None
+        else InProcessSlidingWindowLimiter()
+    )
+    clock = clock or SystemClock()
+    uow = SqlUnitOfWorkFactory(engine)
+    oauth, _ = ctrader_adapters(settings, dict(keys.provider_secrets))
+    tokens = EdDsaServiceTokens(
+        keys.signing_keys,
+        keys.active_signing_kid,
+        issuer=f"{settings.jwt_issuer}/vault",
+        audience=VAULT_AUDIENCE,
+        clock=lambda: clock.now().timestamp(),
+    )
+    vault = VaultPorts(
+        uow=uow,
+        clock=clock,
+        opener=HpkeOpener(keys.opening_keys, keys.active_opening_key_id),
+        oauth=oauth,
+        mailer=build_mailer(settings),
+        limiter=limiter,
+        policy=VaultPolicy(
+            frontend_url=settings.frontend_url,
+            refresh_margin=timedelta(seconds=settings.vault_refresh_margin_seconds),
+            access_per_client=_limits(
+                "vault_access_limit_per_client", settings.vault_access_limit_per_client
+            ),
+        ),
+    )
+    clients = ServiceClientPorts(
+        uow=uow,
+        clock=clock,
+        tokens=tokens,
+        limiter=limiter,
+        secret_key=keys.client_secret_key,
+        rotation_overlap=timedelta(seconds=settings.service_client_secret_overlap_seconds),
+    )
+    return VaultContainer(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        keys=keys,
+        tokens=tokens,
+        limiter=limiter,
+        clock=clock,
+        access=AccessBrokerCredentials(vault),
+        report_invalid=ReportInvalidToken(vault),
+        access_secret=AccessIntegrationSecret(vault),
+        refresh_due=RefreshDue(vault),
+        reseal=ResealCredentials(vault),
+        issue_token=IssueServiceToken(clients),
+        create_client=CreateServiceClient(clients),
+        list_clients=ListServiceClients(clients),
+        disable_client=DisableServiceClient(clients),
+        rotate_client_secret=RotateServiceClientSecret(clients),
+        oauth=oauth,
     )

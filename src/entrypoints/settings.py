@@ -176,9 +176,78 @@ class Settings:
     )
     mfa_limit_per_ip: str = field(default="30/300", metadata=_doc("Second-factor attempts per IP."))
 
+    vault_keys_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "The credential vault's key file (opening keys, service-token keys); only "
+            "`bulwark vault serve` reads it. Create it with `bulwark keys init --vault`. Empty: "
+            "`bulwark serve` runs the vault in-process with generated keys in the data dir.",
+            "required for the vault; refused by `serve`",
+        ),
+    )
+    vault_host: str = field(default="127.0.0.1", metadata=_doc("Address the credential vault listens on."))
+    vault_port: int = field(default=8001, metadata=_doc("Port the credential vault listens on."))
+    vault_refresh_margin_seconds: int = field(
+        default=7 * 86400,
+        metadata=_doc("The vault refreshes a broker access token this long before it expires."),
+    )
+    vault_access_limit_per_client: str = field(
+        default="20000/60", metadata=_doc("Credential accesses per service client, as `count/seconds` tiers.")
+    )
+    service_client_secret_overlap_seconds: int = field(
+        default=3600,
+        metadata=_doc(
+            "After `bulwark service-clients rotate-secret`, the old secret keeps working this long."
+        ),
+    )
+    ctrader_client_id: str = field(
+        default="", metadata=_doc("cTrader Open API application id. Empty: cTrader is off (404).")
+    )
+    ctrader_client_secret: str = field(
+        default="",
+        metadata=_doc(
+            "cTrader application secret (development only; production reads "
+            "`provider_secrets.ctrader_client_secret` from the keyring and the vault key file).",
+            "refused",
+        ),
+    )
+    ctrader_redirect_uri: str = field(
+        default="",
+        metadata=_doc(
+            "The redirect URI registered with cTrader. Empty: "
+            "`http://{BULWARK_HOST}:{BULWARK_PORT}/api/v1/broker-connections/ctrader/callback`."
+        ),
+    )
+    ctrader_auth_url: str = field(
+        default="https://openapi.ctrader.com/apps/auth", metadata=_doc("cTrader's consent page.")
+    )
+    ctrader_token_url: str = field(
+        default="https://openapi.ctrader.com/apps/token", metadata=_doc("cTrader's token endpoint.")
+    )
+    ctrader_api_url: str = field(
+        default="wss://live.ctraderapi.com:5036", metadata=_doc("cTrader Open API JSON WebSocket (live).")
+    )
+    ctrader_demo_api_url: str = field(
+        default="wss://demo.ctraderapi.com:5036", metadata=_doc("cTrader Open API JSON WebSocket (demo).")
+    )
+    ctrader_revoke_url: str = field(
+        default="https://id.ctrader.com/my/settings/openapi/grantedaccesses",
+        metadata=_doc("Where users revoke the app in cTrader (shown after a connection is deleted)."),
+    )
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def effective_ctrader_redirect_uri(self) -> str:
+        if self.ctrader_redirect_uri:
+            return self.ctrader_redirect_uri
+        return f"http://{self.host}:{self.port}/api/v1/broker-connections/ctrader/callback"
+
+    @property
+    def in_process_vault(self) -> bool:
+        return self.vault_keys_file is None
 
     @property
     def embedded_database(self) -> bool:
@@ -328,8 +397,36 @@ def validate(settings: Settings) -> None:
         )
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("BULWARK_REDIS_URL is not valid: expected redis://, rediss:// or unix://")
+    if not 1 <= settings.vault_port <= 65535:
+        raise SettingsError(f"BULWARK_VAULT_PORT={settings.vault_port} is not valid: expected 1-65535")
+    parse_limits("vault_access_limit_per_client", settings.vault_access_limit_per_client)
+    _check_ctrader_urls(settings)
     if settings.is_production:
         check_production(settings)
+
+
+_CTRADER_URLS = {
+    "ctrader_auth_url": ("https",),
+    "ctrader_token_url": ("https",),
+    "ctrader_redirect_uri": ("https",),
+    "ctrader_api_url": ("wss",),
+    "ctrader_demo_api_url": ("wss",),
+}
+_PLAIN = {"https": "http", "wss": "ws"}
+
+
+def _check_ctrader_urls(settings: Settings) -> None:
+    """TLS everywhere in production; plain http/ws only for a simulator on a developer's machine."""
+    for name, (secure,) in _CTRADER_URLS.items():
+        value = getattr(settings, name)
+        if not value:
+            continue
+        parts = urlsplit(value)
+        allowed = {secure} if settings.is_production else {secure, _PLAIN[secure]}
+        if parts.scheme not in allowed or not parts.hostname:
+            raise SettingsError(
+                f"{env_name(name)}={value!r} is not valid: expected {' or '.join(sorted(allowed))}://host..."
+            )
 
 
 def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
@@ -370,6 +467,15 @@ def check_production(settings: Settings) -> None:
         raise SettingsError("production needs SMTP: set BULWARK_SMTP_HOST (the dev outbox logs mail bodies)")
     if "*" in settings.effective_allowed_origins:
         raise SettingsError("production refuses BULWARK_ALLOWED_ORIGINS containing '*'")
+    if settings.ctrader_client_secret:
+        raise SettingsError(
+            "production refuses BULWARK_CTRADER_CLIENT_SECRET in the environment: put it in the "
+            "keyring's and the vault key file's provider_secrets (`bulwark keys set-secret`)"
+        )
+    if settings.ctrader_client_id and not settings.ctrader_redirect_uri:
+        raise SettingsError(
+            "production needs BULWARK_CTRADER_REDIRECT_URI (an https URL registered with cTrader)"
+        )
 
 
 def settings_table() -> str:
