@@ -1,6 +1,7 @@
 """`bulwark` command line: serve, db, keys, audit, config."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -57,6 +58,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     configure_logging(settings.log_level, settings.effective_log_json)
     prepare_to_serve(settings)
+    if settings.in_process_vault:
+        serve_with_vault(settings)
+        return
 
     from granian import Granian
     from granian.constants import Interfaces
@@ -74,13 +78,58 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     ).serve()
 
 
+def serve_with_vault(settings: Settings) -> None:
+    """Development: one process serves the public API and, on its own listener, the credential
+    vault (granian's embedded server), so one command still starts everything."""
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    from entrypoints.app import create_asgi
+    from entrypoints.composition import build_container, build_vault_container
+    from entrypoints.vault_app import create_vault_asgi
+
+    async def run() -> None:
+        servers = [
+            Server(
+                create_asgi(build_container(settings)),
+                address=settings.host,
+                port=settings.port,
+                interface=Interfaces.ASGI,
+            ),
+            Server(
+                create_vault_asgi(build_vault_container(settings)),
+                address=settings.vault_host,
+                port=settings.vault_port,
+                interface=Interfaces.ASGI,
+            ),
+        ]
+        log.info("credential vault in-process on http://%s:%d", settings.vault_host, settings.vault_port)
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for server in servers:
+                server.stop()  # type: ignore[no-untyped-call]
+            await asyncio.wait(tasks, timeout=5)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
 def prepare_to_serve(settings: Settings) -> None:
     from adapters.storage import migrations
-    from entrypoints.composition import load_keys
+    from entrypoints.composition import load_keys, load_vault_keys_for
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.is_production and settings.vault_keys_file is not None:
+        raise StartupError(
+            "production refuses BULWARK_VAULT_KEYS_FILE for `serve`: the public API must never hold "
+            "the vault's opening keys; run the vault apart with `bulwark vault serve`"
+        )
     try:
         keyring = load_keys(settings)
+        if settings.in_process_vault:
+            load_vault_keys_for(settings)
     except (ValueError, OSError) as error:
         raise StartupError(str(error)) from error
     development = [
@@ -89,12 +138,23 @@ def prepare_to_serve(settings: Settings) -> None:
             ("SQLite database in " + str(settings.data_dir), settings.embedded_database),
             ("in-process rate limiter and revocation store (one worker)", not settings.redis_url),
             ("generated development keys", settings.keys_file is None or keyring.generated),
+            ("credential vault in-process with generated keys", settings.in_process_vault),
             ("mail printed to the log and kept in the dev outbox", not settings.smtp_host),
         )
         if applies
     ]
     if settings.is_production and keyring.generated:
         raise StartupError("production refuses generated development keys in BULWARK_KEYS_FILE")
+    if settings.is_production and settings.ctrader_client_id:
+        if keyring.active_broker_sealing_key is None:
+            raise StartupError(
+                "production needs the vault's public sealing key in BULWARK_KEYS_FILE for cTrader "
+                "(`bulwark keys import-sealing-key`)"
+            )
+        if not keyring.provider_secrets.get("ctrader_client_secret"):
+            raise StartupError(
+                "production needs ctrader_client_secret in the keyring (`bulwark keys set-secret`)"
+            )
     if development:
         log.warning("DEVELOPMENT MODE -- not for production: %s", "; ".join(development))
     if settings.embedded_database:
@@ -193,17 +253,103 @@ def keys() -> None:
 
 @keys.command("init")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--vault", is_flag=True, help="Write the credential vault's key file instead.")
 @one_line_errors
-def keys_init(path: str) -> None:
-    """Write a new production keyring to PATH (mode 0600); refuses to overwrite."""
+def keys_init(path: str, vault: bool) -> None:
+    """Write a new production keyring (or, with --vault, vault key file) to PATH (mode 0600);
+    refuses to overwrite. --vault prints the public half for the public API's keyring."""
     from pathlib import Path
 
     from adapters.keys.keyring import generate_keyring, save_keyring
+    from adapters.keys.vault_keys import generate_vault_keys, save_vault_keys
 
     if Path(path).exists():
-        raise StartupError(f"{path} exists; refusing to overwrite a keyring")
-    save_keyring(generate_keyring(generated=False), path)
-    click.echo(f"keyring written to {path}; point BULWARK_KEYS_FILE at it")
+        raise StartupError(f"{path} exists; refusing to overwrite a key file")
+    if not vault:
+        save_keyring(generate_keyring(generated=False), path)
+        click.echo(f"keyring written to {path}; point BULWARK_KEYS_FILE at it")
+        return
+    keys_file = generate_vault_keys(generated=False)
+    save_vault_keys(keys_file, Path(path))
+    _print_sealing_key(
+        keys_file.active_opening_key_id, keys_file.public_halves()[keys_file.active_opening_key_id]
+    )
+    click.echo(
+        f"vault key file written to {path}; point the vault's BULWARK_VAULT_KEYS_FILE at it and add "
+        "the public half above to the public API's keyring with `bulwark keys import-sealing-key`",
+        err=True,
+    )
+
+
+def _print_sealing_key(key_id: str, public: bytes) -> None:
+    import base64
+    import json
+
+    click.echo(json.dumps({"sealing_key_id": key_id, "public_key": base64.b64encode(public).decode()}))
+
+
+@keys.command("import-sealing-key")
+@click.option("--id", "key_id", required=True, help="sealing_key_id printed by the vault.")
+@click.option("--public-key", required=True, help="public_key printed by the vault (base64).")
+@one_line_errors
+def keys_import_sealing_key(key_id: str, public_key: str) -> None:
+    """Add the vault's public sealing key to BULWARK_KEYS_FILE and make it the active one."""
+    import base64
+    import binascii
+    from dataclasses import replace
+
+    from adapters.keys.keyring import KeyringError, save_keyring
+    from entrypoints.composition import load_keys
+
+    settings = _settings()
+    if settings.keys_file is None:
+        raise StartupError("set BULWARK_KEYS_FILE to the keyring to change")
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+        keyring = load_keys(settings)
+        updated = replace(
+            keyring,
+            broker_sealing_keys={**keyring.broker_sealing_keys, key_id: raw},
+            active_broker_sealing_key=key_id,
+        )
+    except (binascii.Error, ValueError, KeyringError) as error:
+        raise StartupError(f"not a sealing key: {error}") from error
+    save_keyring(updated, settings.keys_file)
+    click.echo(f"sealing key {key_id} is now active; restart the public API's workers")
+
+
+@keys.command("set-secret")
+@click.argument("name", type=click.Choice(["ctrader_client_secret"]))
+@click.option("--vault", is_flag=True, help="Store it in BULWARK_VAULT_KEYS_FILE instead.")
+@one_line_errors
+def keys_set_secret(name: str, vault: bool) -> None:
+    """Store an outside peer's secret, read from stdin (never argv), in the keyring."""
+    from dataclasses import replace
+
+    from adapters.keys.keyring import save_keyring
+    from adapters.keys.vault_keys import load_vault_keys, save_vault_keys
+    from entrypoints.composition import load_keys
+
+    value = sys.stdin.readline().strip()
+    if not value:
+        raise StartupError("give the secret on standard input")
+    settings = _settings()
+    if vault:
+        if settings.vault_keys_file is None:
+            raise StartupError("set BULWARK_VAULT_KEYS_FILE to the vault key file to change")
+        current = load_vault_keys(settings.vault_keys_file)
+        save_vault_keys(
+            replace(current, provider_secrets={**current.provider_secrets, name: value}),
+            settings.vault_keys_file,
+        )
+    else:
+        if settings.keys_file is None:
+            raise StartupError("set BULWARK_KEYS_FILE to the keyring to change")
+        keyring = load_keys(settings)
+        save_keyring(
+            replace(keyring, provider_secrets={**keyring.provider_secrets, name: value}), settings.keys_file
+        )
+    click.echo(f"{name} stored")
 
 
 @keys.command("add")
@@ -249,6 +395,168 @@ def keys_rotate() -> None:
         f"data keys under master key {report.master_key_id}: {report.rewrapped} re-wrapped, "
         f"{report.already_current} already current; new active data key {report.new_data_key_id}"
     )
+
+
+@main.group()
+def vault() -> None:
+    """The credential vault: the only process that can open broker credentials."""
+
+
+@vault.command("serve")
+@click.option("--host", help="Address to listen on (BULWARK_VAULT_HOST); keep it private.")
+@click.option("--port", type=int, help="Port to listen on (BULWARK_VAULT_PORT).")
+@click.option("--workers", type=int, help="Worker processes (BULWARK_WORKERS).")
+@one_line_errors
+def vault_serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the credential vault with granian."""
+    for name, value in (("VAULT_HOST", host), ("VAULT_PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"BULWARK_{name}"] = str(value)
+    settings = _settings()
+    from entrypoints.composition import load_vault_keys_for
+    from entrypoints.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, settings.effective_log_json)
+    if settings.is_production and settings.vault_keys_file is None:
+        raise StartupError("production refuses a vault without BULWARK_VAULT_KEYS_FILE")
+    try:
+        load_vault_keys_for(settings)
+    except (ValueError, OSError) as error:
+        raise StartupError(str(error)) from error
+    if settings.embedded_database:
+        from adapters.storage import migrations
+
+        migrations.upgrade(settings.effective_database_url)
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    log.info("credential vault on http://%s:%d", settings.vault_host, settings.vault_port)
+    Granian(
+        target="entrypoints.vault_asgi:create",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.vault_host,
+        port=settings.vault_port,
+        workers=settings.effective_workers,
+        log_enabled=True,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def _run_vault(work: Callable[[Any], Any]) -> Any:
+    from entrypoints.composition import build_vault_container
+
+    settings = _settings()
+    if settings.embedded_database:
+        from adapters.storage import migrations
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrations.upgrade(settings.effective_database_url)
+
+    async def run() -> Any:
+        try:
+            container = build_vault_container(settings)
+        except (ValueError, OSError) as error:
+            raise StartupError(str(error)) from error
+        try:
+            return await work(container)
+        finally:
+            await container.stop()
+
+    return asyncio.run(run())
+
+
+@vault.command("refresh-due")
+@one_line_errors
+def vault_refresh_due() -> None:
+    """Refresh every broker token inside the refresh margin (run it from a timer)."""
+    report = _run_vault(lambda c: c.refresh_due())
+    click.echo(f"refreshed {report.refreshed}, needs_reauth {report.needs_reauth}, failed {report.failed}")
+    if report.failed:
+        sys.exit(1)
+
+
+@vault.command("rotate")
+@one_line_errors
+def vault_rotate() -> None:
+    """Add a new active key pair to BULWARK_VAULT_KEYS_FILE and re-seal every credential under it.
+    Old private keys stay, so whatever the public API still seals with the old public half opens."""
+    from adapters.keys.vault_keys import add_opening_key, load_vault_keys, save_vault_keys
+
+    settings = _settings()
+    if settings.vault_keys_file is None:
+        raise StartupError("set BULWARK_VAULT_KEYS_FILE to the vault key file to rotate")
+    rotated = add_opening_key(load_vault_keys(settings.vault_keys_file))
+    save_vault_keys(rotated, settings.vault_keys_file)
+    report = _run_vault(lambda c: c.reseal())
+    _print_sealing_key(rotated.active_opening_key_id, rotated.public_halves()[rotated.active_opening_key_id])
+    click.echo(
+        f"re-sealed {report.resealed}, already current {report.already_current}; restart the vault's "
+        "workers, and import the public half above into the public API's keyring",
+        err=True,
+    )
+
+
+@main.group("service-clients")
+def service_clients() -> None:
+    """The internal workers the credential vault serves."""
+
+
+@service_clients.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True, help="broker_credentials:use, ...")
+@one_line_errors
+def service_clients_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a client; prints {"client_id", "client_secret"} once (only a hash is kept)."""
+    import json
+
+    from application.errors import ApplicationError
+
+    try:
+        created = _run_vault(lambda c: c.create_client(name, list(scopes)))
+    except ApplicationError as error:
+        raise StartupError(error.detail) from error
+    click.echo(json.dumps({"client_id": str(created.client.id), "client_secret": created.secret}))
+
+
+@service_clients.command("list")
+@one_line_errors
+def service_clients_list() -> None:
+    """Every client with its scopes and state."""
+    for client in _run_vault(lambda c: c.list_clients()):
+        state = "disabled" if client.is_disabled else "active"
+        click.echo(f"{client.id}  {client.name}  {' '.join(sorted(client.scopes))}  {state}")
+
+
+@service_clients.command("disable")
+@click.argument("name")
+@one_line_errors
+def service_clients_disable(name: str) -> None:
+    """Refuse the client from its next request on."""
+    from application.errors import ApplicationError
+
+    try:
+        _run_vault(lambda c: c.disable_client(name))
+    except ApplicationError as error:
+        raise StartupError(error.detail) from error
+    click.echo(f"service client {name} disabled")
+
+
+@service_clients.command("rotate-secret")
+@click.argument("name")
+@one_line_errors
+def service_clients_rotate_secret(name: str) -> None:
+    """A new secret, printed once; the old one works for BULWARK_SERVICE_CLIENT_SECRET_OVERLAP_SECONDS."""
+    import json
+
+    from application.errors import ApplicationError
+
+    try:
+        created = _run_vault(lambda c: c.rotate_client_secret(name))
+    except ApplicationError as error:
+        raise StartupError(error.detail) from error
+    click.echo(json.dumps({"client_id": str(created.client.id), "client_secret": created.secret}))
 
 
 @main.command("config")

@@ -247,7 +247,8 @@ class Settings:
 
     @property
     def in_process_vault(self) -> bool:
-        return self.vault_keys_file is None
+        """Development without a vault key file: `serve` runs the vault too. Never in production."""
+        return self.vault_keys_file is None and not self.is_production
 
     @property
     def embedded_database(self) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from application.errors import ApplicationError, Conflict, RateLimited
 from application.identity import RequestContext
 from application.ports.secret_box import SecretBoxError
+from application.step_up import ReauthRequired
 from application.use_cases.login import Login, LoginResult
 from application.use_cases.mfa_challenge import MfaRequired
 from application.use_cases.sessions import Principal
@@ -21,7 +22,6 @@ from application.use_cases.two_factor import (
     InvalidMfaCode,
     InvalidMfaToken,
     Reauthenticate,
-    ReauthRequired,
     RegenerateRecoveryCodes,
     SetupTotp,
     WrongPassword,
