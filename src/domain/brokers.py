@@ -90,6 +90,9 @@ class OAuthState:
     session_id: UUID
     scope: CtraderScope
     connection_id: UUID | None  # re-authorising an existing connection keeps its id
+    # Digest of a nonce kept in a cookie of the browser that started the flow: a state handed
+    # to someone else's browser (OAuth login CSRF) cannot complete there.
+    browser_hash: str
     created_at: datetime
     expires_at: datetime
 

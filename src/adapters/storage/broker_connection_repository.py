@@ -219,6 +219,7 @@ class SqlBrokerConnectionRepository:
                 session_id=state.session_id,
                 scope=str(state.scope),
                 connection_id=state.connection_id,
+                browser_hash=state.browser_hash,
                 created_at=state.created_at,
                 expires_at=state.expires_at,
             )
@@ -243,6 +244,7 @@ class SqlBrokerConnectionRepository:
             session_id=row.session_id,
             scope=CtraderScope(row.scope),
             connection_id=row.connection_id,
+            browser_hash=row.browser_hash,
             created_at=row.created_at,
             expires_at=row.expires_at,
         )

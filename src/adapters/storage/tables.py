@@ -318,6 +318,7 @@ broker_oauth_states = Table(
     Column("session_id", Uuid, nullable=False),
     Column("scope", String(20), nullable=False),
     Column("connection_id", Uuid, nullable=True),
+    Column("browser_hash", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),

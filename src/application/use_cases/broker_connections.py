@@ -2,6 +2,7 @@
 connection from the public API. The public API seals tokens the moment it receives them and can
 never open them again: only the credential vault can."""
 
+import hmac
 import json
 import secrets
 import uuid
@@ -96,6 +97,12 @@ def _scope(text: str) -> CtraderScope:
         raise InvalidInput("scope must be `trading` or `accounts`.", field="scope") from None
 
 
+@dataclass(frozen=True)
+class AuthorizationStart:
+    authorization_url: str
+    browser_binding: str  # goes into a cookie of the browser that started the flow
+
+
 @dataclass
 class StartBrokerAuthorization:
     ports: BrokerPorts
@@ -107,12 +114,13 @@ class StartBrokerAuthorization:
         scope: str,
         connection_id: uuid.UUID | None,
         ctx: RequestContext,
-    ) -> str:
+    ) -> AuthorizationStart:
         oauth, _, _ = _configured(self.ports)
         chosen = _scope(scope)
         now = self.ports.clock.now()
         require_recent_auth(principal.auth_time, now, self.ports.policy.stepup_window)
         state = secrets.token_urlsafe(32)  # 256 random bits
+        binding = secrets.token_urlsafe(32)
         async with self.ports.uow() as uow:
             await authorize(uow, principal, org_id, CREATE)
             if connection_id is not None:
@@ -127,6 +135,7 @@ class StartBrokerAuthorization:
                     session_id=principal.session_id,
                     scope=chosen,
                     connection_id=connection_id,
+                    browser_hash=token_digest(binding),
                     created_at=now,
                     expires_at=now + OAUTH_STATE_TTL,
                 )
@@ -142,7 +151,7 @@ class StartBrokerAuthorization:
                 )
             )
             await uow.commit()
-        return oauth.authorization_url(state=state, scope=str(chosen))
+        return AuthorizationStart(oauth.authorization_url(state=state, scope=str(chosen)), binding)
 
 
 @dataclass
@@ -153,10 +162,15 @@ class CompleteBrokerAuthorization:
     ports: BrokerPorts
 
     async def __call__(
-        self, code: str | None, state: str | None, error: str | None, ctx: RequestContext
+        self,
+        code: str | None,
+        state: str | None,
+        error: str | None,
+        browser_binding: str | None,
+        ctx: RequestContext,
     ) -> BrokerConnection:
         oauth, lister, sealer = _configured(self.ports)
-        pending = await self._claim(state, ctx)
+        pending = await self._claim(state, browser_binding)
         principal = await self._still_allowed(pending)
         if error is not None or not code:
             raise CallbackFailed("The broker did not grant access.", code="access_denied")
@@ -228,7 +242,7 @@ class CompleteBrokerAuthorization:
         assert stored is not None
         return stored
 
-    async def _claim(self, state: str | None, ctx: RequestContext) -> OAuthState:
+    async def _claim(self, state: str | None, browser_binding: str | None) -> OAuthState:
         invalid = CallbackFailed("This sign-in link is not valid any more.", code="invalid_state")
         if not state or len(state) > 128:
             raise invalid
@@ -238,6 +252,9 @@ class CompleteBrokerAuthorization:
             await uow.commit()
         if pending is None or pending.is_expired(now):
             raise invalid
+        presented = token_digest(browser_binding or "")
+        if not browser_binding or not hmac.compare_digest(presented, pending.browser_hash):
+            raise CallbackFailed("This connection was started in another browser.", code="invalid_state")
         return pending
 
     async def _still_allowed(self, pending: OAuthState) -> Principal:

@@ -6,12 +6,13 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 
 from application.use_cases.broker_connections import CallbackFailed
+from domain.brokers import OAUTH_STATE_TTL
 from entrypoints.controllers.broker_views import connection_view
 from entrypoints.dto.brokers import (
     AuthorizationUrl,
@@ -22,6 +23,12 @@ from entrypoints.dto.brokers import (
     RenameConnectionRequest,
 )
 from entrypoints.http.auth import provide_principal
+from entrypoints.http.cookies import (
+    broker_flow_cookie_header,
+    broker_flow_cookie_name,
+    cleared_broker_flow_cookie_header,
+    refresh_cookie_in,
+)
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.guards import require_permission
 from entrypoints.http.request_context import request_context
@@ -52,11 +59,19 @@ class BrokerConnectionController(Controller):
         principal: PrincipalDep,
         container: ContainerDep,
         request: Req,
-    ) -> AuthorizationUrl:
-        url = await container.brokers.start_authorization(
+    ) -> Response[AuthorizationUrl]:
+        started = await container.brokers.start_authorization(
             principal, org_id, data.scope, data.connection_id, request_context(request)
         )
-        return AuthorizationUrl(authorization_url=url)
+        name = broker_flow_cookie_name(container.settings.is_production)
+        ttl = int(OAUTH_STATE_TTL.total_seconds())
+        return Response(
+            AuthorizationUrl(authorization_url=started.authorization_url),
+            headers={
+                "set-cookie": broker_flow_cookie_header(name, started.browser_binding, ttl),
+                **_NO_STORE,
+            },
+        )
 
     @get("", operation_id="listBrokerConnections", guards=[require_permission("broker_connections:read")])
     async def list_connections(
@@ -130,13 +145,19 @@ class BrokerCallbackController(Controller):
     async def callback(self, container: ContainerDep, request: Req) -> Redirect:
         query = request.query_params
         base = f"{container.settings.frontend_url.rstrip('/')}/broker-connections"
+        name = broker_flow_cookie_name(container.settings.is_production)
+        headers = {**_NO_STORE, "set-cookie": cleared_broker_flow_cookie_header(name)}
         try:
             connection = await container.brokers.complete_authorization(
-                query.get("code"), query.get("state"), query.get("error"), request_context(request)
+                query.get("code"),
+                query.get("state"),
+                query.get("error"),
+                refresh_cookie_in(request.scope["headers"], name),
+                request_context(request),
             )
         except CallbackFailed as failed:
             log.info("broker callback refused: %s", failed.code)
-            return Redirect(f"{base}?{urlencode({'error': failed.code})}", status_code=303, headers=_NO_STORE)
+            return Redirect(f"{base}?{urlencode({'error': failed.code})}", status_code=303, headers=headers)
         return Redirect(
-            f"{base}?{urlencode({'connected': str(connection.id)})}", status_code=303, headers=_NO_STORE
+            f"{base}?{urlencode({'connected': str(connection.id)})}", status_code=303, headers=headers
         )

@@ -28,6 +28,27 @@ def cleared_refresh_cookie_header(name: str) -> str:
     return f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_ATTRIBUTES}"
 
 
+def broker_flow_cookie_name(production: bool) -> str:
+    return "__Secure-bulwark_broker_flow" if production else "bulwark_broker_flow"
+
+
+BROKER_CALLBACK_PATH = "/api/v1/broker-connections/ctrader/callback"
+
+
+def broker_flow_cookie_header(name: str, value: str, max_age: int) -> str:
+    """Lax, not Strict: the browser comes back from the broker's site by a top-level GET, and must
+    bring this cookie along; only to the callback's path."""
+    if not _SAFE_VALUE.fullmatch(value):
+        raise ValueError("the flow binding must be URL-safe base64")
+    return (
+        f"{name}={value}; Max-Age={int(max_age)}; Path={BROKER_CALLBACK_PATH}; HttpOnly; Secure; SameSite=Lax"
+    )
+
+
+def cleared_broker_flow_cookie_header(name: str) -> str:
+    return f"{name}=; Max-Age=0; Path={BROKER_CALLBACK_PATH}; HttpOnly; Secure; SameSite=Lax"
+
+
 def refresh_cookie_in(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
     """The refresh cookie's value from a request's raw headers, read strictly.
 
