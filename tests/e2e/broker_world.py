@@ -6,6 +6,7 @@ half), on SQLite or on PostgreSQL + Redis. cTrader is the simulator, a real serv
 
 import base64
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ async def trader(world: BrokerWorld, prefix: str = "trader") -> Actor:
 
 
 async def service_token(world: BrokerWorld, scopes: tuple[str, ...] = ("broker_credentials:use",)) -> str:
-    created = await world.vault.container.create_client(f"worker-{len(scopes)}-{id(scopes)}", list(scopes))
+    created = await world.vault.container.create_client(f"worker-{uuid.uuid4().hex[:12]}", list(scopes))
     basic = base64.b64encode(f"{created.client.id}:{created.secret}".encode()).decode()
     r = await world.vault.client.post(
         "/vault/v1/token",
