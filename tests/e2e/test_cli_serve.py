@@ -124,3 +124,82 @@ def test_grant_service_role_on_postgres_makes_a_role_the_server_can_use(
     again = run(["db", "grant-service-role", "bulwark_app_cli_test"], tmp_path, env)
     assert again.returncode == 0 and "created" not in again.stdout, again.stdout
     assert_one_line_error(run(["db", "grant-service-role", "Bad-Name"], tmp_path, env), "Bad-Name")
+
+
+def test_keys_init_vault_prints_the_public_half_and_the_public_api_refuses_the_vault_file(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    env = clean_env(BULWARK_DATA_DIR=str(tmp_path / "data"))
+    made = run(["keys", "init", "--vault", str(tmp_path / "vault.json")], tmp_path, env)
+    assert made.returncode == 0, made.stderr
+    printed = json.loads(made.stdout)
+    assert set(printed) == {"sealing_key_id", "public_key"}
+    assert stat.S_IMODE((tmp_path / "vault.json").stat().st_mode) == 0o600
+    assert run(["keys", "init", str(tmp_path / "keys.json")], tmp_path, env).returncode == 0
+    imported = run(
+        [
+            "keys",
+            "import-sealing-key",
+            "--id",
+            printed["sealing_key_id"],
+            "--public-key",
+            printed["public_key"],
+        ],
+        tmp_path,
+        {**env, "BULWARK_KEYS_FILE": str(tmp_path / "keys.json")},
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert printed["sealing_key_id"] in (tmp_path / "keys.json").read_text()
+    assert "opening" not in (tmp_path / "keys.json").read_text()
+    refused = run(["serve"], tmp_path, {**env, "BULWARK_KEYS_FILE": str(tmp_path / "vault.json")})
+    assert_one_line_error(refused, "vault", "opening keys")
+
+
+def test_production_refuses_an_in_process_vault_and_a_vault_without_its_key_file(tmp_path: Path) -> None:
+    production = clean_env(
+        BULWARK_ENV="production",
+        BULWARK_DATA_DIR=str(tmp_path),
+        BULWARK_DATABASE_URL="postgresql+asyncpg://bulwark@127.0.0.1:1/none",
+        BULWARK_REDIS_URL="redis://127.0.0.1:1/0",
+        BULWARK_KEYS_FILE=str(tmp_path / "keys.json"),
+        BULWARK_SMTP_HOST="smtp.invalid",
+        BULWARK_FRONTEND_URL="https://app.example.com",
+    )
+    assert run(["keys", "init", str(tmp_path / "keys.json")], tmp_path, clean_env()).returncode == 0
+    assert (
+        run(["keys", "init", "--vault", str(tmp_path / "vault.json")], tmp_path, clean_env()).returncode == 0
+    )
+    refused = run(
+        ["serve"], tmp_path, {**production, "BULWARK_VAULT_KEYS_FILE": str(tmp_path / "vault.json")}
+    )
+    assert_one_line_error(refused, "BULWARK_VAULT_KEYS_FILE")
+    assert_one_line_error(run(["vault", "serve"], tmp_path, production), "BULWARK_VAULT_KEYS_FILE")
+    with_ctrader = {
+        **production,
+        "BULWARK_CTRADER_CLIENT_ID": "1",
+        "BULWARK_CTRADER_REDIRECT_URI": "https://a.example/cb",
+    }
+    assert_one_line_error(run(["serve"], tmp_path, with_ctrader), "sealing key")
+
+
+def test_service_clients_are_created_once_listed_and_disabled(tmp_path: Path) -> None:
+    import json
+
+    env = clean_env(BULWARK_DATA_DIR=str(tmp_path / "data"))
+    made = run(
+        ["service-clients", "create", "trading-worker", "--scope", "broker_credentials:use"], tmp_path, env
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert set(created) == {"client_id", "client_secret"} and len(created["client_secret"]) >= 43
+    listed = run(["service-clients", "list"], tmp_path, env)
+    assert "trading-worker" in listed.stdout and "active" in listed.stdout
+    assert created["client_secret"] not in listed.stdout
+    assert_one_line_error(
+        run(["service-clients", "create", "x", "--scope", "everything:do"], tmp_path, env), "scope"
+    )
+    assert run(["service-clients", "disable", "trading-worker"], tmp_path, env).returncode == 0
+    assert "disabled" in run(["service-clients", "list"], tmp_path, env).stdout
+    assert_one_line_error(run(["service-clients", "disable", "nobody"], tmp_path, env), "nobody")

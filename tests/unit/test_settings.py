@@ -167,3 +167,43 @@ def test_dotenv_typos_are_refused_too(tmp_path: Path) -> None:
     dotenv.write_text("BULWARK_PROT=9100\n")
     with pytest.raises(SettingsError, match="BULWARK_PROT"):
         load_settings({}, dotenv=dotenv)
+
+
+CTRADER = {
+    "BULWARK_CTRADER_CLIENT_ID": "123_abc",
+    "BULWARK_CTRADER_REDIRECT_URI": "https://api.example.com/api/v1/broker-connections/ctrader/callback",
+}
+
+
+def test_production_takes_ctrader_with_tls_urls_and_no_secret_in_the_environment() -> None:
+    settings = load({**PRODUCTION, **CTRADER})
+    assert settings.ctrader_client_id and not settings.in_process_vault
+    message = refusal({**PRODUCTION, **CTRADER, "BULWARK_CTRADER_CLIENT_SECRET": "s3cret"})
+    assert "BULWARK_CTRADER_CLIENT_SECRET" in message and "keyring" in message
+    missing = dict(CTRADER)
+    del missing["BULWARK_CTRADER_REDIRECT_URI"]
+    assert "BULWARK_CTRADER_REDIRECT_URI" in refusal({**PRODUCTION, **missing})
+
+
+@pytest.mark.parametrize(
+    ("variable", "plain"),
+    [
+        ("BULWARK_CTRADER_AUTH_URL", "http://127.0.0.1:9000/apps/auth"),
+        ("BULWARK_CTRADER_TOKEN_URL", "http://127.0.0.1:9000/apps/token"),
+        ("BULWARK_CTRADER_API_URL", "ws://127.0.0.1:9000"),
+        ("BULWARK_CTRADER_DEMO_API_URL", "ws://127.0.0.1:9000"),
+    ],
+)
+def test_plain_ctrader_urls_only_outside_production(variable: str, plain: str) -> None:
+    assert getattr(load({variable: plain}), variable.removeprefix("BULWARK_").lower()) == plain
+    assert variable in refusal({**PRODUCTION, **CTRADER, variable: plain})
+    assert variable in refusal({variable: "ftp://example.com/x"})
+
+
+def test_the_redirect_uri_defaults_to_this_servers_callback_and_the_vault_is_in_process() -> None:
+    settings = load({"BULWARK_HOST": "192.0.2.10", "BULWARK_PORT": "9000"})
+    assert settings.effective_ctrader_redirect_uri == (
+        "http://192.0.2.10:9000/api/v1/broker-connections/ctrader/callback"
+    )
+    assert settings.in_process_vault
+    assert not load({"BULWARK_VAULT_KEYS_FILE": "/run/secrets/vault.json"}).in_process_vault
