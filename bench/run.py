@@ -362,11 +362,12 @@ def bulwark_command() -> str:
     return str(Path(sys.executable).parent / "bulwark")
 
 
-def run_bulwark(args: list[str], env: dict[str, str], workdir: Path) -> None:
-    """One `bulwark` command to completion; its output in the error when it fails."""
+def run_bulwark(args: list[str], env: dict[str, str], workdir: Path) -> str:
+    """One `bulwark` command to completion (its standard output); its output in the error when it fails."""
     done = subprocess.run([bulwark_command(), *args], env=env, cwd=workdir, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"bulwark {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def migrate(env: dict[str, str], workdir: Path) -> None:

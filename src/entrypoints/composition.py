@@ -589,6 +589,7 @@ class VaultContainer:
     list_clients: ListServiceClients
     disable_client: DisableServiceClient
     rotate_client_secret: RotateServiceClientSecret
+    probe: DependencyProbe
     oauth: HttpxCtraderOAuth | None = None
 
     async def start(self) -> None:
@@ -667,5 +668,6 @@ def build_vault_container(
         list_clients=ListServiceClients(clients),
         disable_client=DisableServiceClient(clients),
         rotate_client_secret=RotateServiceClientSecret(clients),
+        probe=DependencyProbe(engine, redis),
         oauth=oauth,
     )

@@ -2,6 +2,7 @@
 Service clients exchange their secret for a short-lived token (OAuth 2.0 client credentials),
 then ask for a broker access token or an integration secret at the moment they use it."""
 
+import asyncio
 import base64
 import binascii
 from datetime import datetime
@@ -14,7 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from application.errors import InvalidInput, NotAuthenticated, RateLimited
+from application.errors import DependencyUnavailable, InvalidInput, NotAuthenticated, RateLimited
 from application.ports.service_tokens import InvalidServiceToken, ServiceToken
 from application.use_cases.service_clients import InvalidClient, InvalidScope
 from entrypoints.composition import VaultContainer
@@ -198,4 +199,15 @@ class VaultHealthController(Controller):
 
     @get("/live", operation_id="vaultLive")
     async def live(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", operation_id="vaultReady")
+    async def ready(self, container: VaultDep) -> dict[str, str]:
+        try:
+            async with asyncio.timeout(3):
+                failing = await container.probe.failing()
+        except TimeoutError:
+            failing = ["database or redis (timed out)"]
+        if failing:
+            raise DependencyUnavailable(f"Not ready: {', '.join(failing)} unavailable.")
         return {"status": "ok"}
