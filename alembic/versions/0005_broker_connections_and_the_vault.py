@@ -27,23 +27,23 @@ _ORG_MATCH = "org_id::text = current_setting('bulwark.org_id', true)"
 _DIRECTORY = """
 CREATE FUNCTION bulwark_sealed_directory()
 RETURNS TABLE (table_name text, id uuid, org_id uuid, key_id text, access_expires_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT 'broker_connections', c.id, c.org_id, c.sealed_key_id, c.access_expires_at
-      FROM broker_connections c WHERE c.sealed_tokens IS NOT NULL
+      FROM public.broker_connections c WHERE c.sealed_tokens IS NOT NULL
     UNION ALL
     SELECT 'integration_secrets', s.id, s.org_id, s.sealed_key_id, NULL
-      FROM integration_secrets s
+      FROM public.integration_secrets s
 $$
 """
 
 # One row's org by primary key (the directory above is for whole sweeps: refresh-due, rotation).
 _ORG_OF = """
 CREATE FUNCTION bulwark_sealed_org(table_name text, row_id uuid) RETURNS uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    SELECT c.org_id FROM broker_connections c
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT c.org_id FROM public.broker_connections c
      WHERE table_name = 'broker_connections' AND c.id = row_id AND c.sealed_tokens IS NOT NULL
     UNION ALL
-    SELECT s.org_id FROM integration_secrets s
+    SELECT s.org_id FROM public.integration_secrets s
      WHERE table_name = 'integration_secrets' AND s.id = row_id
 $$
 """

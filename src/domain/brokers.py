@@ -112,9 +112,11 @@ class IntegrationSecret:
 
 
 def default_label(accounts: tuple[ConnectedAccount, ...]) -> str:
+    """From what the broker says of the accounts: only printable text (it goes into mails)."""
     if not accounts:
         return "cTrader"
     first = accounts[0]
     login = first.trader_login if first.trader_login is not None else first.ctid_trader_account_id
     more = f" (+{len(accounts) - 1})" if len(accounts) > 1 else ""
-    return f"cTrader {first.broker} {login}{more}"[:LABEL_MAX]
+    broker = "".join(ch for ch in first.broker if ch.isprintable())[:40]
+    return f"cTrader {broker} {login}{more}"[:LABEL_MAX]

@@ -420,9 +420,20 @@ def vault_serve(host: str | None, port: int | None, workers: int | None) -> None
     if settings.is_production and settings.vault_keys_file is None:
         raise StartupError("production refuses a vault without BULWARK_VAULT_KEYS_FILE")
     try:
-        load_vault_keys_for(settings)
+        keys = load_vault_keys_for(settings)
     except (ValueError, OSError) as error:
         raise StartupError(str(error)) from error
+    if settings.is_production and keys.generated:
+        raise StartupError("production refuses generated development keys in BULWARK_VAULT_KEYS_FILE")
+    if (
+        settings.is_production
+        and settings.ctrader_client_id
+        and not keys.provider_secrets.get("ctrader_client_secret")
+    ):
+        # Refreshing with no secret would be refused for every connection: refuse to start instead.
+        raise StartupError(
+            "production needs ctrader_client_secret in the vault key file (`bulwark keys set-secret --vault`)"
+        )
     if settings.embedded_database:
         from adapters.storage import migrations
 
@@ -478,22 +489,32 @@ def vault_refresh_due() -> None:
 
 
 @vault.command("rotate")
+@click.option(
+    "--reseal", "reseal_now", is_flag=True, help="Only re-seal (run after every vault worker restarted)."
+)
 @one_line_errors
-def vault_rotate() -> None:
-    """Add a new active key pair to BULWARK_VAULT_KEYS_FILE and re-seal every credential under it.
-    Old private keys stay, so whatever the public API still seals with the old public half opens."""
+def vault_rotate(reseal_now: bool) -> None:
+    """Step 1: add a new active key pair to BULWARK_VAULT_KEYS_FILE (old private keys stay, so
+    everything sealed under them still opens) and print its public half. Step 2, once every vault
+    worker runs with the new file: `bulwark vault rotate --reseal` re-seals every credential."""
     from adapters.keys.vault_keys import add_opening_key, load_vault_keys, save_vault_keys
 
     settings = _settings()
     if settings.vault_keys_file is None:
         raise StartupError("set BULWARK_VAULT_KEYS_FILE to the vault key file to rotate")
+    if reseal_now:
+        report = _run_vault(lambda c: c.reseal())
+        click.echo(
+            f"re-sealed {report.resealed}, already current {report.already_current}"
+            + (f", {report.busy} busy (run again)" if report.busy else "")
+        )
+        return
     rotated = add_opening_key(load_vault_keys(settings.vault_keys_file))
     save_vault_keys(rotated, settings.vault_keys_file)
-    report = _run_vault(lambda c: c.reseal())
     _print_sealing_key(rotated.active_opening_key_id, rotated.public_halves()[rotated.active_opening_key_id])
     click.echo(
-        f"re-sealed {report.resealed}, already current {report.already_current}; restart the vault's "
-        "workers, and import the public half above into the public API's keyring",
+        "new key pair active in the vault key file: restart every vault worker, then run "
+        "`bulwark vault rotate --reseal`, and import the public half above into the public API's keyring",
         err=True,
     )
 

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -17,15 +18,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.database import create_engine
 from adapters.storage.tables import (
+    broker_connections,
+    broker_oauth_states,
     group_members,
     group_roles,
     groups,
+    integration_secrets,
     invitations,
     member_roles,
     memberships,
     organisations,
     roles,
     sessions,
+)
+from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
+from domain.brokers import (
+    BrokerConnection,
+    ConnectedAccount,
+    ConnectionKind,
+    ConnectionStatus,
+    CtraderScope,
+    SealedCredential,
 )
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.app import create_litestar
@@ -55,6 +68,9 @@ SNAPSHOT_TABLES: tuple[Table, ...] = (
     group_roles,
     invitations,
     sessions,
+    broker_connections,
+    integration_secrets,
+    broker_oauth_states,
 )
 PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 # What org-scoped routes serve today; the matrix may only grow.
@@ -63,7 +79,10 @@ KNOWN_ORG_SCOPED_CALLS = 24
 
 @pytest.fixture
 async def service(service_settings: Settings, redis_namespace: str) -> AsyncIterator[Service]:
-    async with service_with(service_settings, redis_namespace, **FAST_ARGON2) as svc:
+    # cTrader on (no peer is called: starting a flow only builds the consent URL).
+    async with service_with(
+        service_settings, redis_namespace, ctrader_client_id="matrix", **FAST_ARGON2
+    ) as svc:
         yield svc
 
 
@@ -102,6 +121,8 @@ class Tenant:
     org_id: str
     role_id: str
     group_id: str
+    connection_id: str
+    secret_id: str
 
     def ids(self) -> dict[str, str]:
         """Values for each path parameter (and id-valued body field) of an org-scoped route."""
@@ -110,7 +131,33 @@ class Tenant:
             "user_id": self.admin.user_id,
             "role_id": self.role_id,
             "group_id": self.group_id,
+            "connection_id": self.connection_id,
+            "secret_id": self.secret_id,
         }
+
+
+async def seed_connection(service: Service, org_id: str, owner: str) -> str:
+    """A sealed broker connection of the org, stored as the OAuth callback stores one."""
+    connection_id = uuid.uuid4()
+    async with SqlUnitOfWorkFactory(service.container.engine)() as uow:
+        await uow.broker_connections.add(
+            BrokerConnection(
+                id=connection_id,
+                org_id=uuid.UUID(org_id),
+                kind=ConnectionKind.CTRADER,
+                label="B's account",
+                status=ConnectionStatus.ACTIVE,
+                scope=CtraderScope.TRADING,
+                accounts=(ConnectedAccount(40001, True, 7001, "Broker"),),
+                created_by=uuid.UUID(owner),
+                created_at=datetime.now(UTC),
+                access_expires_at=datetime.now(UTC) + timedelta(days=30),
+                last_refreshed_at=None,
+                sealed=SealedCredential("bk-matrix", b"sealed"),
+            )
+        )
+        await uow.commit()
+    return str(connection_id)
 
 
 async def tenant(service: Service, name: str) -> Tenant:
@@ -131,7 +178,14 @@ async def tenant(service: Service, name: str) -> Tenant:
         group_ids=[group_id],
     )
     await invite(service, admin, f"{name}-pending-{uuid.uuid4().hex[:8]}@example.com", role_ids=[role_id])
-    return Tenant(admin, member, org_id, role_id, group_id)
+    connection_id = await seed_connection(service, org_id, admin.user_id)
+    r = await service.client.post(
+        f"/api/v1/orgs/{org_id}/integration-secrets",
+        json={"name": f"{name} vendor", "kind": "api_key", "value": "s3cret"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    return Tenant(admin, member, org_id, role_id, group_id, connection_id, r.json()["id"])
 
 
 @dataclass(frozen=True)
@@ -185,6 +239,10 @@ def plausible_body(body_type: Any, ids: dict[str, str]) -> dict[str, Any]:
         "group_ids": [ids["group_id"]],
         "org_id": ids["org_id"],
         "user_id": ids["user_id"],
+        "connection_id": ids["connection_id"],
+        "label": "Taken over by A",
+        "kind": "api_key",
+        "value": "planted",
     }
     body: dict[str, Any] = {}
     for field in msgspec.structs.fields(body_type):
@@ -210,7 +268,12 @@ async def send(service: Service, actor: Actor, call: Call, ids: dict[str, str]) 
 
 
 # Body fields that name objects, and the path parameter whose id they carry.
-BODY_ID_FIELDS = {"role_ids": "role_id", "group_ids": "group_id", "user_id": "user_id"}
+BODY_ID_FIELDS = {
+    "role_ids": "role_id",
+    "group_ids": "group_id",
+    "user_id": "user_id",
+    "connection_id": "connection_id",
+}
 
 
 def object_ids_named(call: Call) -> list[str]:
@@ -235,7 +298,16 @@ async def test_every_org_scoped_endpoint_refuses_org_b_ids_to_org_a_and_changes_
 
     before = await snapshot(snapshot_engine)
     # The snapshot really holds org B's data, so "unchanged" means something.
-    for table in ("roles", "member_roles", "groups", "group_members", "group_roles", "invitations"):
+    for table in (
+        "roles",
+        "member_roles",
+        "groups",
+        "group_members",
+        "group_roles",
+        "invitations",
+        "broker_connections",
+        "integration_secrets",
+    ):
         assert any(str(row["org_id"]) == b.org_id for row in before[table]), table
 
     # 1. Org B's path and ids, with org A's administrator's token.

@@ -204,7 +204,10 @@ class SqlBrokerConnectionRepository:
     ) -> bool:
         await self.rls.org(org_id)
         return await self._update(
-            self._mine(org_id, connection_id) & (_C.generation == generation) & _C.sealed_tokens.is_not(None),
+            self._mine(org_id, connection_id)
+            & (_C.generation == generation)
+            & _C.sealed_tokens.is_not(None)
+            & _C.refresh_claimed_at.is_(None),  # a refresh in flight wins; rotation comes back later
             sealed_key_id=sealed.key_id,
             sealed_tokens=sealed.ciphertext,
             generation=generation + 1,

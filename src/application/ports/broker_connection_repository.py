@@ -74,7 +74,8 @@ class BrokerConnectionRepository(Protocol):
     async def reseal(
         self, org_id: UUID, connection_id: UUID, generation: int, sealed: SealedCredential
     ) -> bool:
-        """Rotation: the same tokens under another key, only on the generation read."""
+        """Rotation: the same tokens under another key, only on the generation read and while no
+        refresh is in flight."""
         ...
 
     async def add_state(self, state: OAuthState) -> None: ...

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from application.authorization import PermissionResolver, same_org
-from application.errors import ApplicationError, InvalidInput, NotFound
+from application.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from application.identity import RequestContext
-from application.org_authority import authorize
+from application.org_authority import OrgActor, authorize
 from application.ports.clock import Clock
 from application.ports.credential_sealing import CredentialSealer, broker_tokens_context
 from application.ports.ctrader import (
@@ -122,11 +122,12 @@ class StartBrokerAuthorization:
         state = secrets.token_urlsafe(32)  # 256 random bits
         binding = secrets.token_urlsafe(32)
         async with self.ports.uow() as uow:
-            await authorize(uow, principal, org_id, CREATE)
+            actor = await authorize(uow, principal, org_id, CREATE)
             if connection_id is not None:
                 existing = await uow.broker_connections.get(org_id, connection_id)
                 if existing is None or existing.status is ConnectionStatus.REVOKED:
                     raise NotFound("No such broker connection.")
+                _may_reconnect(actor, existing)
             await uow.broker_connections.add_state(
                 OAuthState(
                     state_hash=token_digest(state),
@@ -152,6 +153,14 @@ class StartBrokerAuthorization:
             )
             await uow.commit()
         return AuthorizationStart(oauth.authorization_url(state=state, scope=str(chosen)), binding)
+
+
+def _may_reconnect(actor: OrgActor, existing: BrokerConnection) -> None:
+    """Re-authorising puts new tokens (possibly of other accounts) behind an id workers trade
+    on: only its owner, or an administrator, holding `broker_connections:update` too."""
+    actor.require(UPDATE)
+    if existing.created_by != actor.user_id and not actor.is_administrator:
+        raise Forbidden("Only the connection's owner or an administrator may reconnect it.", code="not_owner")
 
 
 @dataclass
@@ -183,62 +192,81 @@ class CompleteBrokerAuthorization:
             ) from None
         except BrokerUnavailable:
             raise CallbackFailed("The broker did not answer.", code="broker_unavailable") from None
+        return await self._store(pending, principal, sealer, tokens, accounts, ctx)
+
+    async def _store(
+        self,
+        pending: OAuthState,
+        principal: Principal,
+        sealer: CredentialSealer,
+        tokens: BrokerTokens,
+        accounts: tuple[ConnectedAccount, ...],
+        ctx: RequestContext,
+    ) -> BrokerConnection:
+        """Authorized again under the org lock: the tokens land only where the user may still put them."""
         now = self.ports.clock.now()
         expires = now + timedelta(seconds=max(0, tokens.expires_in))
-        async with self.ports.uow() as uow:
-            await authorize(uow, principal, pending.org_id, CREATE)
-            if pending.connection_id is not None:
-                connection_id = pending.connection_id
-                sealed = sealer.seal(
-                    tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
-                )
-                replaced = await uow.broker_connections.replace_tokens(
-                    pending.org_id,
-                    connection_id,
-                    sealed,
-                    scope=pending.scope,
-                    accounts=accounts,
-                    access_expires_at=expires,
-                    now=now,
-                )
-                if not replaced:
-                    raise CallbackFailed("That connection no longer exists.", code="invalid_state")
-                action = "broker_connection.reauthorized"
-            else:
-                connection_id = uuid.uuid4()
-                sealed = sealer.seal(
-                    tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
-                )
-                await uow.broker_connections.add(
-                    BrokerConnection(
-                        id=connection_id,
-                        org_id=pending.org_id,
-                        kind=ConnectionKind.CTRADER,
-                        label=default_label(accounts),
-                        status=ConnectionStatus.ACTIVE,
+        try:
+            async with self.ports.uow() as uow:
+                actor = await authorize(uow, principal, pending.org_id, CREATE)
+                if pending.connection_id is not None:
+                    existing = await uow.broker_connections.get(pending.org_id, pending.connection_id)
+                    if existing is None:
+                        raise CallbackFailed("That connection no longer exists.", code="invalid_state")
+                    _may_reconnect(actor, existing)
+                    connection_id = pending.connection_id
+                    sealed = sealer.seal(
+                        tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
+                    )
+                    replaced = await uow.broker_connections.replace_tokens(
+                        pending.org_id,
+                        connection_id,
+                        sealed,
                         scope=pending.scope,
                         accounts=accounts,
-                        created_by=pending.user_id,
-                        created_at=now,
                         access_expires_at=expires,
-                        last_refreshed_at=now,
-                        sealed=sealed,
+                        now=now,
+                    )
+                    if not replaced:
+                        raise CallbackFailed("That connection no longer exists.", code="invalid_state")
+                    action = "broker_connection.reauthorized"
+                else:
+                    connection_id = uuid.uuid4()
+                    sealed = sealer.seal(
+                        tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
+                    )
+                    await uow.broker_connections.add(
+                        BrokerConnection(
+                            id=connection_id,
+                            org_id=pending.org_id,
+                            kind=ConnectionKind.CTRADER,
+                            label=default_label(accounts),
+                            status=ConnectionStatus.ACTIVE,
+                            scope=pending.scope,
+                            accounts=accounts,
+                            created_by=pending.user_id,
+                            created_at=now,
+                            access_expires_at=expires,
+                            last_refreshed_at=now,
+                            sealed=sealed,
+                        )
+                    )
+                    action = "broker_connection.created"
+                await uow.audit.append(
+                    ctx.event(
+                        action,
+                        actor=pending.user_id,
+                        org=pending.org_id,
+                        target_type="broker_connection",
+                        target_id=connection_id,
+                        scope=str(pending.scope),
+                        accounts=len(accounts),
                     )
                 )
-                action = "broker_connection.created"
-            await uow.audit.append(
-                ctx.event(
-                    action,
-                    actor=pending.user_id,
-                    org=pending.org_id,
-                    target_type="broker_connection",
-                    target_id=connection_id,
-                    scope=str(pending.scope),
-                    accounts=len(accounts),
-                )
-            )
-            stored = await uow.broker_connections.get(pending.org_id, connection_id)
-            await uow.commit()
+                stored = await uow.broker_connections.get(pending.org_id, connection_id)
+                await uow.commit()
+        except (Forbidden, NotFound):
+            raise CallbackFailed("You may no longer connect a broker here.", code="access_denied") from None
         assert stored is not None
         return stored
 
@@ -269,13 +297,25 @@ class CompleteBrokerAuthorization:
             raise invalid
         if user is None or user.is_suspended or org is None or org.is_disabled:
             raise invalid
-        return Principal(
+        principal = Principal(
             user_id=user.id,
             session_id=session.id,
             org_id=pending.org_id,
             platform_role=str(user.platform_role),
             auth_time=session.auth_time,
         )
+        # Checked before the code is spent at the broker (and again when storing).
+        try:
+            async with self.ports.uow() as uow:
+                actor = await authorize(uow, principal, pending.org_id, CREATE)
+                if pending.connection_id is not None:
+                    existing = await uow.broker_connections.get(pending.org_id, pending.connection_id)
+                    if existing is None or existing.status is ConnectionStatus.REVOKED:
+                        raise invalid
+                    _may_reconnect(actor, existing)
+        except (Forbidden, NotFound):
+            raise CallbackFailed("You may no longer connect a broker here.", code="access_denied") from None
+        return principal
 
 
 @dataclass

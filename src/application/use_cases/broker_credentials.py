@@ -23,7 +23,13 @@ from application.ports.credential_sealing import (
     broker_tokens_context,
     integration_secret_context,
 )
-from application.ports.ctrader import BrokerNotReached, BrokerRefused, BrokerUnavailable, CtraderOAuth
+from application.ports.ctrader import (
+    BrokerNotReached,
+    BrokerRefused,
+    BrokerTokenInvalid,
+    BrokerUnavailable,
+    CtraderOAuth,
+)
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.service_tokens import ServiceToken
@@ -65,6 +71,8 @@ class VaultPorts:
     _locks: "weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock]" = field(
         default_factory=weakref.WeakValueDictionary
     )
+    # Refreshes running on after their request ended (kept referenced until they finish).
+    in_flight: "set[asyncio.Future[BrokerConnection]]" = field(default_factory=set)
 
     def lock_for(self, connection_id: uuid.UUID) -> asyncio.Lock:
         lock = self._locks.get(connection_id)
@@ -211,9 +219,16 @@ async def refresh_connection(
             ports.clock.now(), ports.policy.refresh_margin
         ):
             return current  # refreshed meanwhile by this process or another
+        # Opened before the claim: a vault that cannot open the row must not leave a claim behind.
+        tokens = _open_tokens(ports, current)
         if not await _claim(ports, current):
             return await _await_other(ports, current, ctx)
-        return await _refresh_claimed(ports, oauth, current, ctx)
+        # From the claim to its end the work runs as a task of its own: a request cancelled by its
+        # timeout must not drop tokens the broker has just rotated, nor leave the claim dangling.
+        task = asyncio.ensure_future(_refresh_claimed(ports, oauth, current, tokens["refresh_token"], ctx))
+        ports.in_flight.add(task)
+        task.add_done_callback(ports.in_flight.discard)
+        return await asyncio.shield(task)
 
 
 async def _reread(ports: VaultPorts, seen: BrokerConnection) -> BrokerConnection:
@@ -265,26 +280,37 @@ async def _lost(ports: VaultPorts, connection: BrokerConnection, ctx: RequestCon
     raise NeedsReauth("The owner must connect this broker account again.")
 
 
+async def _release(ports: VaultPorts, connection: BrokerConnection) -> None:
+    async with ports.uow() as uow:
+        await uow.broker_connections.release_refresh(connection.org_id, connection.id, connection.generation)
+        await uow.commit()
+
+
 async def _refresh_claimed(
-    ports: VaultPorts, oauth: CtraderOAuth, connection: BrokerConnection, ctx: RequestContext
+    ports: VaultPorts,
+    oauth: CtraderOAuth,
+    connection: BrokerConnection,
+    refresh_token: str,
+    ctx: RequestContext,
 ) -> BrokerConnection:
-    tokens = _open_tokens(ports, connection)
     try:
-        fresh = await oauth.refresh(tokens["refresh_token"])
-    except BrokerNotReached:
-        async with ports.uow() as uow:
-            await uow.broker_connections.release_refresh(
-                connection.org_id, connection.id, connection.generation
-            )
-            await uow.commit()
+        fresh = await oauth.refresh(refresh_token)
+    except BrokerTokenInvalid as dead:
+        await _lost(ports, connection, ctx, f"refresh refused ({dead.error_code})")
+        raise  # unreachable: _lost raises
+    except (BrokerNotReached, BrokerRefused) as refused:
+        # Nothing changed at the broker (never reached, throttled, or an error that says nothing
+        # about the token): the refresh token is unspent; the next access tries again.
+        await _release(ports, connection)
+        log.warning("refresh of broker connection %s not done: %s", connection.id, type(refused).__name__)
         if connection.is_expired(ports.clock.now()):
             raise DependencyUnavailable("The broker cannot be reached.", code="broker_unavailable") from None
-        return connection  # the current token still works; the next access tries again
-    except BrokerRefused as refused:
-        await _lost(ports, connection, ctx, f"refresh refused ({refused.error_code})")
-        raise  # unreachable: _lost raises
+        return connection  # the current token still works
     except BrokerUnavailable:
         await _lost(ports, connection, ctx, "refresh answer lost; the refresh token may be spent")
+        raise
+    except BaseException:
+        await _lost(ports, connection, ctx, "refresh interrupted after the broker was called")
         raise
     now = ports.clock.now()
     plaintext = json.dumps(
@@ -311,10 +337,14 @@ async def _refresh_claimed(
                 )
             )
         await uow.commit()
-    if not stored:
-        # Revoked or marked needs_reauth while the broker answered: the new tokens are dropped.
-        raise NeedsReauth("The connection changed while it was being refreshed.")
-    return await _reread(ports, connection)
+    if stored:
+        return await _reread(ports, connection)
+    # Revoked, or re-authorised with new tokens, while the broker answered: those stand, and the
+    # tokens just refreshed are dropped. Anything else would leave a spent refresh token active.
+    current = await _reread(ports, connection)
+    if current.refresh_claimed_at is not None:
+        await _lost(ports, current, ctx, "refreshed tokens could not be stored")
+    return current
 
 
 @dataclass
@@ -391,6 +421,7 @@ class RefreshDue:
 class RotationReport:
     resealed: int
     already_current: int
+    busy: int = 0  # refreshing right then: they take the new key on their refresh, or a rerun
 
 
 @dataclass
@@ -406,7 +437,7 @@ class ResealCredentials:
         sealer = ports.opener.sealer()
         async with ports.uow() as uow:
             rows = await uow.broker_connections.sealed_directory()
-        resealed = current = 0
+        resealed = current = busy = 0
         for row in rows:
             if row.key_id == active:
                 current += 1
@@ -432,7 +463,8 @@ class ResealCredentials:
                     )
                 await uow.commit()
             resealed += int(done)
-        return RotationReport(resealed, current)
+            busy += int(not done)
+        return RotationReport(resealed, current, busy)
 
 
 @dataclass

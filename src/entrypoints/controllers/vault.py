@@ -7,7 +7,7 @@ import base64
 import binascii
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote_plus
 from uuid import UUID
 
 import msgspec
@@ -85,7 +85,7 @@ def _client_credentials(request: Req, form: dict[str, list[str]]) -> tuple[str, 
         client_id, sep, secret = decoded.partition(":")
         if not sep:
             raise InvalidClient()
-        return unquote(client_id), unquote(secret), True
+        return unquote_plus(client_id), unquote_plus(secret), True
     ids, secrets = form.get("client_id", []), form.get("client_secret", [])
     if len(ids) != 1 or len(secrets) != 1:
         raise InvalidClient()

@@ -8,6 +8,7 @@ message or a log line (httpx's own request log is filtered below)."""
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -102,7 +103,7 @@ class HttpxCtraderOAuth:
             "client_id": self._client_id,
             "client_secret": self._client_secret,
         }
-        return await self._token_request(params, refused=BrokerTokenInvalid, secrets=(refresh_token,))
+        return await self._token_request(params, refused=_refresh_refusal, secrets=(refresh_token,))
 
     async def close(self) -> None:
         """Closes the HTTP client if this adapter created it (a passed-in client is the caller's)."""
@@ -110,7 +111,7 @@ class HttpxCtraderOAuth:
             await self._client.aclose()
 
     async def _token_request(
-        self, params: dict[str, str], *, refused: type[BrokerRefused], secrets: tuple[str, ...]
+        self, params: dict[str, str], *, refused: "Refusal", secrets: tuple[str, ...]
     ) -> BrokerTokens:
         grant = params["grant_type"]
         try:
@@ -132,7 +133,7 @@ class HttpxCtraderOAuth:
         self,
         response: httpx.Response,
         grant: str,
-        refused: type[BrokerRefused],
+        refused: "Refusal",
         secrets: tuple[str, ...],
     ) -> BrokerTokens:
         status = response.status_code
@@ -142,6 +143,9 @@ class HttpxCtraderOAuth:
         body = _json_object(response)
         if body is not None and "errorCode" in body:
             raise refused(error_code(body["errorCode"], secrets), scrub(body.get("description", ""), secrets))
+        if status == 429:
+            # Throttled before anything was done: a refresh token sent in it is unspent.
+            raise BrokerNotReached(f"cTrader token endpoint throttled us ({grant})")
         if 400 <= status < 500:
             raise BrokerRefused(f"http_{status}")
         if status != 200:
@@ -149,6 +153,21 @@ class HttpxCtraderOAuth:
         if body is None:
             raise BrokerUnavailable(f"cTrader token endpoint answered something other than JSON ({grant})")
         return _tokens(body, grant)
+
+
+Refusal = Callable[[str, str], BrokerRefused]
+
+# What cTrader answers for a refresh token that is dead (spent, expired, or the user revoked us).
+# Any other error code (a bad request, our own client credentials) says nothing about the token.
+DEAD_TOKEN_CODES = frozenset(
+    {"ACCESS_DENIED", "INVALID_GRANT", "invalid_grant", "CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED"}
+)
+
+
+def _refresh_refusal(code: str, description: str) -> BrokerRefused:
+    if code in DEAD_TOKEN_CODES:
+        return BrokerTokenInvalid(code, description)
+    return BrokerRefused(code, description)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
