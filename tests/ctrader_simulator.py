@@ -93,6 +93,7 @@ class CtraderSimulator:
         self.token_delay = 0.0
         self.drop_next_token_answers = 0
         self.token_http_500 = 0
+        self.token_http_status: int | None = None  # next token answer only, nothing processed (429...)
         self.ws_drop = False
         self.ws_delay = 0.0
         self.ws_heartbeats = True  # a heartbeat (51) before every answer, as noise to skip
@@ -225,6 +226,9 @@ class CtraderSimulator:
 
     async def _token(self, connection: ServerConnection, query: dict[str, str]) -> Response:
         self.stats.token_requests += 1
+        if self.token_http_status is not None:
+            status, self.token_http_status = self.token_http_status, None
+            return connection.respond(status, "Too Many Requests\n")
         if self.token_http_500 > 0:
             self.token_http_500 -= 1
             return connection.respond(500, "Internal Server Error\n")

@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from adapters.storage.tables import audit_events, broker_connections
+from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from tests.e2e.broker_world import (
     BrokerWorld,
     come_back,
@@ -224,3 +225,46 @@ async def test_integration_secrets_are_write_only_on_the_public_api(world: Broke
     r = await world.service.client.delete(f"{base}/{secret_id}", headers=actor.headers)
     assert r.status_code == 204
     assert (await world.service.client.get(base, headers=actor.headers)).json()["secrets"] == []
+
+
+async def test_reconnecting_is_for_the_owner_or_an_administrator(world: BrokerWorld) -> None:
+    admin = await trader(world, "admin")
+    _, admin = await create_org(world.service, admin)
+    operations = await join(
+        world.service,
+        admin,
+        await new_user(world.service, "ops"),
+        role_ids=[str(SYSTEM_ROLE_IDS[SystemRole.OPERATIONS])],
+    )
+    owned_by_admin = await connect(world, admin)
+    r = await start_flow(world, operations, connection_id=owned_by_admin)
+    assert r.status_code == 403 and r.json()["code"] == "not_owner"
+    own = await connect(world, operations)
+    assert await connect(world, operations, connection_id=own) == own
+    assert await connect(world, admin, connection_id=own) == own  # an administrator may
+
+
+async def test_a_user_who_lost_the_right_meanwhile_spends_no_code(world: BrokerWorld) -> None:
+    admin = await trader(world, "admin")
+    _, admin = await create_org(world.service, admin)
+    operations = await join(
+        world.service,
+        admin,
+        await new_user(world.service, "ops"),
+        role_ids=[str(SYSTEM_ROLE_IDS[SystemRole.OPERATIONS])],
+    )
+    started = await start_flow(world, operations)
+    assert started.status_code == 200, started.text
+    location = await consent(world, started.json()["authorization_url"])
+    r = await world.service.client.delete(
+        f"/api/v1/orgs/{admin.org_id}/members/{operations.user_id}/roles/{SYSTEM_ROLE_IDS[SystemRole.OPERATIONS]}",
+        headers=admin.headers,
+    )
+    assert r.status_code == 204, r.text
+    requests_before = world.sim.stats.token_requests
+    assert error_of(await come_back(world, location, flow_cookie(started))) == "access_denied"
+    assert world.sim.stats.token_requests == requests_before
+    listed = await world.service.client.get(
+        f"/api/v1/orgs/{admin.org_id}/broker-connections", headers=admin.headers
+    )
+    assert listed.json()["connections"] == []

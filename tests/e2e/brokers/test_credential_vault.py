@@ -423,3 +423,63 @@ async def test_integration_secrets_open_only_for_their_scope(world: BrokerWorld)
         select(audit_events).where(audit_events.c.action == "integration_secret.accessed")
     )
     assert len(rows) == 1 and "vendor-secret" not in json.dumps(rows[0].details)
+
+
+async def test_a_refresh_finishes_even_when_its_request_is_cancelled(world: BrokerWorld) -> None:
+    """The request timeout cancels the request, not the refresh: tokens the broker has just
+    rotated are stored, and the claim is cleared."""
+    world.sim.expires_in = 3600
+    actor = await trader(world)
+    connection_id = await connect(world, actor)
+    world.sim.expires_in = 2_628_000
+    world.sim.token_delay = 0.5
+    token = await service_token(world)
+    request = asyncio.ensure_future(access(world.vault, token, connection_id))
+    await asyncio.sleep(0.2)  # the claim is taken and cTrader is working on it
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await asyncio.gather(*world.vault.container.access.ports.in_flight)
+    row = await connection_row(world)
+    assert row.generation == 1 and row.refresh_claimed_at is None and row.status == "active"  # type: ignore[attr-defined]
+    assert sum(world.sim.refresh_calls.values()) == 1
+    world.sim.token_delay = 0
+    r = await access(world.vault, token, connection_id)
+    assert r.status_code == 200 and r.json()["access_token"] in live_access_tokens(world)
+    assert sum(world.sim.refresh_calls.values()) == 1
+
+
+async def test_a_throttled_refresh_keeps_the_refresh_token(world: BrokerWorld) -> None:
+    world.sim.expires_in = 3600
+    actor = await trader(world)
+    connection_id = await connect(world, actor)
+    token = await service_token(world)
+    world.sim.token_http_status = 429
+    r = await access(world.vault, token, connection_id)
+    assert r.status_code == 200 and r.json()["access_token"] in live_access_tokens(world)
+    row = await connection_row(world)
+    assert row.status == "active" and row.refresh_claimed_at is None  # type: ignore[attr-defined]
+
+
+async def test_rotation_leaves_a_row_being_refreshed_alone(world: BrokerWorld) -> None:
+    actor = await trader(world)
+    connection_id = await connect(world, actor)
+    path = world.settings.data_dir / "vault-keys.json"
+    save_vault_keys(add_opening_key(load_vault_keys(path)), path)
+    async with running_vault(world.settings, world.namespace, world.clock) as vault:
+        row = await connection_row(world)
+        async with vault.container.access.ports.uow() as uow:
+            assert await uow.broker_connections.claim_refresh(
+                row.org_id,
+                row.id,
+                row.generation,
+                world.clock.now(),  # type: ignore[attr-defined]
+            )
+            await uow.commit()
+        report = await vault.container.reseal()
+        assert (report.resealed, report.busy) == (0, 1)
+        async with vault.container.access.ports.uow() as uow:
+            await uow.broker_connections.release_refresh(row.org_id, row.id, row.generation)  # type: ignore[attr-defined]
+            await uow.commit()
+        assert (await vault.container.reseal()).resealed == 1
+    assert connection_id
