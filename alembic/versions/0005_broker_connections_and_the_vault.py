@@ -48,6 +48,36 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_te
 $$
 """
 
+# The vault's hot read, one round trip: declares the connection's org for row-level security, then
+# reads the connection with what an access is decided on. SECURITY INVOKER: every table is read
+# under the caller's policies (only the org lookup goes through the definer function above).
+_VAULT_READ = """
+CREATE FUNCTION bulwark_vault_read(wanted uuid, client uuid)
+RETURNS TABLE (
+    id uuid, org_id uuid, kind varchar, label varchar, status varchar, scope varchar, accounts json,
+    created_by uuid, created_at timestamptz, access_expires_at timestamptz,
+    last_refreshed_at timestamptz, generation integer, refresh_claimed_at timestamptz,
+    sealed_key_id varchar, sealed_tokens bytea, org_status varchar, owner_status varchar,
+    owner_is_member boolean, client_known boolean, client_disabled boolean
+)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    PERFORM set_config('bulwark.org_id', coalesce(bulwark_sealed_org('broker_connections', wanted)::text, ''), true);
+    RETURN QUERY
+    SELECT c.id, c.org_id, c.kind, c.label, c.status, c.scope, c.accounts, c.created_by, c.created_at,
+           c.access_expires_at, c.last_refreshed_at, c.generation, c.refresh_claimed_at,
+           c.sealed_key_id, c.sealed_tokens, o.status, u.status, m.user_id IS NOT NULL,
+           sc.id IS NOT NULL, sc.disabled_at IS NOT NULL
+      FROM public.broker_connections c
+      JOIN public.organisations o ON o.id = c.org_id
+      LEFT JOIN public.users u ON u.id = c.created_by
+      LEFT JOIN public.memberships m ON m.org_id = c.org_id AND m.user_id = c.created_by
+      LEFT JOIN public.service_clients sc ON sc.id = client
+     WHERE c.id = wanted;
+END
+$$
+"""
+
 
 def upgrade() -> None:
     op.create_table(
@@ -141,6 +171,7 @@ def upgrade() -> None:
             )
         op.execute(_DIRECTORY)
         op.execute(_ORG_OF)
+        op.execute(_VAULT_READ)
         op.execute("REVOKE ALL ON FUNCTION bulwark_sealed_directory() FROM PUBLIC")
         op.execute("REVOKE ALL ON FUNCTION bulwark_sealed_org(text, uuid) FROM PUBLIC")
         # The serving role (see `bulwark db grant-service-role`) is granted EXECUTE there.
@@ -148,6 +179,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS bulwark_vault_read(uuid, uuid)")
         op.execute("DROP FUNCTION IF EXISTS bulwark_sealed_org(text, uuid)")
         op.execute("DROP FUNCTION IF EXISTS bulwark_sealed_directory()")
         for table in ORG_SCOPED:

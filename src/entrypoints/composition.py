@@ -44,9 +44,11 @@ from adapters.passwords.hash_memory import keep_hash_memory
 from adapters.passwords.hashing_priority import lower_this_thread
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
+from adapters.storage.audit_group_commit import GroupCommitAuditJournal
 from adapters.storage.database import create_engine
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
+from adapters.storage.vault_reader import SqlVaultReader
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
 from application.authorization import AuthzDeps, PermissionResolver
@@ -634,6 +636,8 @@ def build_vault_container(
         oauth=oauth,
         mailer=build_mailer(settings),
         limiter=limiter,
+        journal=GroupCommitAuditJournal(engine),
+        reader=SqlVaultReader(engine),
         policy=VaultPolicy(
             frontend_url=settings.frontend_url,
             refresh_margin=timedelta(seconds=settings.vault_refresh_margin_seconds),

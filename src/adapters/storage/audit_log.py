@@ -130,19 +130,7 @@ class SqlAuditLog:
             event, actor_kind=ActorKind(event.actor_kind), details=normalise_details(event.details)
         )
         occurred_at = normalise_time(self._clock())
-        fields = {
-            "occurred_at": occurred_at,
-            "actor_user_id": event.actor_user_id,
-            "actor_kind": str(event.actor_kind),
-            "org_id": event.org_id,
-            "action": event.action,
-            "target_type": event.target_type,
-            "target_id": event.target_id,
-            "source_ip": event.source_ip,
-            "user_agent": event.user_agent,
-            "request_id": event.request_id,
-            "details": event.details,
-        }
+        fields = self._fields(event, occurred_at)
         if conn.dialect.name == "postgresql":
             return await self._append_in_one_statement(conn, occurred_at, event, fields)
         head = (await conn.execute(_LOCK_HEAD)).one_or_none()
@@ -158,6 +146,59 @@ class SqlAuditLog:
             # Only possible if the lock was not held (e.g. a misconfigured SQLite begin).
             raise AuditChainCorrupt("audit chain head moved during append")
         return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
+
+    async def append_many(self, events: list[AuditEvent]) -> list[AuditRecord]:
+        """Several entries under one hold of the chain's lock: the head is read once, the entries
+        are chained in Python and inserted together, the head moves once."""
+        conn = self._connection
+        if not self._in_transaction or not conn.in_transaction():
+            raise RuntimeError("SqlAuditLog.append_many needs the caller's open transaction")
+        head = (await conn.execute(_LOCK_HEAD)).one_or_none()
+        if head is None:
+            raise AuditChainCorrupt("audit_chain_head row is missing")
+        first_id, prev_hash = int(head.last_id), str(head.last_hash)
+        records: list[AuditRecord] = []
+        rows: list[dict[str, Any]] = []
+        for offset, raw in enumerate(events, start=1):
+            event = dataclasses.replace(
+                raw, actor_kind=ActorKind(raw.actor_kind), details=normalise_details(raw.details)
+            )
+            occurred_at = normalise_time(self._clock())
+            seq = first_id + offset
+            digest = chain_hash(prev_hash, seq, occurred_at, event)
+            rows.append(
+                {f"e_{name}": value for name, value in self._fields(event, occurred_at).items()}
+                | {"e_id": seq, "e_prev_hash": prev_hash, "e_hash": digest}
+            )
+            records.append(
+                AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=prev_hash, hash=digest)
+            )
+            prev_hash = digest
+        if not rows:
+            return []
+        await conn.execute(_INSERT_EVENT, rows)
+        moved = await conn.execute(
+            _ADVANCE_HEAD, {"prev_id": first_id, "next_id": records[-1].id, "next_hash": records[-1].hash}
+        )
+        if moved.rowcount != 1:
+            raise AuditChainCorrupt("audit chain head moved during append")
+        return records
+
+    @staticmethod
+    def _fields(event: AuditEvent, occurred_at: datetime) -> dict[str, Any]:
+        return {
+            "occurred_at": occurred_at,
+            "actor_user_id": event.actor_user_id,
+            "actor_kind": str(event.actor_kind),
+            "org_id": event.org_id,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "source_ip": event.source_ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "details": event.details,
+        }
 
     @staticmethod
     async def _append_in_one_statement(

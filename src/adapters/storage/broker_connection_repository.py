@@ -36,7 +36,7 @@ def _accounts_json(accounts: tuple[ConnectedAccount, ...]) -> list[dict[str, Any
     ]
 
 
-def _to_connection(row: Any) -> BrokerConnection:
+def to_connection(row: Any) -> BrokerConnection:
     sealed = None
     if row.sealed_tokens is not None and row.sealed_key_id is not None:
         sealed = SealedCredential(key_id=row.sealed_key_id, ciphertext=bytes(row.sealed_tokens))
@@ -101,12 +101,12 @@ class SqlBrokerConnectionRepository:
         row = (
             await self.connection.execute(select(broker_connections).where(self._mine(org_id, connection_id)))
         ).first()
-        return None if row is None else _to_connection(row)
+        return None if row is None else to_connection(row)
 
     async def in_org(self, org_id: UUID) -> list[BrokerConnection]:
         await self.rls.org(org_id)
         query = select(broker_connections).where(_C.org_id == org_id).order_by(_C.created_at, _C.id)
-        return [_to_connection(row) for row in await self.connection.execute(query)]
+        return [to_connection(row) for row in await self.connection.execute(query)]
 
     async def _update(self, where: Any, **values: Any) -> bool:
         result = await self.connection.execute(update(broker_connections).where(where).values(**values))

@@ -4,6 +4,7 @@ the vault knows none of the user-token keys, so it cannot accept a user token ei
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
 _ALLOWED_HEADER = frozenset({"alg", "typ", "kid"})
 _REQUIRED = ["iss", "aud", "sub", "client_id", "scope", "iat", "exp", "jti"]
 _MAX_TOKEN_CHARS = 4096
+_CACHE_SIZE = 4096
 
 
 class EdDsaServiceTokens:
@@ -43,6 +45,7 @@ class EdDsaServiceTokens:
         self._active = active_kid
         self.issuer, self.audience, self.ttl = issuer, audience, ttl_seconds
         self._clock = clock
+        self._verified: OrderedDict[str, ServiceToken] = OrderedDict()
 
     def issue(self, client_id: UUID, scopes: frozenset[str]) -> IssuedServiceToken:
         now = int(self._clock())
@@ -65,6 +68,20 @@ class EdDsaServiceTokens:
         return IssuedServiceToken(token=token, expires_in=self.ttl)
 
     def verify(self, token: str) -> ServiceToken:
+        """Verified tokens are remembered until they expire: a worker presents the same token
+        for its five minutes, and a signature check costs more than the rest of an access."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at.timestamp() > self._clock():
+                return known
+            del self._verified[token]
+        verified = self._verify(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.popitem(last=False)
+        self._verified[token] = verified
+        return verified
+
+    def _verify(self, token: str) -> ServiceToken:
         if not token or len(token) > _MAX_TOKEN_CHARS:
             raise InvalidServiceToken("malformed")
         try:

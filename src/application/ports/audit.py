@@ -14,3 +14,10 @@ class AuditReader(Protocol):
     def iterate(self, batch_size: int = 1000) -> AsyncIterator[AuditRecord]:
         """Every record in chain order."""
         ...
+
+
+class AuditJournal(Protocol):
+    """Appends an entry on its own, durably: when `record` returns, the entry is committed. An
+    adapter may commit several callers' entries together (one chain lock, one commit)."""
+
+    async def record(self, event: AuditEvent) -> None: ...

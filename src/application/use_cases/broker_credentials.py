@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from application.broker_reauth import needs_reauth
 from application.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput, NotFound, RateLimited
 from application.identity import RequestContext
+from application.ports.audit import AuditJournal
 from application.ports.clock import Clock
 from application.ports.credential_sealing import (
     CredentialOpener,
@@ -34,6 +35,7 @@ from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.service_tokens import ServiceToken
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from application.ports.vault_reader import AccessView, VaultReader
 from domain.audit import ActorKind, AuditEvent
 from domain.brokers import BrokerConnection, ConnectedAccount, ConnectionStatus
 from domain.service_clients import BROKER_CREDENTIALS_USE, INTEGRATION_SECRETS_USE
@@ -66,6 +68,8 @@ class VaultPorts:
     oauth: CtraderOAuth | None
     mailer: Mailer
     limiter: RateLimiter
+    journal: AuditJournal
+    reader: VaultReader
     policy: VaultPolicy = field(default_factory=VaultPolicy)
     # One refresh per connection per process; other processes are held off by the claim.
     _locks: "weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock]" = field(
@@ -117,22 +121,21 @@ async def _live_client(uow: UnitOfWork, client: ServiceToken) -> None:
         raise Forbidden("This service client is disabled.", code="client_disabled")
 
 
-async def _usable(uow: UnitOfWork, connection_id: uuid.UUID) -> BrokerConnection:
-    org_id = await uow.broker_connections.org_of("broker_connections", connection_id)
-    connection = await uow.broker_connections.get(org_id, connection_id) if org_id is not None else None
-    if connection is None or connection.status is ConnectionStatus.REVOKED:
+def _decided(view: AccessView | None) -> BrokerConnection:
+    """The rules of an access, on one read: the client, the connection, its org and its owner."""
+    if view is None or view.connection.status is ConnectionStatus.REVOKED:
         raise NotFound("No such broker connection.")
-    org = await uow.orgs.get(connection.org_id)
-    if org is None or org.is_disabled:
+    if not view.client_usable:
+        raise Forbidden("This service client is disabled.", code="client_disabled")
+    if view.org_disabled:
         raise Forbidden("The connection's organisation is disabled.", code="org_disabled")
-    owner = await uow.users.get(connection.created_by)
-    if owner is None or owner.is_suspended:
+    if view.owner_suspended:
         raise Forbidden("The connection's owner is paused or closed.", code="owner_unavailable")
-    if await uow.authz.membership(connection.org_id, connection.created_by) is None:
+    if not view.owner_is_member:
         raise Forbidden("The connection's owner left the organisation.", code="owner_unavailable")
-    if connection.status is ConnectionStatus.NEEDS_REAUTH or connection.sealed is None:
+    if view.connection.status is ConnectionStatus.NEEDS_REAUTH or view.connection.sealed is None:
         raise NeedsReauth("The owner must connect this broker account again.")
-    return connection
+    return view.connection
 
 
 def _open_tokens(ports: VaultPorts, connection: BrokerConnection) -> dict[str, str]:
@@ -158,25 +161,15 @@ class AccessBrokerCredentials:
         ports = self.ports
         await _enforce(ports, client, BROKER_CREDENTIALS_USE)
         purpose = _purpose(purpose)
-        async with ports.uow() as uow:
-            await _live_client(uow, client)
-            connection = await _usable(uow, connection_id)
-            if (
-                not connection.due_for_refresh(ports.clock.now(), ports.policy.refresh_margin)
-                or ports.oauth is None
-            ):
-                # The common case: one transaction reads, opens and audits.
-                access = _access(ports, connection)
-                await uow.audit.append(_accessed(ctx, client, connection, purpose))
-                await uow.commit()
-                return access
-        connection = await refresh_connection(ports, connection, ctx)
-        async with ports.uow() as uow:
-            await _live_client(uow, client)
-            connection = await _usable(uow, connection_id)
-            access = _access(ports, connection)
-            await uow.audit.append(_accessed(ctx, client, connection, purpose))
-            await uow.commit()
+        connection = _decided(await ports.reader.access_view(connection_id, client.client_id))
+        if ports.oauth is not None and connection.due_for_refresh(
+            ports.clock.now(), ports.policy.refresh_margin
+        ):
+            await refresh_connection(ports, connection, ctx)
+            connection = _decided(await ports.reader.access_view(connection_id, client.client_id))
+        access = _access(ports, connection)
+        # Handed out only once the entry saying so is committed.
+        await ports.journal.record(_accessed(ctx, client, connection, purpose))
         return access
 
 
@@ -486,20 +479,19 @@ class AccessIntegrationSecret:
             org = await uow.orgs.get(secret.org_id)
             if org is None or org.is_disabled:
                 raise Forbidden("The secret's organisation is disabled.", code="org_disabled")
-            try:
-                value = ports.opener.open(secret.sealed, integration_secret_context(secret.id, secret.org_id))
-            except CredentialUnreadable:
-                raise DependencyUnavailable("The secret cannot be opened by this vault.") from None
-            await uow.audit.append(
-                ctx.event(
-                    "integration_secret.accessed",
-                    actor_kind=ActorKind.SERVICE,
-                    org=secret.org_id,
-                    target_type="integration_secret",
-                    target_id=secret.id,
-                    client_id=client.client_id,
-                    purpose=purpose,
-                )
+        try:
+            value = ports.opener.open(secret.sealed, integration_secret_context(secret.id, secret.org_id))
+        except CredentialUnreadable:
+            raise DependencyUnavailable("The secret cannot be opened by this vault.") from None
+        await ports.journal.record(
+            ctx.event(
+                "integration_secret.accessed",
+                actor_kind=ActorKind.SERVICE,
+                org=secret.org_id,
+                target_type="integration_secret",
+                target_id=secret.id,
+                client_id=client.client_id,
+                purpose=purpose,
             )
-            await uow.commit()
+        )
         return value

@@ -1,0 +1,71 @@
+"""The vault's hot read. On PostgreSQL one statement through asyncpg (`bulwark_vault_read`, which
+declares the connection's org for row-level security and reads the connection, its org, its
+owner, the owner's membership and the client, under the caller's policies); elsewhere the same
+through the repositories."""
+
+import json
+from types import SimpleNamespace
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import bindparam, column, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.storage.broker_connection_repository import to_connection
+from adapters.storage.driver_statement import DriverStatement
+from adapters.storage.unit_of_work import SqlUnitOfWork
+from application.ports.vault_reader import AccessView
+
+_COLUMNS = (
+    *("id", "org_id", "kind", "label", "status", "scope", "accounts", "created_by", "created_at"),
+    *("access_expires_at", "last_refreshed_at", "generation", "refresh_claimed_at", "sealed_key_id"),
+    *("sealed_tokens", "org_status", "owner_status", "owner_is_member", "client_known", "client_disabled"),
+)
+_READ = DriverStatement(
+    select(*(column(name) for name in _COLUMNS)).select_from(
+        func.bulwark_vault_read(bindparam("wanted"), bindparam("client")).table_valued(*_COLUMNS)
+    )
+)
+
+
+class SqlVaultReader:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._direct = engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg"
+
+    async def access_view(self, connection_id: UUID, client_id: UUID) -> AccessView | None:
+        if self._direct:
+            row = await _READ.fetchrow(self.engine, {"wanted": connection_id, "client": client_id})
+            if row is None or row["sealed_tokens"] is None:
+                return None
+            return _view(row)
+        async with SqlUnitOfWork(self.engine) as uow:
+            org_id = await uow.broker_connections.org_of("broker_connections", connection_id)
+            connection = await uow.broker_connections.get(org_id, connection_id) if org_id else None
+            if connection is None or connection.sealed is None:
+                return None
+            org = await uow.orgs.get(connection.org_id)
+            owner = await uow.users.get(connection.created_by)
+            member = await uow.authz.membership(connection.org_id, connection.created_by)
+            client = await uow.service_clients.get(client_id)
+        return AccessView(
+            connection=connection,
+            org_disabled=org is None or org.is_disabled,
+            owner_suspended=owner is None or owner.is_suspended,
+            owner_is_member=member is not None,
+            client_usable=client is not None and not client.is_disabled,
+        )
+
+
+def _view(row: Any) -> AccessView:
+    record = dict(row)
+    if isinstance(record["accounts"], str):  # asyncpg hands json over as text
+        record["accounts"] = json.loads(record["accounts"])
+    connection = to_connection(SimpleNamespace(**record))
+    return AccessView(
+        connection=connection,
+        org_disabled=record["org_status"] != "active",
+        owner_suspended=record["owner_status"] != "active",
+        owner_is_member=bool(record["owner_is_member"]),
+        client_usable=bool(record["client_known"]) and not record["client_disabled"],
+    )
