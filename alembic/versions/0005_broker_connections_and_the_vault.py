@@ -62,7 +62,9 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
-    PERFORM set_config('bulwark.org_id', coalesce(bulwark_sealed_org('broker_connections', wanted)::text, ''), true);
+    PERFORM set_config(
+        'bulwark.org_id', coalesce(bulwark_sealed_org('broker_connections', wanted)::text, ''), true
+    );
     RETURN QUERY
     SELECT c.id, c.org_id, c.kind, c.label, c.status, c.scope, c.accounts, c.created_by, c.created_at,
            c.access_expires_at, c.last_refreshed_at, c.generation, c.refresh_claimed_at,

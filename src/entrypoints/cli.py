@@ -489,34 +489,32 @@ def vault_refresh_due() -> None:
 
 
 @vault.command("rotate")
-@click.option(
-    "--reseal", "reseal_now", is_flag=True, help="Only re-seal (run after every vault worker restarted)."
-)
+@click.option("--reseal", "reseal_now", is_flag=True, help="Only re-seal under the active key (a rerun).")
 @one_line_errors
 def vault_rotate(reseal_now: bool) -> None:
-    """Step 1: add a new active key pair to BULWARK_VAULT_KEYS_FILE (old private keys stay, so
-    everything sealed under them still opens) and print its public half. Step 2, once every vault
-    worker runs with the new file: `bulwark vault rotate --reseal` re-seals every credential."""
+    """Add a new active key pair to BULWARK_VAULT_KEYS_FILE and re-seal every credential under it,
+    one short transaction per row, with no downtime: old private keys stay, so everything sealed
+    under them still opens, and running vault workers reread the file when they meet the new key.
+    Prints the new public half for the public API's keyring."""
     from adapters.keys.vault_keys import add_opening_key, load_vault_keys, save_vault_keys
 
     settings = _settings()
     if settings.vault_keys_file is None:
         raise StartupError("set BULWARK_VAULT_KEYS_FILE to the vault key file to rotate")
-    if reseal_now:
-        report = _run_vault(lambda c: c.reseal())
-        click.echo(
-            f"re-sealed {report.resealed}, already current {report.already_current}"
-            + (f", {report.busy} busy (run again)" if report.busy else "")
-        )
-        return
-    rotated = add_opening_key(load_vault_keys(settings.vault_keys_file))
-    save_vault_keys(rotated, settings.vault_keys_file)
-    _print_sealing_key(rotated.active_opening_key_id, rotated.public_halves()[rotated.active_opening_key_id])
-    click.echo(
-        "new key pair active in the vault key file: restart every vault worker, then run "
-        "`bulwark vault rotate --reseal`, and import the public half above into the public API's keyring",
-        err=True,
+    rotated = None
+    if not reseal_now:
+        rotated = add_opening_key(load_vault_keys(settings.vault_keys_file))
+        save_vault_keys(rotated, settings.vault_keys_file)
+    report = _run_vault(lambda c: c.reseal())
+    busy = (
+        f", {report.busy} being refreshed (run `bulwark vault rotate --reseal` again)" if report.busy else ""
     )
+    click.echo(f"re-sealed {report.resealed}, already current {report.already_current}{busy}", err=True)
+    if rotated is not None:
+        _print_sealing_key(
+            rotated.active_opening_key_id, rotated.public_halves()[rotated.active_opening_key_id]
+        )
+        click.echo("import the public half above into the public API's keyring", err=True)
 
 
 @main.group("service-clients")

@@ -22,7 +22,7 @@ from adapters.authz.redis_versions import RedisAuthzVersions
 from adapters.brokers.ctrader.account_list import WebsocketCtraderAccounts
 from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
-from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer
+from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer, ReloadingHpkeOpener
 from adapters.crypto.secret_box import EnvelopeSecretBox
 from adapters.health import DependencyProbe
 from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
@@ -572,6 +572,17 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
 VAULT_AUDIENCE = "bulwark-vault"
 
 
+def vault_opener(settings: Settings, keys: VaultKeys) -> HpkeOpener | ReloadingHpkeOpener:
+    """An opener that rereads the key file on an unknown key id: a rotation's new key is picked
+    up by running workers without a restart."""
+
+    def load() -> tuple[dict[str, bytes], str]:
+        fresh = load_vault_keys_for(settings)
+        return dict(fresh.opening_keys), fresh.active_opening_key_id
+
+    return ReloadingHpkeOpener(load)
+
+
 @dataclass
 class VaultContainer:
     settings: Settings
@@ -632,7 +643,7 @@ def build_vault_container(
     vault = VaultPorts(
         uow=uow,
         clock=clock,
-        opener=HpkeOpener(keys.opening_keys, keys.active_opening_key_id),
+        opener=vault_opener(settings, keys),
         oauth=oauth,
         mailer=build_mailer(settings),
         limiter=limiter,

@@ -203,3 +203,20 @@ def test_service_clients_are_created_once_listed_and_disabled(tmp_path: Path) ->
     assert run(["service-clients", "disable", "trading-worker"], tmp_path, env).returncode == 0
     assert "disabled" in run(["service-clients", "list"], tmp_path, env).stdout
     assert_one_line_error(run(["service-clients", "disable", "nobody"], tmp_path, env), "nobody")
+
+
+def test_vault_rotate_adds_a_key_reseals_and_prints_the_public_half(tmp_path: Path) -> None:
+    import json
+
+    env = clean_env(
+        BULWARK_DATA_DIR=str(tmp_path / "data"), BULWARK_VAULT_KEYS_FILE=str(tmp_path / "vault.json")
+    )
+    first = json.loads(run(["keys", "init", "--vault", str(tmp_path / "vault.json")], tmp_path, env).stdout)
+    rotated = run(["vault", "rotate"], tmp_path, env)
+    assert rotated.returncode == 0, rotated.stderr
+    printed = json.loads(rotated.stdout)
+    assert printed["sealing_key_id"] != first["sealing_key_id"]
+    assert "re-sealed 0" in rotated.stderr
+    keys = json.loads((tmp_path / "vault.json").read_text())
+    assert set(keys["opening_keys"]) == {first["sealing_key_id"], printed["sealing_key_id"]}
+    assert keys["active_opening_key_id"] == printed["sealing_key_id"]

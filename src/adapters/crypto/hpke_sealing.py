@@ -4,7 +4,9 @@ HKDF-SHA256, AES-256-GCM, from `cryptography`'s implementation.
 The HPKE `info` carries the credential's context and the key id, so a ciphertext moved to another
 row, org or purpose, or relabelled with another key id, does not open."""
 
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
@@ -42,6 +44,10 @@ class HpkeOpener:
     def active_key_id(self) -> str:
         return self._active
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
     def sealer(self) -> CredentialSealer:
         public = (
             self._keys[self._active]
@@ -58,3 +64,40 @@ class HpkeOpener:
             return SUITE.decrypt(sealed.ciphertext, key, info=_info(context, sealed.key_id))
         except (InvalidTag, ValueError) as error:
             raise CredentialUnreadable("the sealed credential does not open in this context") from error
+
+
+class ReloadingHpkeOpener:
+    """An opener over the vault's key file that rereads the file when it meets a key id it does
+    not know (at most once every few seconds): `bulwark vault rotate` can re-seal at once, and
+    running vault workers open what it re-sealed without a restart."""
+
+    def __init__(
+        self,
+        load: Callable[[], tuple[Mapping[str, bytes], str]],
+        *,
+        min_interval_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._interval = min_interval_seconds
+        self._clock = clock
+        keys, active = load()
+        self._opener = HpkeOpener(keys, active)
+        self._reloaded_at = -math.inf  # the first unknown key id always gets a reread
+
+    def active_key_id(self) -> str:
+        return self._opener.active_key_id()
+
+    def sealer(self) -> CredentialSealer:
+        return self._opener.sealer()
+
+    def open(self, sealed: SealedCredential, context: CredentialContext) -> bytes:
+        try:
+            return self._opener.open(sealed, context)
+        except CredentialUnreadable:
+            if sealed.key_id in self._opener.key_ids or self._clock() - self._reloaded_at < self._interval:
+                raise
+        self._reloaded_at = self._clock()
+        keys, active = self._load()
+        self._opener = HpkeOpener(keys, active)
+        return self._opener.open(sealed, context)

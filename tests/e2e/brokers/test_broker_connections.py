@@ -1,6 +1,7 @@
 """Connecting a cTrader account, driven as a browser drives it, against the cTrader simulator on
 loopback; then listing, renaming and revoking. Both backends."""
 
+import dataclasses
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.e2e.broker_world import (
     trader,
 )
 from tests.e2e.conftest import FRONTEND
+from tests.e2e.identity_helpers import service_with
 from tests.e2e.test_orgs_and_roles import create_org, join, new_user
 
 
@@ -268,3 +270,19 @@ async def test_a_user_who_lost_the_right_meanwhile_spends_no_code(world: BrokerW
         f"/api/v1/orgs/{admin.org_id}/broker-connections", headers=admin.headers
     )
     assert listed.json()["connections"] == []
+
+
+async def test_without_a_ctrader_client_id_its_endpoints_answer_provider_not_configured(
+    world: BrokerWorld,
+) -> None:
+    unconfigured = dataclasses.replace(world.settings, ctrader_client_id="")
+    async with service_with(unconfigured, world.namespace + ":off") as service:
+        actor = await new_user(service, "plain")
+        r = await service.client.post(
+            f"/api/v1/orgs/{actor.org_id}/broker-connections/ctrader/authorize",
+            json={},
+            headers=actor.headers,
+        )
+        assert r.status_code == 404 and r.json()["code"] == "provider_not_configured"
+        r = await service.client.get("/api/v1/broker-connections/ctrader/callback?code=a&state=b")
+        assert r.status_code == 404 and r.json()["code"] == "provider_not_configured"

@@ -483,3 +483,46 @@ async def test_rotation_leaves_a_row_being_refreshed_alone(world: BrokerWorld) -
             await uow.commit()
         assert (await vault.container.reseal()).resealed == 1
     assert connection_id
+
+
+async def test_a_running_vault_opens_what_a_rotation_resealed_without_a_restart(world: BrokerWorld) -> None:
+    actor = await trader(world)
+    connection_id = await connect(world, actor)
+    token = await service_token(world)
+    assert (await access(world.vault, token, connection_id)).status_code == 200
+    path = world.settings.data_dir / "vault-keys.json"
+    save_vault_keys(add_opening_key(load_vault_keys(path)), path)
+    async with running_vault(world.settings, world.namespace, world.clock) as operator:
+        assert (await operator.container.reseal()).resealed == 1  # what `bulwark vault rotate` runs
+    row = await connection_row(world)
+    assert row.sealed_key_id == load_vault_keys(path).active_opening_key_id  # type: ignore[attr-defined]
+    r = await access(world.vault, token, connection_id)  # the vault started before the rotation
+    assert r.status_code == 200, r.text
+
+
+async def test_refresh_due_refreshes_what_is_inside_the_margin_and_reports_the_lost(
+    world: BrokerWorld,
+) -> None:
+    world.sim.expires_in = 3600
+    actor = await trader(world)
+    due = await connect(world, actor)
+    doomed = await connect(world, await trader(world, "other"))
+    world.sim.expires_in = 2_628_000
+    fresh = await connect(world, await trader(world, "fresh"))
+    # The second connection's refresh token dies at cTrader (its user revoked us there).
+    rows = {str(r.id): r for r in await world.rows(select(broker_connections))}
+    plaintext = HpkeOpener(
+        load_vault_keys(world.settings.data_dir / "vault-keys.json").opening_keys,
+        rows[doomed].sealed_key_id,
+    ).open(
+        SealedCredential(rows[doomed].sealed_key_id, bytes(rows[doomed].sealed_tokens)),
+        broker_tokens_context(rows[doomed].id, rows[doomed].org_id),
+    )
+    world.sim._by_refresh[json.loads(plaintext)["refresh_token"]].alive = False
+    report = await world.vault.container.refresh_due()
+    assert (report.refreshed, report.needs_reauth, report.failed) == (1, 1, 0)
+    after = {str(r.id): r for r in await world.rows(select(broker_connections))}
+    assert after[due].generation == 1 and after[due].status == "active"
+    assert after[doomed].status == "needs_reauth"
+    assert after[fresh].generation == 0
+    assert sum(world.sim.refresh_calls.values()) == 2
