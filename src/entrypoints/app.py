@@ -1,7 +1,5 @@
 """The Litestar app factory and the outer ASGI chain that enforces the HTTP ground rules."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from litestar import Litestar
@@ -26,6 +24,7 @@ from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.authz_check import AuthzCheckFastPath
 from entrypoints.http.client_ip import parse_networks
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.lifespan import container_lifespan
 from entrypoints.http.me_fast_path import MeFastPath
 from entrypoints.http.refresh_fast_path import RefreshFastPath
 from entrypoints.middleware.content_type import JsonContentTypeMiddleware
@@ -56,14 +55,6 @@ def route_handlers() -> list[Any]:
 def create_litestar(container: Container) -> Litestar:
     settings = container.settings
 
-    @asynccontextmanager
-    async def lifecycle(_: Litestar) -> AsyncIterator[None]:
-        await container.start()
-        try:
-            yield
-        finally:
-            await container.stop()
-
     def provide_container() -> Container:
         return container
 
@@ -87,7 +78,7 @@ def create_litestar(container: Container) -> Litestar:
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),
         request_max_body_size=settings.max_body_bytes,
-        lifespan=[lifecycle],
+        lifespan=[container_lifespan(container)],
         logging_config=None,
         state=State({"container": container}),
         debug=False,

@@ -62,16 +62,21 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         serve_with_vault(settings)
         return
 
+    run_granian("entrypoints.asgi:create", settings.host, settings.port, settings.effective_workers)
+
+
+def run_granian(target: str, host: str, port: int, workers: int) -> None:
+    """Serve an ASGI factory with granian's worker processes (each builds its own container)."""
     from granian import Granian
     from granian.constants import Interfaces
 
     Granian(
-        target="entrypoints.asgi:create",
+        target=target,
         factory=True,
         interface=Interfaces.ASGI,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.effective_workers,
+        address=host,
+        port=port,
+        workers=workers,
         log_enabled=True,
         log_access=False,
         backlog=2048,
@@ -438,21 +443,10 @@ def vault_serve(host: str | None, port: int | None, workers: int | None) -> None
         from adapters.storage import migrations
 
         migrations.upgrade(settings.effective_database_url)
-    from granian import Granian
-    from granian.constants import Interfaces
-
     log.info("credential vault on http://%s:%d", settings.vault_host, settings.vault_port)
-    Granian(
-        target="entrypoints.vault_asgi:create",
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=settings.vault_host,
-        port=settings.vault_port,
-        workers=settings.effective_workers,
-        log_enabled=True,
-        log_access=False,
-        backlog=2048,
-    ).serve()
+    run_granian(
+        "entrypoints.vault_asgi:create", settings.vault_host, settings.vault_port, settings.effective_workers
+    )
 
 
 def _run_vault(work: Callable[[Any], Any]) -> Any:

@@ -2,8 +2,6 @@
 request context, security headers and timeout as the public API, and none of its browser rules
 (no CORS, no cookies): its callers are internal workers."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import cast
 
 from litestar import Litestar
@@ -15,20 +13,13 @@ from entrypoints.controllers.vault import VaultController, VaultHealthController
 from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.client_ip import parse_networks
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.lifespan import container_lifespan
 from entrypoints.middleware.request_context import RequestContextMiddleware
 from entrypoints.middleware.security_headers import SecurityHeadersMiddleware
 from entrypoints.middleware.timeout import TimeoutMiddleware
 
 
 def create_vault_litestar(container: VaultContainer) -> Litestar:
-    @asynccontextmanager
-    async def lifecycle(_: Litestar) -> AsyncIterator[None]:
-        await container.start()
-        try:
-            yield
-        finally:
-            await container.stop()
-
     def provide_container() -> VaultContainer:
         return container
 
@@ -37,7 +28,7 @@ def create_vault_litestar(container: VaultContainer) -> Litestar:
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=container.settings.max_body_bytes,
-        lifespan=[lifecycle],
+        lifespan=[container_lifespan(container)],
         logging_config=None,
         openapi_config=None,
         state=State({"container": container}),

@@ -21,7 +21,7 @@ from tests.e2e.broker_world import (
 )
 from tests.e2e.conftest import FRONTEND
 from tests.e2e.identity_helpers import service_with
-from tests.e2e.test_orgs_and_roles import create_org, join, new_user
+from tests.e2e.test_orgs_and_roles import Actor, create_org, join, new_user
 
 
 def error_of(response: httpx.Response) -> str:
@@ -229,7 +229,8 @@ async def test_integration_secrets_are_write_only_on_the_public_api(world: Broke
     assert (await world.service.client.get(base, headers=actor.headers)).json()["secrets"] == []
 
 
-async def test_reconnecting_is_for_the_owner_or_an_administrator(world: BrokerWorld) -> None:
+async def admin_and_operations(world: BrokerWorld) -> tuple[Actor, Actor]:
+    """A shared org's administrator, and a member holding the Operations role (broker connections)."""
     admin = await trader(world, "admin")
     _, admin = await create_org(world.service, admin)
     operations = await join(
@@ -238,6 +239,11 @@ async def test_reconnecting_is_for_the_owner_or_an_administrator(world: BrokerWo
         await new_user(world.service, "ops"),
         role_ids=[str(SYSTEM_ROLE_IDS[SystemRole.OPERATIONS])],
     )
+    return admin, operations
+
+
+async def test_reconnecting_is_for_the_owner_or_an_administrator(world: BrokerWorld) -> None:
+    admin, operations = await admin_and_operations(world)
     owned_by_admin = await connect(world, admin)
     r = await start_flow(world, operations, connection_id=owned_by_admin)
     assert r.status_code == 403 and r.json()["code"] == "not_owner"
@@ -247,14 +253,7 @@ async def test_reconnecting_is_for_the_owner_or_an_administrator(world: BrokerWo
 
 
 async def test_a_user_who_lost_the_right_meanwhile_spends_no_code(world: BrokerWorld) -> None:
-    admin = await trader(world, "admin")
-    _, admin = await create_org(world.service, admin)
-    operations = await join(
-        world.service,
-        admin,
-        await new_user(world.service, "ops"),
-        role_ids=[str(SYSTEM_ROLE_IDS[SystemRole.OPERATIONS])],
-    )
+    admin, operations = await admin_and_operations(world)
     started = await start_flow(world, operations)
     assert started.status_code == 200, started.text
     location = await consent(world, started.json()["authorization_url"])
