@@ -39,12 +39,17 @@ $$
 # One row's org by primary key (the directory above is for whole sweeps: refresh-due, rotation).
 _ORG_OF = """
 CREATE FUNCTION bulwark_sealed_org(table_name text, row_id uuid) RETURNS uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT c.org_id FROM public.broker_connections c
-     WHERE table_name = 'broker_connections' AND c.id = row_id AND c.sealed_tokens IS NOT NULL
-    UNION ALL
-    SELECT s.org_id FROM public.integration_secrets s
-     WHERE table_name = 'integration_secrets' AND s.id = row_id
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    -- plpgsql, not sql: its plans are kept per session (the vault asks on every access).
+    IF table_name = 'broker_connections' THEN
+        RETURN (SELECT c.org_id FROM public.broker_connections c
+                 WHERE c.id = row_id AND c.sealed_tokens IS NOT NULL);
+    ELSIF table_name = 'integration_secrets' THEN
+        RETURN (SELECT s.org_id FROM public.integration_secrets s WHERE s.id = row_id);
+    END IF;
+    RETURN NULL;
+END
 $$
 """
 
@@ -60,10 +65,12 @@ RETURNS TABLE (
     sealed_key_id varchar, sealed_tokens bytea, org_status varchar, owner_status varchar,
     owner_is_member boolean, client_known boolean, client_disabled boolean
 )
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
 BEGIN
-    PERFORM set_config(
-        'bulwark.org_id', coalesce(bulwark_sealed_org('broker_connections', wanted)::text, ''), true
+    -- Every name is schema-qualified (pg_catalog is always searched first), so the function
+    -- needs no search_path of its own; it runs with the caller's rights anyway.
+    PERFORM pg_catalog.set_config(
+        'bulwark.org_id', coalesce(public.bulwark_sealed_org('broker_connections', wanted)::text, ''), true
     );
     RETURN QUERY
     SELECT c.id, c.org_id, c.kind, c.label, c.status, c.scope, c.accounts, c.created_by, c.created_at,

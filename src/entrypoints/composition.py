@@ -603,6 +603,7 @@ class VaultContainer:
     disable_client: DisableServiceClient
     rotate_client_secret: RotateServiceClientSecret
     probe: DependencyProbe
+    reader: SqlVaultReader
     oauth: HttpxCtraderOAuth | None = None
 
     async def start(self) -> None:
@@ -611,6 +612,7 @@ class VaultContainer:
     async def stop(self) -> None:
         if self.oauth is not None:
             await self.oauth.close()
+        await self.reader.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -633,6 +635,7 @@ def build_vault_container(
     clock = clock or SystemClock()
     uow = SqlUnitOfWorkFactory(engine)
     oauth, _ = ctrader_adapters(settings, dict(keys.provider_secrets))
+    reader = SqlVaultReader(engine, pool_size=settings.database_pool_size)
     tokens = EdDsaServiceTokens(
         keys.signing_keys,
         keys.active_signing_kid,
@@ -648,7 +651,7 @@ def build_vault_container(
         mailer=build_mailer(settings),
         limiter=limiter,
         journal=GroupCommitAuditJournal(engine),
-        reader=SqlVaultReader(engine),
+        reader=reader,
         policy=VaultPolicy(
             frontend_url=settings.frontend_url,
             refresh_margin=timedelta(seconds=settings.vault_refresh_margin_seconds),
@@ -684,5 +687,6 @@ def build_vault_container(
         disable_client=DisableServiceClient(clients),
         rotate_client_secret=RotateServiceClientSecret(clients),
         probe=DependencyProbe(engine, redis),
+        reader=reader,
         oauth=oauth,
     )

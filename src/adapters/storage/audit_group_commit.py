@@ -16,6 +16,7 @@ from application.errors import DependencyUnavailable
 from domain.audit import AuditEvent
 
 MAX_BATCH = 256
+GATHER_SECONDS = 0.002
 
 
 def _utc_now() -> datetime:
@@ -43,6 +44,8 @@ class GroupCommitAuditJournal:
             raise DependencyUnavailable("The audit log cannot be written; nothing was handed out.") from error
 
     async def _flush(self) -> None:
+        # A moment for the requests already under way to add theirs: bigger batches, fewer commits.
+        await asyncio.sleep(GATHER_SECONDS)
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
