@@ -13,6 +13,8 @@ from entrypoints.composition import Container
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.auth import AuthController
 from entrypoints.controllers.authorization import AuthzController
+from entrypoints.controllers.bridge_api import BridgeApiController, BridgeAuthzController
+from entrypoints.controllers.bridges import BridgeController
 from entrypoints.controllers.broker_connections import BrokerCallbackController, BrokerConnectionController
 from entrypoints.controllers.health import HealthController
 from entrypoints.controllers.integration_secrets import IntegrationSecretController
@@ -49,6 +51,9 @@ def route_handlers() -> list[Any]:
         BrokerConnectionController,
         BrokerCallbackController,
         IntegrationSecretController,
+        BridgeController,
+        BridgeApiController,
+        BridgeAuthzController,
     ]
 
 

@@ -52,6 +52,7 @@ from adapters.storage.vault_reader import SqlVaultReader
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
 from application.authorization import AuthzDeps, PermissionResolver
+from application.bridge_keys import BridgeKeys
 from application.identity import IdentityDeps, IdentityPolicy
 from application.ports.authz_cache import AuthzVersions
 from application.ports.clock import Clock
@@ -60,6 +61,23 @@ from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.bearer import AuthenticateBearer
+from application.use_cases.bridge_api import (
+    BridgeApiPorts,
+    BridgeHeartbeat,
+    BridgeHello,
+    BridgeLimits,
+    DescribeBridge,
+)
+from application.use_cases.bridges import (
+    BridgePolicy,
+    BridgePorts,
+    CreateBridge,
+    GetBridge,
+    ListBridges,
+    RenameBridge,
+    RevokeBridge,
+    RotateBridgeKey,
+)
 from application.use_cases.broker_connections import (
     BrokerPolicy,
     BrokerPorts,
@@ -199,6 +217,37 @@ def ctrader_adapters(
         client_id=settings.ctrader_client_id, client_secret=secret, api_url=settings.ctrader_api_url
     )
     return oauth, accounts
+
+
+@dataclass
+class BridgeApi:
+    """MT5 bridges: their management on the public API, and the bridge API itself, wired."""
+
+    policy: BridgePolicy
+    create: CreateBridge
+    list_bridges: ListBridges
+    get: GetBridge
+    rename: RenameBridge
+    revoke: RevokeBridge
+    rotate_key: RotateBridgeKey
+    hello: BridgeHello
+    heartbeat: BridgeHeartbeat
+    describe: DescribeBridge
+
+    @classmethod
+    def wire(cls, ports: BridgePorts, api: BridgeApiPorts) -> "BridgeApi":
+        return cls(
+            policy=ports.policy,
+            create=CreateBridge(ports),
+            list_bridges=ListBridges(ports),
+            get=GetBridge(ports),
+            rename=RenameBridge(ports),
+            revoke=RevokeBridge(ports),
+            rotate_key=RotateBridgeKey(ports),
+            hello=BridgeHello(api),
+            heartbeat=BridgeHeartbeat(api),
+            describe=DescribeBridge(api),
+        )
 
 
 @dataclass
@@ -369,13 +418,17 @@ class Container:
     authz: AuthzApi
     versions: AuthzVersions
     brokers: BrokerApi
+    bridges: BridgeApi
+    bridge_versions: AuthzVersions
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
         await self.revocations.start()
         await self.versions.start()
+        await self.bridge_versions.start()
 
     async def stop(self) -> None:
+        await self.bridge_versions.stop()
         await self.versions.stop()
         await self.revocations.stop()
         if self.redis is not None:
@@ -433,8 +486,11 @@ def build_container(
     limiter: RateLimiter
     revocations: RevocationStore
     versions: AuthzVersions
+    bridge_versions: AuthzVersions
     if redis is not None:
         versions = RedisAuthzVersions(redis, redis_namespace)
+        # The same mechanism, keyed by bridge id: a bridge's key cache entry dies with its version.
+        bridge_versions = RedisAuthzVersions(redis, f"{redis_namespace}:bridges")
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
         revocations = RedisRevocationStore(
             redis,
@@ -444,6 +500,7 @@ def build_container(
         )
     else:
         versions = InProcessAuthzVersions()
+        bridge_versions = InProcessAuthzVersions()
         limiter = InProcessSlidingWindowLimiter()
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
@@ -506,6 +563,36 @@ def build_container(
         ),
         IntegrationSecretPorts(uow=deps.uow, resolver=resolver, clock=clock, sealer=sealer),
     )
+    bridge_keys = BridgeKeys(
+        uow=deps.uow,
+        clock=clock,
+        bridge_versions=bridge_versions,
+        org_versions=versions,
+        secret_key=_derived_key(key_provider, b"bridge-keys"),
+    )
+    bridges = BridgeApi.wire(
+        BridgePorts(
+            uow=deps.uow,
+            resolver=resolver,
+            clock=clock,
+            keys=bridge_keys,
+            policy=BridgePolicy(
+                key_overlap=timedelta(seconds=settings.bridge_key_overlap_seconds),
+                offline_after=timedelta(seconds=settings.bridge_offline_after_seconds),
+                stepup_window=timedelta(seconds=settings.stepup_window_seconds),
+            ),
+        ),
+        BridgeApiPorts(
+            uow=deps.uow,
+            clock=clock,
+            keys=bridge_keys,
+            limiter=limiter,
+            limits=BridgeLimits(
+                per_key=_limits("bridge_limit_per_key", settings.bridge_limit_per_key),
+                per_ip=_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip),
+            ),
+        ),
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -524,6 +611,8 @@ def build_container(
         authz=AuthzApi.wire(authz_deps),
         versions=versions,
         brokers=brokers,
+        bridges=bridges,
+        bridge_versions=bridge_versions,
     )
 
 

@@ -176,6 +176,19 @@ class Settings:
     )
     mfa_limit_per_ip: str = field(default="30/300", metadata=_doc("Second-factor attempts per IP."))
 
+    bridge_key_overlap_seconds: int = field(
+        default=600, metadata=_doc("After a bridge key is rotated, the old key keeps working this long.")
+    )
+    bridge_offline_after_seconds: int = field(
+        default=90,
+        metadata=_doc("A bridge with no heartbeat for this long shows offline (three 30 s intervals)."),
+    )
+    bridge_limit_per_key: str = field(
+        default="120/60", metadata=_doc("Bridge API requests per bridge key, as `count/seconds` tiers.")
+    )
+    bridge_limit_per_ip: str = field(
+        default="600/60", metadata=_doc("Bridge API requests per client IP, as `count/seconds` tiers.")
+    )
     vault_keys_file: Path | None = field(
         default=None,
         metadata=_doc(
@@ -401,6 +414,8 @@ def validate(settings: Settings) -> None:
     if not 1 <= settings.vault_port <= 65535:
         raise SettingsError(f"BULWARK_VAULT_PORT={settings.vault_port} is not valid: expected 1-65535")
     parse_limits("vault_access_limit_per_client", settings.vault_access_limit_per_client)
+    parse_limits("bridge_limit_per_key", settings.bridge_limit_per_key)
+    parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
     _check_ctrader_urls(settings)
     if settings.is_production:
         check_production(settings)

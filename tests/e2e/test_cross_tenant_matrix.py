@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.database import create_engine
 from adapters.storage.tables import (
+    bridges,
     broker_connections,
     broker_oauth_states,
     group_members,
@@ -71,6 +72,7 @@ SNAPSHOT_TABLES: tuple[Table, ...] = (
     broker_connections,
     integration_secrets,
     broker_oauth_states,
+    bridges,
 )
 PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 # What org-scoped routes serve today; the matrix may only grow.
@@ -123,6 +125,7 @@ class Tenant:
     group_id: str
     connection_id: str
     secret_id: str
+    bridge_id: str
 
     def ids(self) -> dict[str, str]:
         """Values for each path parameter (and id-valued body field) of an org-scoped route."""
@@ -133,6 +136,7 @@ class Tenant:
             "group_id": self.group_id,
             "connection_id": self.connection_id,
             "secret_id": self.secret_id,
+            "bridge_id": self.bridge_id,
         }
 
 
@@ -185,7 +189,13 @@ async def tenant(service: Service, name: str) -> Tenant:
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
-    return Tenant(admin, member, org_id, role_id, group_id, connection_id, r.json()["id"])
+    bridge = await service.client.post(
+        f"/api/v1/orgs/{org_id}/bridges", json={"name": f"{name} EA"}, headers=admin.headers
+    )
+    assert bridge.status_code == 201, bridge.text
+    return Tenant(
+        admin, member, org_id, role_id, group_id, connection_id, r.json()["id"], bridge.json()["bridge"]["id"]
+    )
 
 
 @dataclass(frozen=True)
@@ -307,6 +317,7 @@ async def test_every_org_scoped_endpoint_refuses_org_b_ids_to_org_a_and_changes_
         "invitations",
         "broker_connections",
         "integration_secrets",
+        "bridges",
     ):
         assert any(str(row["org_id"]) == b.org_id for row in before[table]), table
 

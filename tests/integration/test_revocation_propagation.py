@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from entrypoints.app import create_asgi
@@ -147,3 +148,33 @@ async def test_a_worker_started_after_redis_lost_its_data_still_refuses_recent_r
     b = await workers()  # loads Redis (empty) and the database's recent revocations
     assert await b.container.revocations.healthy()
     assert_invalid_token(await b.client.get("/api/v1/me", headers=session.headers))
+
+
+async def test_a_revoked_bridge_key_is_refused_by_another_worker_within_100_ms(
+    workers: Callable[..., Any],
+) -> None:
+    a, b = await workers(), await workers()
+    session = await signed_in(a)
+    org_id = jwt.decode(session.access, options={"verify_signature": False})["org"]
+    created = await a.client.post(
+        f"/api/v1/orgs/{org_id}/bridges", json={"name": "EA"}, headers=session.headers
+    )
+    assert created.status_code == 201, created.text
+    key, bridge_id = created.json()["key"], created.json()["bridge"]["id"]
+    probe = {"x-api-key": key, "content-length": "0"}
+    assert (await b.client.post("/api/v1/authz/bridge", headers=probe)).status_code == 200  # cached on B
+    assert await b.container.bridge_versions.healthy()
+
+    r = await a.client.delete(
+        f"/api/v1/orgs/{org_id}/bridges/{bridge_id}", headers={**session.headers, "content-length": "0"}
+    )
+    assert r.status_code == 204, r.text
+    revoked_at = time.perf_counter()
+    while True:
+        answer = await b.client.post("/api/v1/authz/bridge", headers=probe)
+        elapsed = time.perf_counter() - revoked_at
+        if answer.status_code != 200 or elapsed > 1.0:
+            break
+        await asyncio.sleep(0.001)
+    assert answer.status_code == 401, answer.text
+    assert elapsed < 0.1, f"worker B accepted the revoked bridge key for {elapsed * 1000:.1f} ms"

@@ -28,6 +28,9 @@ _GRANTS = (
     "DO $$ BEGIN IF to_regprocedure('bulwark_sealed_directory()') IS NOT NULL THEN "
     "GRANT EXECUTE ON FUNCTION bulwark_sealed_directory(), bulwark_sealed_org(text, uuid) "
     'TO "{role}"; END IF; END $$',
+    # A bridge request's org, by the bridge's id (ids only; see migration 0006).
+    "DO $$ BEGIN IF to_regprocedure('bulwark_bridge_org(uuid)') IS NOT NULL THEN "
+    'GRANT EXECUTE ON FUNCTION bulwark_bridge_org(uuid) TO "{role}"; END IF; END $$',
 )
 
 

@@ -297,6 +297,33 @@ integration_secrets = Table(
     UniqueConstraint("org_id", "name", name="uq_integration_secrets_org_id_name"),
 )
 
+bridges = Table(
+    "bridges",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("org_id", Uuid, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("broker_connection", String(100), nullable=True),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("key_prefix", String(40), nullable=False),
+    Column("previous_key_hash", String(64), nullable=True),
+    Column("previous_valid_until", UTCDateTime, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("account_login", BigInteger, nullable=True),
+    Column("account_server", String(100), nullable=True),
+    Column("account_company", String(200), nullable=True),
+    Column("terminal_build", Integer, nullable=True),
+    Column("ea_version", String(40), nullable=True),
+    Column("last_seen_at", UTCDateTime, nullable=True),
+    Column("last_ip", String(64), nullable=True),
+    Column("last_heartbeat", JSON, nullable=True),
+    Column("version", BigInteger, nullable=False, default=0),
+    Index("ix_bridges_org_id", "org_id"),
+)
+
 ORG_SCOPED_TABLES = (
     "roles",
     "member_roles",
@@ -306,6 +333,7 @@ ORG_SCOPED_TABLES = (
     "invitations",
     "broker_connections",
     "integration_secrets",
+    "bridges",
 )
 
 # Pending broker authorisations: looked up by the digest of `state` when the browser returns.
@@ -350,6 +378,7 @@ __all__ = [
     "ORG_SCOPED_TABLES",
     "audit_chain_head",
     "audit_events",
+    "bridges",
     "broker_connections",
     "broker_oauth_states",
     "data_keys",

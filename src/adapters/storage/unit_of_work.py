@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from adapters.storage.audit_log import SqlAuditLog
 from adapters.storage.audit_query import SqlAuditQuery
 from adapters.storage.authz_repository import SqlAuthzRepository
+from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.broker_connection_repository import SqlBrokerConnectionRepository
 from adapters.storage.integration_secret_repository import SqlIntegrationSecretRepository
 from adapters.storage.mfa_repository import SqlMfaRepository
@@ -33,6 +34,7 @@ class SqlUnitOfWork:
     broker_connections: SqlBrokerConnectionRepository
     integration_secrets: SqlIntegrationSecretRepository
     service_clients: SqlServiceClientRepository
+    bridges: SqlBridgeRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self.broker_connections = SqlBrokerConnectionRepository(connection, rls)
         self.integration_secrets = SqlIntegrationSecretRepository(connection, rls)
         self.service_clients = SqlServiceClientRepository(connection)
+        self.bridges = SqlBridgeRepository(connection, rls)
         return self
 
     async def commit(self) -> None:

@@ -9,6 +9,7 @@ from uuid import UUID
 from application.ports.audit import AuditSink
 from application.ports.audit_query import AuditQuery
 from application.ports.authz_repository import AuthzRepository
+from application.ports.bridge_repository import BridgeRepository
 from application.ports.broker_connection_repository import BrokerConnectionRepository
 from application.ports.integration_secret_repository import IntegrationSecretRepository
 from application.ports.mfa_repository import MfaRepository
@@ -158,6 +159,9 @@ class UnitOfWork(Protocol):
 
     @property
     def service_clients(self) -> ServiceClientRepository: ...
+
+    @property
+    def bridges(self) -> BridgeRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -190,6 +190,8 @@ class SetOrgStatus(OrgUseCase):
             before = str(org.status)
             org.status = status
             await uow.orgs.update(org)
+            # Whatever is cached against the org's version (permissions, bridge keys) is stale now.
+            version = await uow.authz.bump_version(org_id)
             revoked = (
                 await uow.sessions.revoke_all_for_org(org_id, now, "org_disabled")
                 if status is OrgStatus.DISABLED
@@ -209,6 +211,7 @@ class SetOrgStatus(OrgUseCase):
             )
             await uow.commit()
         identity.profiles.clear()
+        await self.resolver.published(org_id, version)
         if status is OrgStatus.DISABLED:
             try:
                 await identity.revocations.set_org_not_before(org_id, now)

@@ -1,0 +1,106 @@
+"""Checking a bridge key on the hot path: from the worker's memory once warm, never a database
+round trip per request, and stale the moment the bridge or its org changes anywhere.
+
+A cached entry holds the bridge as read together with its org's authorization version; it is
+used only while this worker's mirrors (fed by Redis pub/sub) still report both versions it was
+read at. Any change to the bridge bumps its version; disabling the org or removing a member bumps
+the org's. An unknown version (a mirror that missed something) means: read the database."""
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from application.errors import Forbidden, NotAuthenticated
+from application.ports.authz_cache import AuthzVersions
+from application.ports.bridge_repository import BridgeStanding
+from application.ports.clock import Clock
+from application.ports.unit_of_work import UnitOfWorkFactory
+from domain.bridges import BridgeStatus, parse_key
+
+CACHE_SIZE = 100_000
+
+
+class InvalidApiKey(NotAuthenticated):
+    """The API key is not a valid bridge key."""
+
+    code = "invalid_api_key"
+
+
+def key_hash(secret_key: bytes, key: str) -> str:
+    """A 256-bit random secret needs no slow hash; the server key keeps a stolen table useless."""
+    return hmac.new(secret_key, key.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class BridgeKeys:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    bridge_versions: AuthzVersions  # keyed by bridge id
+    org_versions: AuthzVersions
+    secret_key: bytes = field(repr=False)
+    _cache: dict[UUID, BridgeStanding] = field(default_factory=dict)
+
+    async def authenticate(self, key: str) -> BridgeStanding:
+        """The bridge a key belongs to, if the key is valid and the bridge may be used now."""
+        bridge_id = parse_key(key)
+        if bridge_id is None:
+            raise InvalidApiKey()
+        standing = await self._standing(bridge_id)
+        presented = key_hash(self.secret_key, key)
+        if standing is None or not any(
+            hmac.compare_digest(presented, known)
+            for known in standing.bridge.accepted_hashes(self.clock.now())
+        ):
+            raise InvalidApiKey()
+        bridge = standing.bridge
+        if bridge.status is BridgeStatus.REVOKED:
+            raise InvalidApiKey()
+        if bridge.status is BridgeStatus.SUSPENDED:
+            raise Forbidden("This bridge is suspended.", code="bridge_suspended")
+        if standing.org_disabled:
+            raise Forbidden("The bridge's organisation is disabled.", code="org_disabled")
+        if not standing.owner_usable:
+            raise Forbidden("The bridge's owner may no longer use it.", code="owner_unavailable")
+        return standing
+
+    async def _standing(self, bridge_id: UUID) -> BridgeStanding | None:
+        cached = self._cache.get(bridge_id)
+        if cached is not None and await self._current(cached):
+            return cached
+        async with self.uow() as uow:
+            standing = await uow.bridges.standing(bridge_id)
+        if standing is None:
+            self._cache.pop(bridge_id, None)
+            return None
+        # What was just read is the truth: seeding the mirrors with it is safe (they keep maxima).
+        await self._seed(standing)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[bridge_id] = standing
+        return standing
+
+    async def _current(self, cached: BridgeStanding) -> bool:
+        bridge_version = await self.bridge_versions.current(cached.bridge.id)
+        org_version = await self.org_versions.current(cached.bridge.org_id)
+        return bridge_version == cached.bridge.version and org_version == cached.org_version
+
+    async def _seed(self, standing: BridgeStanding) -> None:
+        try:
+            await self.bridge_versions.bump(standing.bridge.id, standing.bridge.version)
+            await self.org_versions.bump(standing.bridge.org_id, standing.org_version)
+        except Exception:  # a mirror that cannot be seeded only means more database reads
+            return
+
+    def forget(self, bridge_id: UUID) -> None:
+        self._cache.pop(bridge_id, None)
+
+    async def changed(self, bridge_id: UUID, version: int) -> None:
+        """After the commit that bumped a bridge's version: every worker's copy is stale now."""
+        self.forget(bridge_id)
+        try:
+            await self.bridge_versions.bump(bridge_id, version)
+        except Exception:
+            # Retried in the background by the store; until then other workers may serve the old
+            # entry: the store logs it. The database already holds the change.
+            return

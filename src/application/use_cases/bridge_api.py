@@ -1,0 +1,166 @@
+"""What an MT5 bridge (the Expert Advisor) calls, authenticated by its key alone: hello binds the
+key to the MT5 account it runs in, heartbeats keep it online. Bridges have their own limits,
+counted per key and per address before any other work, so a runaway or hostile EA cannot starve
+users or other bridges."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from application.bridge_keys import BridgeKeys
+from application.errors import Conflict, Forbidden, RateLimited
+from application.identity import RequestContext
+from application.ports.bridge_repository import BridgeStanding
+from application.ports.clock import Clock
+from application.ports.rate_limiter import RateLimit, RateLimiter
+from application.ports.unit_of_work import UnitOfWorkFactory
+from application.text_input import validated_text
+from domain.audit import ActorKind
+from domain.bridges import BoundAccount, Bridge, parse_key
+
+
+@dataclass(frozen=True)
+class BridgeLimits:
+    per_key: tuple[RateLimit, ...] = (RateLimit(120, 60),)
+    per_ip: tuple[RateLimit, ...] = (RateLimit(600, 60),)
+
+
+@dataclass
+class BridgeApiPorts:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    keys: BridgeKeys
+    limiter: RateLimiter
+    limits: BridgeLimits = field(default_factory=BridgeLimits)
+
+
+@dataclass(frozen=True)
+class Hello:
+    login: int
+    server: str
+    company: str
+    currency: str
+    leverage: int
+    trade_mode: str
+    terminal_build: int
+    ea_version: str
+
+    @property
+    def account(self) -> BoundAccount:
+        return BoundAccount(self.login, self.server, self.company)
+
+    def checked(self) -> "Hello":
+        """What an EA reports is stored and shown: bounded, and free of control characters."""
+        return Hello(
+            login=self.login,
+            server=validated_text(self.server, "server", "The server", 100),
+            company=validated_text(self.company, "company", "The company", 200, required=False),
+            currency=validated_text(self.currency, "currency", "The currency", 10, required=False),
+            leverage=self.leverage,
+            trade_mode=validated_text(self.trade_mode, "trade_mode", "The trade mode", 40, required=False),
+            terminal_build=self.terminal_build,
+            ea_version=validated_text(self.ea_version, "ea_version", "The EA version", 40, required=False),
+        )
+
+
+async def admit(ports: BridgeApiPorts, key: str, ctx: RequestContext) -> BridgeStanding:
+    """Counted first (per address, and per key id when the key names one), then checked."""
+    checks = [(f"bridge-ip:{ctx.ip}:{i}", limit) for i, limit in enumerate(ports.limits.per_ip)]
+    bridge_id = parse_key(key)
+    if bridge_id is not None:
+        checks += [(f"bridge-key:{bridge_id}:{i}", limit) for i, limit in enumerate(ports.limits.per_key)]
+    decisions = await ports.limiter.hit_many(checks)
+    refused = [d.retry_after for d in decisions if not d.allowed]
+    if refused:
+        raise RateLimited(max(refused))
+    return await ports.keys.authenticate(key)
+
+
+def _event(ctx: RequestContext, bridge: Bridge, action: str, **details: Any) -> Any:
+    return ctx.event(
+        action,
+        actor_kind=ActorKind.BRIDGE,
+        org=bridge.org_id,
+        target_type="bridge",
+        target_id=bridge.id,
+        **details,
+    )
+
+
+@dataclass
+class BridgeHello:
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, hello: Hello, ctx: RequestContext) -> Bridge:
+        ports = self.ports
+        hello = hello.checked()
+        bridge = (await admit(ports, key, ctx)).bridge
+        now = ports.clock.now()
+        async with ports.uow() as uow:
+            if bridge.account is None and await uow.bridges.bind(
+                bridge.org_id, bridge.id, hello.account, hello.terminal_build, hello.ea_version, now, ctx.ip
+            ):
+                await uow.audit.append(
+                    _event(
+                        ctx,
+                        bridge,
+                        "bridge.bound",
+                        login=hello.login,
+                        server=hello.server,
+                        company=hello.company,
+                    )
+                )
+                bound = await uow.bridges.get(bridge.org_id, bridge.id)
+                await uow.commit()
+                assert bound is not None
+                await ports.keys.changed(bound.id, bound.version)
+                return bound
+            current = await uow.bridges.get(bridge.org_id, bridge.id)
+            assert current is not None
+            if current.account is None or (current.account.login, current.account.server) != (
+                hello.login,
+                hello.server,
+            ):
+                # A copied key in another terminal: refused, and the refusal is kept.
+                await uow.audit.append(
+                    _event(
+                        ctx,
+                        current,
+                        "bridge.account_mismatch",
+                        login=hello.login,
+                        server=hello.server,
+                        ip=ctx.ip,
+                    )
+                )
+                await uow.commit()
+                raise Forbidden("This key is bound to another MT5 account.", code="bridge_account_mismatch")
+            await uow.bridges.seen(bridge.org_id, bridge.id, now, ctx.ip)
+            await uow.commit()
+            return current
+
+
+@dataclass
+class BridgeHeartbeat:
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, heartbeat: dict[str, Any], ctx: RequestContext) -> Bridge:
+        ports = self.ports
+        bridge = (await admit(ports, key, ctx)).bridge
+        if bridge.account is None:
+            raise Conflict("Send a hello first: it binds the key to this MT5 account.", code="hello_required")
+        async with ports.uow() as uow:
+            stored = await uow.bridges.seen(bridge.org_id, bridge.id, ports.clock.now(), ctx.ip, heartbeat)
+            await uow.commit()
+        if not stored:
+            raise Forbidden("This bridge may not be used.", code="bridge_unavailable")
+        return bridge
+
+
+@dataclass
+class DescribeBridge:
+    """`POST /api/v1/authz/bridge`: the platform's services ask whose a key is."""
+
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str) -> Bridge:
+        # Not counted against the bridge's own limits: a gateway asks on the bridge's behalf.
+        return (await self.ports.keys.authenticate(key)).bridge

@@ -1,0 +1,214 @@
+"""Managing MT5 bridges from the public API: create one (its key shown once), list, rename,
+revoke, and rotate its key with an overlap so the EA can be updated."""
+
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from application.authorization import PermissionResolver, same_org
+from application.bridge_keys import BridgeKeys, key_hash
+from application.errors import NotFound
+from application.identity import RequestContext
+from application.org_authority import authorize
+from application.ports.clock import Clock
+from application.ports.unit_of_work import UnitOfWorkFactory
+from application.step_up import require_recent_auth
+from application.text_input import validated_text
+from application.use_cases.sessions import Principal
+from domain.bridges import NAME_MAX, SECRET_BYTES, Bridge, BridgeStatus, key_prefix, make_key
+
+
+@dataclass(frozen=True)
+class BridgePolicy:
+    key_overlap: timedelta = timedelta(minutes=10)
+    offline_after: timedelta = timedelta(seconds=90)
+    stepup_window: timedelta = timedelta(minutes=10)
+
+
+@dataclass
+class BridgePorts:
+    uow: UnitOfWorkFactory
+    resolver: PermissionResolver
+    clock: Clock
+    keys: BridgeKeys
+    policy: BridgePolicy
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    bridge: Bridge
+    key: str  # shown once, never stored
+
+
+def _new_key(bridge_id: uuid.UUID) -> str:
+    return make_key(bridge_id, secrets.token_bytes(SECRET_BYTES))
+
+
+def _hidden(bridge: Bridge) -> Bridge:
+    return replace(bridge, key_hash="", previous_key_hash=None)
+
+
+@dataclass
+class CreateBridge:
+    ports: BridgePorts
+
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        name: str,
+        broker_connection: str | None,
+        ctx: RequestContext,
+    ) -> IssuedKey:
+        name = validated_text(name, "name", "The name", NAME_MAX)
+        label = (
+            validated_text(broker_connection, "broker_connection", "The label", NAME_MAX)
+            if broker_connection
+            else None
+        )
+        bridge_id = uuid.uuid4()
+        key = _new_key(bridge_id)
+        bridge = Bridge(
+            id=bridge_id,
+            org_id=org_id,
+            name=name,
+            created_by=principal.user_id,
+            created_at=self.ports.clock.now(),
+            key_hash=key_hash(self.ports.keys.secret_key, key),
+            key_prefix=key_prefix(key),
+            broker_connection=label,
+        )
+        async with self.ports.uow() as uow:
+            await authorize(uow, principal, org_id, "bridges:create")
+            await uow.bridges.add(bridge)
+            await uow.audit.append(
+                ctx.event(
+                    "bridge.created",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="bridge",
+                    target_id=bridge_id,
+                    name=name,
+                    key_prefix=bridge.key_prefix,
+                )
+            )
+            await uow.commit()
+        return IssuedKey(_hidden(bridge), key)
+
+
+@dataclass
+class ListBridges:
+    ports: BridgePorts
+
+    async def __call__(self, principal: Principal, org_id: uuid.UUID) -> list[Bridge]:
+        same_org(principal, org_id)
+        await self.ports.resolver.require(principal, "bridges:read")
+        async with self.ports.uow() as uow:
+            return [_hidden(b) for b in await uow.bridges.in_org(org_id)]
+
+
+@dataclass
+class GetBridge:
+    ports: BridgePorts
+
+    async def __call__(self, principal: Principal, org_id: uuid.UUID, bridge_id: uuid.UUID) -> Bridge:
+        same_org(principal, org_id)
+        await self.ports.resolver.require(principal, "bridges:read")
+        async with self.ports.uow() as uow:
+            bridge = await uow.bridges.get(org_id, bridge_id)
+        if bridge is None:
+            raise NotFound("No such bridge.")
+        return _hidden(bridge)
+
+
+@dataclass
+class RenameBridge:
+    ports: BridgePorts
+
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, bridge_id: uuid.UUID, name: str, ctx: RequestContext
+    ) -> Bridge:
+        name = validated_text(name, "name", "The name", NAME_MAX)
+        async with self.ports.uow() as uow:
+            await authorize(uow, principal, org_id, "bridges:update")
+            bridge = await uow.bridges.rename(org_id, bridge_id, name, self.ports.clock.now())
+            if bridge is None:
+                raise NotFound("No such bridge.")
+            await uow.audit.append(
+                ctx.event(
+                    "bridge.renamed",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="bridge",
+                    target_id=bridge_id,
+                )
+            )
+            await uow.commit()
+        await self.ports.keys.changed(bridge_id, bridge.version)
+        return _hidden(bridge)
+
+
+@dataclass
+class RevokeBridge:
+    """Takes effect on the bridge's very next request, on every worker."""
+
+    ports: BridgePorts
+
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, bridge_id: uuid.UUID, ctx: RequestContext
+    ) -> None:
+        async with self.ports.uow() as uow:
+            await authorize(uow, principal, org_id, "bridges:delete")
+            bridge = await uow.bridges.set_status(
+                org_id, bridge_id, BridgeStatus.REVOKED, self.ports.clock.now()
+            )
+            if bridge is None:
+                raise NotFound("No such bridge.")
+            await uow.audit.append(
+                ctx.event(
+                    "bridge.revoked",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="bridge",
+                    target_id=bridge_id,
+                )
+            )
+            await uow.commit()
+        await self.ports.keys.changed(bridge_id, bridge.version)
+
+
+@dataclass
+class RotateBridgeKey:
+    """A new key, shown once; the old one keeps working for the overlap, then dies."""
+
+    ports: BridgePorts
+
+    async def __call__(
+        self, principal: Principal, org_id: uuid.UUID, bridge_id: uuid.UUID, ctx: RequestContext
+    ) -> IssuedKey:
+        now = self.ports.clock.now()
+        require_recent_auth(principal.auth_time, now, self.ports.policy.stepup_window)
+        key = _new_key(bridge_id)
+        until = now + self.ports.policy.key_overlap
+        async with self.ports.uow() as uow:
+            await authorize(uow, principal, org_id, "bridges:update")
+            bridge = await uow.bridges.rotate_key(
+                org_id, bridge_id, key_hash(self.ports.keys.secret_key, key), key_prefix(key), until
+            )
+            if bridge is None:
+                raise NotFound("No such bridge.")
+            await uow.audit.append(
+                ctx.event(
+                    "bridge.key_rotated",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="bridge",
+                    target_id=bridge_id,
+                    key_prefix=bridge.key_prefix,
+                    previous_valid_until=until.isoformat(),
+                )
+            )
+            await uow.commit()
+        await self.ports.keys.changed(bridge_id, bridge.version)
+        return IssuedKey(_hidden(bridge), key)

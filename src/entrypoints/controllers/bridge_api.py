@@ -1,0 +1,89 @@
+"""The bridge API an MT5 Expert Advisor calls with `X-API-Key` (MQL5 WebRequest: plain headers,
+small JSON), and `POST /api/v1/authz/bridge` for the platform's services."""
+
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Controller, Request, post
+
+from application.errors import InvalidInput, NotAuthenticated
+from application.use_cases.bridge_api import Hello
+from entrypoints.dto.bridges import (
+    BridgeAnswer,
+    BridgeAuthzAccount,
+    BridgeAuthzAnswer,
+    HeartbeatRequest,
+    HelloRequest,
+)
+from entrypoints.http.dependencies import ContainerDep
+from entrypoints.http.request_context import request_context
+
+Req = Request[Any, Any, Any]
+T = TypeVar("T")
+
+
+async def strict_body(request: Req, kind: type[T]) -> T:
+    """Decoded strictly: an EA sending "12345" for a number has a bug worth a 400, not a guess."""
+    try:
+        return msgspec.json.decode(await request.body(), type=kind, strict=True)
+    except msgspec.ValidationError as error:
+        raise InvalidInput(f"Invalid body: {error}", code="invalid_request") from None
+    except msgspec.DecodeError:
+        raise InvalidInput("The body is not valid JSON.", code="malformed_json") from None
+
+
+def api_key(request: Req) -> str:
+    keys = [v for k, v in request.scope["headers"] if k == b"x-api-key"]
+    if len(keys) != 1 or not keys[0].strip():
+        raise NotAuthenticated("Send the bridge key as `X-API-Key`.", code="invalid_api_key")
+    return keys[0].decode("latin-1").strip()
+
+
+class BridgeApiController(Controller):
+    path = "/api/bridge/v1"
+    tags = ["bridge-api"]
+
+    @post("/hello", status_code=200, operation_id="bridgeHello")
+    async def hello(self, container: ContainerDep, request: Req) -> BridgeAnswer:
+        data = await strict_body(request, HelloRequest)
+        report = Hello(
+            login=data.login,
+            server=data.server,
+            company=data.company,
+            currency=data.currency,
+            leverage=data.leverage,
+            trade_mode=data.trade_mode,
+            terminal_build=data.terminal_build,
+            ea_version=data.ea_version,
+        )
+        bridge = await container.bridges.hello(api_key(request), report, request_context(request))
+        return BridgeAnswer(bridge_id=bridge.id, status="online")
+
+    @post("/heartbeat", status_code=200, operation_id="bridgeHeartbeat")
+    async def heartbeat(self, container: ContainerDep, request: Req) -> BridgeAnswer:
+        data = await strict_body(request, HeartbeatRequest)
+        figures = {
+            "sent_at": data.sent_at.isoformat(),
+            "connected": data.connected,
+            "trade_allowed": data.trade_allowed,
+            "balance": data.balance,
+            "equity": data.equity,
+            "margin": data.margin,
+            "margin_free": data.margin_free,
+        }
+        bridge = await container.bridges.heartbeat(api_key(request), figures, request_context(request))
+        return BridgeAnswer(bridge_id=bridge.id, status="online")
+
+
+class BridgeAuthzController(Controller):
+    path = "/api/v1/authz"
+    tags = ["authorization"]
+
+    @post("/bridge", status_code=200, operation_id="authzBridge")
+    async def bridge(self, container: ContainerDep, request: Req) -> BridgeAuthzAnswer:
+        bridge = await container.bridges.describe(api_key(request))
+        account = BridgeAuthzAccount(bridge.account.login, bridge.account.server) if bridge.account else None
+        shown = bridge.shown_status(container.clock.now(), container.bridges.policy.offline_after)
+        return BridgeAuthzAnswer(
+            bridge_id=bridge.id, org_id=bridge.org_id, account=account, status=str(shown)
+        )

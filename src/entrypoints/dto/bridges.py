@@ -1,0 +1,92 @@
+"""Bodies of the bridge endpoints (management and the bridge API): small JSON an MQL5 EA can
+build and parse; unknown fields are refused."""
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from entrypoints.dto.identity import WriteBody
+
+_MONEY = msgspec.Meta(ge=-1e15, le=1e15)
+
+
+class CreateBridgeRequest(WriteBody):
+    name: str
+    broker_connection: str | None = None
+
+
+class RenameBridgeRequest(WriteBody):
+    name: str
+
+
+class BridgeAccountView(msgspec.Struct):
+    login: int
+    server: str
+    company: str
+
+
+class BridgeView(msgspec.Struct):
+    id: UUID
+    name: str
+    broker_connection: str | None
+    status: str
+    account: BridgeAccountView | None
+    terminal_build: int | None
+    ea_version: str | None
+    last_seen_at: datetime | None
+    last_ip: str | None
+    key_prefix: str
+    created_by: UUID
+    created_at: datetime
+
+
+class BridgeList(msgspec.Struct):
+    bridges: list[BridgeView]
+
+
+class BridgeWithKey(msgspec.Struct):
+    bridge: BridgeView
+    key: str  # shown once
+
+
+class HelloRequest(WriteBody):
+    login: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    server: str
+    company: str
+    currency: str
+    leverage: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    trade_mode: str
+    terminal_build: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+    ea_version: str
+
+
+Money = Annotated[float, _MONEY]
+
+
+class HeartbeatRequest(WriteBody):
+    sent_at: datetime
+    connected: bool
+    trade_allowed: bool
+    balance: Money
+    equity: Money
+    margin: Money
+    margin_free: Money
+
+
+class BridgeAnswer(msgspec.Struct):
+    bridge_id: UUID
+    status: str
+
+
+class BridgeAuthzAccount(msgspec.Struct):
+    login: int
+    server: str
+
+
+class BridgeAuthzAnswer(msgspec.Struct):
+    bridge_id: UUID
+    org_id: UUID
+    account: BridgeAuthzAccount | None
+    status: str

@@ -1,0 +1,265 @@
+"""MT5 bridges: keys shown once, bound by the first hello, refused from another account, rotated
+with an overlap, revoked at once; the bridge API's own limits and bad input; and the gateway's
+`POST /api/v1/authz/bridge`. Both backends, through the app's outermost ASGI callable."""
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.storage.database import create_engine
+from adapters.storage.tables import audit_events, bridges
+from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
+from entrypoints.settings import Settings
+from tests.bridge_simulator import ExpertAdvisor, Terminal
+from tests.e2e.conftest import Service, start_service
+from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, login_response, service_with
+from tests.e2e.test_orgs_and_roles import Actor, create_org, join, make_platform_admin, new_user
+
+
+class PinnedClock:
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> PinnedClock:
+    return PinnedClock()
+
+
+@pytest.fixture
+async def service(
+    service_settings: Settings, redis_namespace: str, clock: PinnedClock
+) -> AsyncIterator[Service]:
+
+    settings = dataclasses.replace(service_settings, **FAST_ARGON2)
+    async for svc in start_service(settings, redis_namespace, clock=clock):
+        yield svc
+
+
+@pytest.fixture
+async def owner(backend: str, service: Service, request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
+    """Reads past row-level security (the tables' owner), to look at what was stored."""
+    if backend == "embedded":
+        yield service.container.engine
+        return
+    engine = create_engine(str(request.getfixturevalue("fresh_pg_url")), pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def ea(service: Service, key: str, terminal: Terminal | None = None) -> ExpertAdvisor:
+    headers = {k: v for k, v in service.client.headers.items() if k.lower() != "origin"}
+    bare = httpx.AsyncClient(
+        transport=service.client._transport, base_url=str(service.client.base_url), headers=headers
+    )
+    return ExpertAdvisor(bare, key, terminal or Terminal())
+
+
+async def create_bridge(service: Service, actor: Actor, name: str = "Desk EA") -> dict[str, Any]:
+    r = await service.client.post(
+        f"/api/v1/orgs/{actor.org_id}/bridges", json={"name": name}, headers=actor.headers
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def bridge_rows(owner: AsyncEngine) -> list[Any]:
+    async with owner.connect() as conn:
+        return list(await conn.execute(select(bridges)))
+
+
+async def test_a_key_is_shown_once_and_its_first_hello_binds_it(service: Service) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    key = created["key"]
+    assert key.startswith("bwk_") and len(key) > 80
+    assert created["bridge"]["status"] == "pending" and key.startswith(created["bridge"]["key_prefix"])
+    listed = await service.client.get(f"/api/v1/orgs/{actor.org_id}/bridges", headers=actor.headers)
+    assert (
+        key not in listed.text
+        and listed.json()["bridges"][0]["key_prefix"] == created["bridge"]["key_prefix"]
+    )
+    advisor = ea(service, key)
+    answers = await advisor.run(beats=3)
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    shown = await service.client.get(
+        f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}", headers=actor.headers
+    )
+    body = shown.json()
+    assert body["status"] == "online" and body["account"] == {
+        "login": 5_012_345,
+        "server": "ICMarketsSC-Demo",
+        "company": "Raw Trading Ltd",
+    }
+    assert body["terminal_build"] == 4755 and body["ea_version"] == "1.4.2" and body["last_seen_at"]
+    # The same terminal starting again is welcome.
+    assert (await advisor.start()).status_code == 200
+
+
+async def test_a_copied_key_in_another_terminal_is_refused_and_audited(
+    service: Service, owner: AsyncEngine
+) -> None:
+    actor = await new_user(service)
+    key = (await create_bridge(service, actor))["key"]
+    assert (await ea(service, key).start()).status_code == 200
+    thief = ea(service, key, Terminal(login=9_999_999, server="Other-Live"))
+    r = await thief.start()
+    assert r.status_code == 403 and r.json()["code"] == "bridge_account_mismatch"
+    async with service.container.engine.connect() as conn:
+        rows = list(
+            await conn.execute(select(audit_events).where(audit_events.c.action == "bridge.account_mismatch"))
+        )
+    assert len(rows) == 1 and rows[0].details["login"] == 9_999_999
+
+
+async def test_heartbeats_need_a_hello_and_a_silent_bridge_shows_offline(
+    service: Service, clock: PinnedClock, owner: AsyncEngine
+) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    r = await advisor.beat()
+    assert r.status_code == 409 and r.json()["code"] == "hello_required"
+    await advisor.run(beats=1)
+    path = f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}"
+    assert (await service.client.get(path, headers=actor.headers)).json()["status"] == "online"
+    clock.advance(91)
+    assert (await service.client.get(path, headers=actor.headers)).json()["status"] == "offline"
+    assert (await advisor.beat()).status_code == 200
+    assert (await service.client.get(path, headers=actor.headers)).json()["status"] == "online"
+    [row] = await bridge_rows(owner)
+    assert row.last_heartbeat["balance"] == 10_000.0
+
+
+async def test_a_rotated_key_overlaps_for_ten_minutes_then_only_the_new_one_works(
+    service: Service, clock: PinnedClock
+) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    old = ea(service, created["key"])
+    assert (await old.start()).status_code == 200
+    path = f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}/rotate-key"
+    r = await service.client.post(path, headers={**actor.headers, "content-length": "0"})
+    assert r.status_code == 200, r.text
+    new = ea(service, r.json()["key"])
+    assert r.json()["key"] != created["key"]
+    assert (await old.beat()).status_code == 200
+    assert (await new.beat()).status_code == 200
+    clock.advance(601)
+    assert (await old.beat()).json()["code"] == "invalid_api_key"
+    assert (await new.beat()).status_code == 200
+    clock.advance(-601 + 700)  # long after the login: rotating again needs a fresh authentication
+    r = await service.client.post(path, headers={**actor.headers, "content-length": "0"})
+    assert r.status_code == 401 and r.json()["code"] == "reauth_required"
+
+
+async def test_revoking_stops_the_very_next_request(service: Service) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    assert (await advisor.start()).status_code == 200
+    r = await service.client.delete(
+        f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}",
+        headers={**actor.headers, "content-length": "0"},
+    )
+    assert r.status_code == 204, r.text
+    r = await advisor.beat()
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+    r = await service.client.post(
+        "/api/v1/authz/bridge", headers={"x-api-key": created["key"], "content-length": "0"}
+    )
+    assert r.status_code == 401
+
+
+async def test_an_owner_who_left_and_a_disabled_org_stop_their_bridges(service: Service) -> None:
+    admin = await new_user(service, "admin")
+    org_id, admin = await create_org(service, admin)
+    member = await join(
+        service, admin, await new_user(service, "dev"), role_ids=[str(SYSTEM_ROLE_IDS[SystemRole.DEVELOPER])]
+    )
+    advisor = ea(service, (await create_bridge(service, member))["key"])
+    assert (await advisor.start()).status_code == 200  # the key is now in the worker's cache
+    r = await service.client.delete(f"/api/v1/orgs/{org_id}/members/{member.user_id}", headers=admin.headers)
+    assert r.status_code == 204, r.text
+    r = await advisor.beat()
+    assert r.status_code == 403 and r.json()["code"] == "owner_unavailable"
+
+    admins_ea = ea(service, (await create_bridge(service, admin))["key"])
+    assert (await admins_ea.start()).status_code == 200
+    root = await make_platform_admin(service, await new_user(service, "root"))
+    r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
+    assert r.status_code == 200, r.text
+    r = await admins_ea.beat()
+    assert r.status_code == 403 and r.json()["code"] == "org_disabled"
+
+
+async def test_the_gateway_learns_whose_a_key_is(service: Service) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    key = created["key"]
+    bare = {"content-length": "0"}
+    r = await service.client.post("/api/v1/authz/bridge", headers={**bare, "x-api-key": key})
+    assert r.status_code == 200 and r.json()["account"] is None and r.json()["status"] == "pending"
+    await ea(service, key).start()
+    r = await service.client.post("/api/v1/authz/bridge", headers={**bare, "x-api-key": key})
+    assert r.json() == {
+        "bridge_id": created["bridge"]["id"],
+        "org_id": actor.org_id,
+        "account": {"login": 5_012_345, "server": "ICMarketsSC-Demo"},
+        "status": "online",
+    }
+    for wrong in ("", "bwk_nope", key[:-2] + "aa", "bwk_" + "a" * 26 + "_" + "b" * 52):
+        r = await service.client.post("/api/v1/authz/bridge", headers={**bare, "x-api-key": wrong})
+        assert r.status_code == 401, (wrong, r.text)
+
+
+async def test_malformed_oversized_and_mistyped_bodies_get_4xx_and_store_nothing(
+    service: Service, owner: AsyncEngine
+) -> None:
+    actor = await new_user(service)
+    key = (await create_bridge(service, actor))["key"]
+    advisor = ea(service, key)
+    good = advisor.terminal.hello()
+    for body in (
+        {**good, "login": "12345"},
+        {**good, "login": -1},
+        {**good, "server": "x" * 101},
+        {**good, "server": "ICM\u0000arkets"},
+        {**good, "unknown": 1},
+        {k: v for k, v in good.items() if k != "server"},
+        {**good, "company": "y" * 100_000},
+    ):
+        r = await advisor.call("hello", body)
+        assert 400 <= r.status_code < 500, (body, r.text)
+    [row] = await bridge_rows(owner)
+    assert row.account_login is None and row.status == "pending"
+    assert (await advisor.start()).status_code == 200
+    r = await advisor.call("heartbeat", {**advisor.terminal.heartbeat(), "balance": "lots"})
+    assert r.status_code == 400
+
+
+async def test_a_bridge_over_its_limit_gets_429_while_users_still_log_in(
+    service_settings: Settings, redis_namespace: str
+) -> None:
+    async with service_with(
+        service_settings, redis_namespace, bridge_limit_per_key="5/60", **FAST_ARGON2
+    ) as svc:
+        actor = await new_user(svc)
+        advisor = ea(svc, (await create_bridge(svc, actor))["key"])
+        codes = [(await advisor.start()).status_code for _ in range(7)]
+        assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+        assert (await login_response(svc.client, actor.email)).status_code == 200
