@@ -16,6 +16,7 @@ from entrypoints.controllers.authorization import AuthzController
 from entrypoints.controllers.bridge_api import BridgeApiController, BridgeAuthzController
 from entrypoints.controllers.bridges import BridgeController
 from entrypoints.controllers.broker_connections import BrokerCallbackController, BrokerConnectionController
+from entrypoints.controllers.forward_auth import ForwardAuthController
 from entrypoints.controllers.health import HealthController
 from entrypoints.controllers.integration_secrets import IntegrationSecretController
 from entrypoints.controllers.me import MeController
@@ -54,6 +55,7 @@ def route_handlers() -> list[Any]:
         BridgeController,
         BridgeApiController,
         BridgeAuthzController,
+        ForwardAuthController,
     ]
 
 

@@ -97,6 +97,7 @@ from application.use_cases.broker_credentials import (
     VaultPolicy,
     VaultPorts,
 )
+from application.use_cases.forward_auth import ForwardAuth
 from application.use_cases.integration_secrets import (
     CreateIntegrationSecret,
     DeleteIntegrationSecret,
@@ -420,6 +421,7 @@ class Container:
     brokers: BrokerApi
     bridges: BridgeApi
     bridge_versions: AuthzVersions
+    forward_auth: ForwardAuth
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -613,6 +615,7 @@ def build_container(
         brokers=brokers,
         bridges=bridges,
         bridge_versions=bridge_versions,
+        forward_auth=ForwardAuth(AuthenticateBearer(deps), resolver, bridge_keys),
     )
 
 
