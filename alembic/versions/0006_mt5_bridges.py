@@ -18,6 +18,7 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+ORG_SCOPED = ("bridges", "bridge_deals", "bridge_positions", "bridge_commands")
 _ORG_MATCH = "org_id::text = current_setting('bulwark.org_id', true)"
 
 _BRIDGE_ORG = """
@@ -60,18 +61,102 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bridges")),
     )
     op.create_index("ix_bridges_org_id", "bridges", ["org_id"])
+    _reports()
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE bridges ENABLE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY bridges_org_isolation ON bridges USING ({_ORG_MATCH}) WITH CHECK ({_ORG_MATCH})"
-        )
+        for table in ORG_SCOPED:
+            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+            policy = f"CREATE POLICY {table}_org_isolation ON {table}"
+            op.execute(f"{policy} USING ({_ORG_MATCH}) WITH CHECK ({_ORG_MATCH})")
         op.execute(_BRIDGE_ORG)
         op.execute("REVOKE ALL ON FUNCTION bulwark_bridge_org(uuid) FROM PUBLIC")
+
+
+def _reports() -> None:
+    """Deals, positions and commands: org-scoped rows keyed by their bridge."""
+    op.create_table(
+        "bridge_deals",
+        sa.Column("bridge_id", sa.Uuid(), nullable=False),
+        sa.Column("ticket", sa.BigInteger(), nullable=False),
+        sa.Column("org_id", sa.Uuid(), nullable=False),
+        sa.Column("order_ticket", sa.BigInteger(), nullable=True),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("symbol", sa.String(length=40), nullable=False),
+        sa.Column("type", sa.String(length=20), nullable=False),
+        sa.Column("entry", sa.String(length=20), nullable=False),
+        sa.Column("volume", sa.Float(), nullable=False),
+        sa.Column("price", sa.Float(), nullable=False),
+        sa.Column("profit", sa.Float(), nullable=False),
+        sa.Column("commission", sa.Float(), nullable=False),
+        sa.Column("swap", sa.Float(), nullable=False),
+        sa.Column("magic", sa.BigInteger(), nullable=False),
+        sa.Column("comment", sa.String(length=100), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bridge_id"], ["bridges.id"], name=op.f("fk_bridge_deals_bridge_id_bridges"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("bridge_id", "ticket", name=op.f("pk_bridge_deals")),
+    )
+    op.create_index("ix_bridge_deals_org_id", "bridge_deals", ["org_id"])
+    op.create_table(
+        "bridge_positions",
+        sa.Column("bridge_id", sa.Uuid(), nullable=False),
+        sa.Column("ticket", sa.BigInteger(), nullable=False),
+        sa.Column("org_id", sa.Uuid(), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("symbol", sa.String(length=40), nullable=False),
+        sa.Column("type", sa.String(length=20), nullable=False),
+        sa.Column("volume", sa.Float(), nullable=False),
+        sa.Column("price_open", sa.Float(), nullable=False),
+        sa.Column("sl", sa.Float(), nullable=False),
+        sa.Column("tp", sa.Float(), nullable=False),
+        sa.Column("price_current", sa.Float(), nullable=False),
+        sa.Column("profit", sa.Float(), nullable=False),
+        sa.Column("swap", sa.Float(), nullable=False),
+        sa.Column("magic", sa.BigInteger(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bridge_id"],
+            ["bridges.id"],
+            name=op.f("fk_bridge_positions_bridge_id_bridges"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("bridge_id", "ticket", name=op.f("pk_bridge_positions")),
+    )
+    op.create_index("ix_bridge_positions_org_id", "bridge_positions", ["org_id"])
+    op.create_table(
+        "bridge_commands",
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("org_id", sa.Uuid(), nullable=False),
+        sa.Column("bridge_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["bridge_id"],
+            ["bridges.id"],
+            name=op.f("fk_bridge_commands_bridge_id_bridges"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_bridge_commands")),
+        sa.UniqueConstraint("id", name=op.f("uq_bridge_commands_id")),
+    )
+    op.create_index("ix_bridge_commands_bridge_id_seq", "bridge_commands", ["bridge_id", "seq"])
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS bulwark_bridge_org(uuid)")
-        op.execute("DROP POLICY IF EXISTS bridges_org_isolation ON bridges")
+        for table in ORG_SCOPED:
+            op.execute(f"DROP POLICY IF EXISTS {table}_org_isolation ON {table}")
+    op.drop_table("bridge_commands")
+    op.drop_table("bridge_positions")
+    op.drop_table("bridge_deals")
     op.drop_index("ix_bridges_org_id", table_name="bridges")
     op.drop_table("bridges")

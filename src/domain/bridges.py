@@ -97,3 +97,57 @@ def parse_key(key: str) -> UUID | None:
     except (binascii.Error, ValueError):
         return None
     return UUID(bytes=raw) if len(raw) == 16 else None
+
+
+BATCH_MAX = 500
+COMMAND_KINDS = frozenset({"close_all", "pause_trading", "resume_trading"})
+
+
+@dataclass(frozen=True)
+class Deal:
+    ticket: int
+    time: datetime
+    symbol: str
+    type: str
+    entry: str
+    volume: float
+    price: float
+    profit: float = 0.0
+    commission: float = 0.0
+    swap: float = 0.0
+    magic: int = 0
+    comment: str = ""
+    order: int | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    ticket: int
+    time: datetime
+    symbol: str
+    type: str
+    volume: float
+    price_open: float
+    price_current: float
+    sl: float = 0.0
+    tp: float = 0.0
+    profit: float = 0.0
+    swap: float = 0.0
+    magic: int = 0
+
+
+@dataclass(frozen=True)
+class BridgeCommand:
+    """Something the platform asks a bridge to do; delivered at most once, dead after expiry."""
+
+    id: UUID
+    org_id: UUID
+    bridge_id: UUID
+    kind: str
+    payload: dict[str, object]
+    created_by: UUID
+    created_at: datetime
+    expires_at: datetime
+    seq: int = 0
+    delivered_at: datetime | None = None
+    acked_at: datetime | None = None

@@ -62,11 +62,15 @@ from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.bridge_api import (
+    AckCommand,
     BridgeApiPorts,
+    BridgeDeals,
     BridgeHeartbeat,
     BridgeHello,
     BridgeLimits,
+    BridgePositions,
     DescribeBridge,
+    PollCommands,
 )
 from application.use_cases.bridges import (
     BridgePolicy,
@@ -74,6 +78,7 @@ from application.use_cases.bridges import (
     CreateBridge,
     GetBridge,
     ListBridges,
+    QueueBridgeCommand,
     RenameBridge,
     RevokeBridge,
     RotateBridgeKey,
@@ -231,8 +236,13 @@ class BridgeApi:
     rename: RenameBridge
     revoke: RevokeBridge
     rotate_key: RotateBridgeKey
+    queue_command: QueueBridgeCommand
     hello: BridgeHello
     heartbeat: BridgeHeartbeat
+    deals: BridgeDeals
+    positions: BridgePositions
+    poll_commands: PollCommands
+    ack_command: AckCommand
     describe: DescribeBridge
 
     @classmethod
@@ -245,8 +255,13 @@ class BridgeApi:
             rename=RenameBridge(ports),
             revoke=RevokeBridge(ports),
             rotate_key=RotateBridgeKey(ports),
+            queue_command=QueueBridgeCommand(ports),
             hello=BridgeHello(api),
             heartbeat=BridgeHeartbeat(api),
+            deals=BridgeDeals(api),
+            positions=BridgePositions(api),
+            poll_commands=PollCommands(api),
+            ack_command=AckCommand(api),
             describe=DescribeBridge(api),
         )
 
@@ -582,6 +597,7 @@ def build_container(
                 key_overlap=timedelta(seconds=settings.bridge_key_overlap_seconds),
                 offline_after=timedelta(seconds=settings.bridge_offline_after_seconds),
                 stepup_window=timedelta(seconds=settings.stepup_window_seconds),
+                command_ttl=timedelta(seconds=settings.bridge_command_ttl_seconds),
             ),
         ),
         BridgeApiPorts(

@@ -183,6 +183,9 @@ class Settings:
         default=90,
         metadata=_doc("A bridge with no heartbeat for this long shows offline (three 30 s intervals)."),
     )
+    bridge_command_ttl_seconds: int = field(
+        default=60, metadata=_doc("A command queued for a bridge and not picked up by then is dropped.")
+    )
     bridge_limit_per_key: str = field(
         default="120/60", metadata=_doc("Bridge API requests per bridge key, as `count/seconds` tiers.")
     )

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -324,6 +325,69 @@ bridges = Table(
     Index("ix_bridges_org_id", "org_id"),
 )
 
+# What bridges report, idempotent on (bridge, ticket): a resent batch changes nothing. Other
+# services of the platform read these (under the same row-level security).
+bridge_deals = Table(
+    "bridge_deals",
+    metadata,
+    Column("bridge_id", Uuid, ForeignKey("bridges.id", ondelete="CASCADE"), primary_key=True),
+    Column("ticket", BigInteger, primary_key=True),
+    Column("org_id", Uuid, nullable=False),
+    Column("order_ticket", BigInteger, nullable=True),
+    Column("time", UTCDateTime, nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("entry", String(20), nullable=False),
+    Column("volume", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("profit", Float, nullable=False),
+    Column("commission", Float, nullable=False),
+    Column("swap", Float, nullable=False),
+    Column("magic", BigInteger, nullable=False),
+    Column("comment", String(100), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_bridge_deals_org_id", "org_id"),
+)
+
+bridge_positions = Table(
+    "bridge_positions",
+    metadata,
+    Column("bridge_id", Uuid, ForeignKey("bridges.id", ondelete="CASCADE"), primary_key=True),
+    Column("ticket", BigInteger, primary_key=True),
+    Column("org_id", Uuid, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("volume", Float, nullable=False),
+    Column("price_open", Float, nullable=False),
+    Column("sl", Float, nullable=False),
+    Column("tp", Float, nullable=False),
+    Column("price_current", Float, nullable=False),
+    Column("profit", Float, nullable=False),
+    Column("swap", Float, nullable=False),
+    Column("magic", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_bridge_positions_org_id", "org_id"),
+)
+
+bridge_commands = Table(
+    "bridge_commands",
+    metadata,
+    # The bridge's polling cursor: increasing, assigned by the database.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("org_id", Uuid, nullable=False),
+    Column("bridge_id", Uuid, ForeignKey("bridges.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("acked_at", UTCDateTime, nullable=True),
+    Index("ix_bridge_commands_bridge_id_seq", "bridge_id", "seq"),
+)
+
 ORG_SCOPED_TABLES = (
     "roles",
     "member_roles",
@@ -334,6 +398,9 @@ ORG_SCOPED_TABLES = (
     "broker_connections",
     "integration_secrets",
     "bridges",
+    "bridge_deals",
+    "bridge_positions",
+    "bridge_commands",
 )
 
 # Pending broker authorisations: looked up by the digest of `state` when the browser returns.
@@ -378,6 +445,9 @@ __all__ = [
     "ORG_SCOPED_TABLES",
     "audit_chain_head",
     "audit_events",
+    "bridge_commands",
+    "bridge_deals",
+    "bridge_positions",
     "bridges",
     "broker_connections",
     "broker_oauth_states",

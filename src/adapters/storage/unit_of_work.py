@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from adapters.storage.audit_log import SqlAuditLog
 from adapters.storage.audit_query import SqlAuditQuery
 from adapters.storage.authz_repository import SqlAuthzRepository
+from adapters.storage.bridge_report_repository import SqlBridgeReportRepository
 from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.broker_connection_repository import SqlBrokerConnectionRepository
 from adapters.storage.integration_secret_repository import SqlIntegrationSecretRepository
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
     integration_secrets: SqlIntegrationSecretRepository
     service_clients: SqlServiceClientRepository
     bridges: SqlBridgeRepository
+    bridge_reports: SqlBridgeReportRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -64,6 +66,7 @@ class SqlUnitOfWork:
         self.integration_secrets = SqlIntegrationSecretRepository(connection, rls)
         self.service_clients = SqlServiceClientRepository(connection)
         self.bridges = SqlBridgeRepository(connection, rls)
+        self.bridge_reports = SqlBridgeReportRepository(connection, rls)
         return self
 
     async def commit(self) -> None:

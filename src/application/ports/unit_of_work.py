@@ -9,6 +9,7 @@ from uuid import UUID
 from application.ports.audit import AuditSink
 from application.ports.audit_query import AuditQuery
 from application.ports.authz_repository import AuthzRepository
+from application.ports.bridge_report_repository import BridgeReportRepository
 from application.ports.bridge_repository import BridgeRepository
 from application.ports.broker_connection_repository import BrokerConnectionRepository
 from application.ports.integration_secret_repository import IntegrationSecretRepository
@@ -162,6 +163,9 @@ class UnitOfWork(Protocol):
 
     @property
     def bridges(self) -> BridgeRepository: ...
+
+    @property
+    def bridge_reports(self) -> BridgeReportRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

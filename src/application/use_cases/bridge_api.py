@@ -5,9 +5,10 @@ users or other bridges."""
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from application.bridge_keys import BridgeKeys
-from application.errors import Conflict, Forbidden, RateLimited
+from application.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from application.identity import RequestContext
 from application.ports.bridge_repository import BridgeStanding
 from application.ports.clock import Clock
@@ -15,7 +16,8 @@ from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.unit_of_work import UnitOfWorkFactory
 from application.text_input import validated_text
 from domain.audit import ActorKind
-from domain.bridges import BoundAccount, Bridge, parse_key
+from domain.bridges import BATCH_MAX, BoundAccount, Bridge, BridgeCommand, Deal, Position, parse_key
+from domain.text_rules import has_control_characters
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,82 @@ class DescribeBridge:
     async def __call__(self, key: str) -> Bridge:
         # Not counted against the bridge's own limits: a gateway asks on the bridge's behalf.
         return (await self.ports.keys.authenticate(key)).bridge
+
+
+def _bound(bridge: Bridge) -> Bridge:
+    if bridge.account is None:
+        raise Conflict("Send a hello first: it binds the key to this MT5 account.", code="hello_required")
+    return bridge
+
+
+def _batch(items: list[Any], what: str) -> None:
+    if len(items) > BATCH_MAX:
+        raise InvalidInput(f"At most {BATCH_MAX} {what} per batch.", code="batch_too_large", field=what)
+    tickets = [item.ticket for item in items]
+    if len(set(tickets)) != len(tickets):
+        raise InvalidInput(f"A batch names one of its {what} twice.", code="duplicate_ticket", field=what)
+    for item in items:
+        for name, value in vars(item).items():
+            if isinstance(value, str) and has_control_characters(value):
+                raise InvalidInput(f"{what}: `{name}` may not contain control characters.", field=what)
+
+
+@dataclass
+class BridgeDeals:
+    """Idempotent on (bridge, ticket): a resent batch changes nothing and answers the same."""
+
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, deals: list[Deal], ctx: RequestContext) -> int:
+        _batch(deals, "deals")
+        bridge = _bound((await admit(self.ports, key, ctx)).bridge)
+        async with self.ports.uow() as uow:
+            await uow.bridge_reports.add_deals(bridge.org_id, bridge.id, deals, self.ports.clock.now())
+            await uow.commit()
+        return len(deals)
+
+
+@dataclass
+class BridgePositions:
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, positions: list[Position], ctx: RequestContext) -> int:
+        _batch(positions, "positions")
+        bridge = _bound((await admit(self.ports, key, ctx)).bridge)
+        async with self.ports.uow() as uow:
+            await uow.bridge_reports.put_positions(
+                bridge.org_id, bridge.id, positions, self.ports.clock.now()
+            )
+            await uow.commit()
+        return len(positions)
+
+
+@dataclass
+class PollCommands:
+    """Each command is delivered once, to the first poll that sees it, and never after expiry."""
+
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, after: int, ctx: RequestContext) -> list[BridgeCommand]:
+        bridge = _bound((await admit(self.ports, key, ctx)).bridge)
+        async with self.ports.uow() as uow:
+            taken = await uow.bridge_reports.take_commands(
+                bridge.org_id, bridge.id, max(0, after), self.ports.clock.now(), limit=50
+            )
+            await uow.commit()
+        return taken
+
+
+@dataclass
+class AckCommand:
+    ports: BridgeApiPorts
+
+    async def __call__(self, key: str, command_id: UUID, ctx: RequestContext) -> None:
+        bridge = _bound((await admit(self.ports, key, ctx)).bridge)
+        async with self.ports.uow() as uow:
+            acked = await uow.bridge_reports.ack_command(
+                bridge.org_id, bridge.id, command_id, self.ports.clock.now()
+            )
+            await uow.commit()
+        if not acked:
+            raise NotFound("No such delivered command.")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from application.authorization import PermissionResolver, same_org
 from application.bridge_keys import BridgeKeys, key_hash
-from application.errors import NotFound
+from application.errors import InvalidInput, NotFound
 from application.identity import RequestContext
 from application.org_authority import authorize
 from application.ports.clock import Clock
@@ -16,7 +16,16 @@ from application.ports.unit_of_work import UnitOfWorkFactory
 from application.step_up import require_recent_auth
 from application.text_input import validated_text
 from application.use_cases.sessions import Principal
-from domain.bridges import NAME_MAX, SECRET_BYTES, Bridge, BridgeStatus, key_prefix, make_key
+from domain.bridges import (
+    COMMAND_KINDS,
+    NAME_MAX,
+    SECRET_BYTES,
+    Bridge,
+    BridgeCommand,
+    BridgeStatus,
+    key_prefix,
+    make_key,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class BridgePolicy:
     key_overlap: timedelta = timedelta(minutes=10)
     offline_after: timedelta = timedelta(seconds=90)
     stepup_window: timedelta = timedelta(minutes=10)
+    command_ttl: timedelta = timedelta(seconds=60)
 
 
 @dataclass
@@ -212,3 +222,53 @@ class RotateBridgeKey:
             await uow.commit()
         await self.ports.keys.changed(bridge_id, bridge.version)
         return IssuedKey(_hidden(bridge), key)
+
+
+@dataclass
+class QueueBridgeCommand:
+    """`bridges:execute`: a command the bridge picks up on its next poll, or never after expiry."""
+
+    ports: BridgePorts
+
+    async def __call__(
+        self,
+        principal: Principal,
+        org_id: uuid.UUID,
+        bridge_id: uuid.UUID,
+        kind: str,
+        payload: dict[str, object],
+        ctx: RequestContext,
+    ) -> BridgeCommand:
+        if kind not in COMMAND_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(sorted(COMMAND_KINDS))}.", field="kind")
+        now = self.ports.clock.now()
+        async with self.ports.uow() as uow:
+            await authorize(uow, principal, org_id, "bridges:execute")
+            bridge = await uow.bridges.get(org_id, bridge_id)
+            if bridge is None or not bridge.usable:
+                raise NotFound("No such bridge.")
+            command = await uow.bridge_reports.queue_command(
+                BridgeCommand(
+                    id=uuid.uuid4(),
+                    org_id=org_id,
+                    bridge_id=bridge_id,
+                    kind=kind,
+                    payload=payload,
+                    created_by=principal.user_id,
+                    created_at=now,
+                    expires_at=now + self.ports.policy.command_ttl,
+                )
+            )
+            await uow.audit.append(
+                ctx.event(
+                    "bridge.command_queued",
+                    actor=principal.user_id,
+                    org=org_id,
+                    target_type="bridge",
+                    target_id=bridge_id,
+                    kind=kind,
+                    command_id=command.id,
+                )
+            )
+            await uow.commit()
+        return command

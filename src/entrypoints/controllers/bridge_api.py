@@ -2,24 +2,34 @@
 small JSON), and `POST /api/v1/authz/bridge` for the platform's services."""
 
 from typing import Any, TypeVar
+from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery
 
 from application.errors import InvalidInput, NotAuthenticated
 from application.use_cases.bridge_api import Hello
+from domain.bridges import Deal, Position
 from entrypoints.dto.bridges import (
+    BatchAnswer,
     BridgeAnswer,
     BridgeAuthzAccount,
     BridgeAuthzAnswer,
+    CommandList,
+    CommandView,
+    DealsRequest,
     HeartbeatRequest,
     HelloRequest,
+    PositionsRequest,
 )
 from entrypoints.http.dependencies import ContainerDep
 from entrypoints.http.request_context import request_context
 
 Req = Request[Any, Any, Any]
 T = TypeVar("T")
+# A batch of 500 deals or positions is about 100 KiB; bounded all the same.
+BATCH_MAX_BYTES = 512 * 1024
 
 
 async def strict_body(request: Req, kind: type[T]) -> T:
@@ -73,6 +83,65 @@ class BridgeApiController(Controller):
         }
         bridge = await container.bridges.heartbeat(api_key(request), figures, request_context(request))
         return BridgeAnswer(bridge_id=bridge.id, status="online")
+
+    @post("/deals", status_code=200, operation_id="bridgeDeals", request_max_body_size=BATCH_MAX_BYTES)
+    async def deals(self, container: ContainerDep, request: Req) -> BatchAnswer:
+        data = await strict_body(request, DealsRequest)
+        deals = [
+            Deal(
+                ticket=d.ticket,
+                time=d.time,
+                symbol=d.symbol,
+                type=d.type,
+                entry=d.entry,
+                volume=d.volume,
+                price=d.price,
+                profit=d.profit,
+                commission=d.commission,
+                swap=d.swap,
+                magic=d.magic,
+                comment=d.comment,
+                order=d.order,
+            )
+            for d in data.deals
+        ]
+        accepted = await container.bridges.deals(api_key(request), deals, request_context(request))
+        return BatchAnswer(accepted=accepted)
+
+    @post(
+        "/positions", status_code=200, operation_id="bridgePositions", request_max_body_size=BATCH_MAX_BYTES
+    )
+    async def positions(self, container: ContainerDep, request: Req) -> BatchAnswer:
+        data = await strict_body(request, PositionsRequest)
+        positions = [
+            Position(
+                ticket=p.ticket,
+                time=p.time,
+                symbol=p.symbol,
+                type=p.type,
+                volume=p.volume,
+                price_open=p.price_open,
+                price_current=p.price_current,
+                sl=p.sl,
+                tp=p.tp,
+                profit=p.profit,
+                swap=p.swap,
+                magic=p.magic,
+            )
+            for p in data.positions
+        ]
+        accepted = await container.bridges.positions(api_key(request), positions, request_context(request))
+        return BatchAnswer(accepted=accepted)
+
+    @get("/commands", operation_id="bridgeCommands")
+    async def commands(self, container: ContainerDep, request: Req, after: FromQuery[int] = 0) -> CommandList:
+        taken = await container.bridges.poll_commands(api_key(request), after, request_context(request))
+        views = [CommandView(c.id, c.seq, c.kind, dict(c.payload), c.expires_at) for c in taken]
+        return CommandList(commands=views, cursor=max([after, *(c.seq for c in taken)]))
+
+    @post("/commands/{command_id:uuid}/ack", status_code=204, operation_id="bridgeAckCommand")
+    async def ack(self, command_id: FromPath[UUID], container: ContainerDep, request: Req) -> None:
+        await container.bridges.ack_command(api_key(request), command_id, request_context(request))
 
 
 class BridgeAuthzController(Controller):

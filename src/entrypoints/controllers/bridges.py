@@ -15,7 +15,9 @@ from entrypoints.dto.bridges import (
     BridgeList,
     BridgeView,
     BridgeWithKey,
+    CommandView,
     CreateBridgeRequest,
+    QueueCommandRequest,
     RenameBridgeRequest,
 )
 from entrypoints.http.auth import provide_principal
@@ -89,6 +91,26 @@ class BridgeController(Controller):
         request: Req,
     ) -> None:
         await container.bridges.revoke(principal, org_id, bridge_id, request_context(request))
+
+    @post(
+        "/{bridge_id:uuid}/commands",
+        status_code=201,
+        operation_id="queueBridgeCommand",
+        guards=[require_permission("bridges:execute")],
+    )
+    async def queue_command(
+        self,
+        org_id: OrgId,
+        bridge_id: BridgeId,
+        data: JSONBody[QueueCommandRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Req,
+    ) -> CommandView:
+        command = await container.bridges.queue_command(
+            principal, org_id, bridge_id, data.kind, dict(data.payload), request_context(request)
+        )
+        return CommandView(command.id, command.seq, command.kind, dict(command.payload), command.expires_at)
 
     @post(
         "/{bridge_id:uuid}/rotate-key",

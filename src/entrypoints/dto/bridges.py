@@ -75,6 +75,74 @@ class HeartbeatRequest(WriteBody):
     margin_free: Money
 
 
+Ticket = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Short = Annotated[str, msgspec.Meta(max_length=40)]
+Volume = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+
+
+class DealItem(msgspec.Struct, forbid_unknown_fields=True):
+    ticket: Ticket
+    time: datetime
+    symbol: Short
+    type: Annotated[str, msgspec.Meta(max_length=20)]
+    entry: Annotated[str, msgspec.Meta(max_length=20)]
+    volume: Volume
+    price: Money
+    profit: Money = 0.0
+    commission: Money = 0.0
+    swap: Money = 0.0
+    magic: Ticket = 0
+    comment: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    order: Ticket | None = None
+
+
+class PositionItem(msgspec.Struct, forbid_unknown_fields=True):
+    ticket: Ticket
+    time: datetime
+    symbol: Short
+    type: Annotated[str, msgspec.Meta(max_length=20)]
+    volume: Volume
+    price_open: Money
+    price_current: Money
+    sl: Money = 0.0
+    tp: Money = 0.0
+    profit: Money = 0.0
+    swap: Money = 0.0
+    magic: Ticket = 0
+
+
+class DealsRequest(WriteBody):
+    deals: list[DealItem]
+
+
+class PositionsRequest(WriteBody):
+    positions: list[PositionItem]
+
+
+class BatchAnswer(msgspec.Struct):
+    accepted: int
+
+
+class CommandView(msgspec.Struct):
+    id: UUID
+    seq: int
+    kind: str
+    payload: dict[str, object]
+    expires_at: datetime
+
+
+class CommandList(msgspec.Struct):
+    commands: list[CommandView]
+    cursor: int
+
+
+class QueueCommandRequest(WriteBody):
+    kind: Annotated[str, msgspec.Meta(max_length=40)]
+    payload: dict[str, Annotated[str | int | float | bool, msgspec.Meta()]] = msgspec.field(
+        default_factory=dict
+    )
+
+
 class BridgeAnswer(msgspec.Struct):
     bridge_id: UUID
     status: str

@@ -263,3 +263,104 @@ async def test_a_bridge_over_its_limit_gets_429_while_users_still_log_in(
         codes = [(await advisor.start()).status_code for _ in range(7)]
         assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
         assert (await login_response(svc.client, actor.email)).status_code == 200
+
+
+def deal(ticket: int) -> dict[str, Any]:
+    return {
+        "ticket": ticket,
+        "time": "2026-12-04T06:00:00Z",
+        "symbol": "EURUSD",
+        "type": "buy",
+        "entry": "in",
+        "volume": 0.1,
+        "price": 1.0842,
+        "profit": 0.0,
+    }
+
+
+async def count(owner: AsyncEngine, table: Any) -> int:
+    from sqlalchemy import func
+
+    async with owner.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_a_thousand_resent_deals_store_no_duplicate(service: Service, owner: AsyncEngine) -> None:
+    from adapters.storage.tables import bridge_deals
+
+    actor = await new_user(service)
+    advisor = ea(service, (await create_bridge(service, actor))["key"])
+    r = await advisor.call("deals", {"deals": [deal(1)]})
+    assert r.status_code == 409 and r.json()["code"] == "hello_required"
+    await advisor.start()
+    batches = [[deal(t) for t in range(start, start + 500)] for start in (1, 501)]
+    for _ in range(2):  # the EA resends everything, as after a lost answer
+        for batch in batches:
+            r = await advisor.call("deals", {"deals": batch})
+            assert r.status_code == 200 and r.json() == {"accepted": 500}, r.text
+    assert await count(owner, bridge_deals) == 1000
+    r = await advisor.call("deals", {"deals": [deal(t) for t in range(2000, 2501)]})
+    assert r.status_code == 400 and r.json()["code"] == "batch_too_large"
+    r = await advisor.call("deals", {"deals": [deal(3000), deal(3000)]})
+    assert r.status_code == 400
+    r = await advisor.call("deals", {"deals": [{**deal(4000), "symbol": "EUR\u0000USD"}]})
+    assert r.status_code == 400
+    r = await advisor.call("deals", {"deals": [{**deal(4001), "volume": "0.1"}]})
+    assert r.status_code == 400
+    assert await count(owner, bridge_deals) == 1000
+
+
+async def test_positions_are_kept_as_last_reported(service: Service, owner: AsyncEngine) -> None:
+    from adapters.storage.tables import bridge_positions
+
+    actor = await new_user(service)
+    advisor = ea(service, (await create_bridge(service, actor))["key"])
+    await advisor.start()
+    position = {
+        "ticket": 77,
+        "time": "2026-12-04T06:00:00Z",
+        "symbol": "XAUUSD",
+        "type": "sell",
+        "volume": 0.5,
+        "price_open": 2650.1,
+        "price_current": 2649.0,
+    }
+    assert (await advisor.call("positions", {"positions": [position]})).json() == {"accepted": 1}
+    moved = {**position, "price_current": 2640.5, "profit": 480.0}
+    assert (await advisor.call("positions", {"positions": [moved]})).json() == {"accepted": 1}
+    async with owner.connect() as conn:
+        [row] = list(await conn.execute(select(bridge_positions)))
+    assert row.price_current == 2640.5 and row.profit == 480.0
+    assert await count(owner, bridge_positions) == 1
+
+
+async def test_commands_are_delivered_once_acknowledged_once_and_die_unpolled(
+    service: Service, clock: PinnedClock
+) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    await advisor.start()
+    path = f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}/commands"
+    r = await service.client.post(path, json={"kind": "close_all"}, headers=actor.headers)
+    assert r.status_code == 201, r.text
+    command_id = r.json()["id"]
+    assert (
+        await service.client.post(path, json={"kind": "self_destruct"}, headers=actor.headers)
+    ).status_code == 400
+    headers = {"X-API-Key": created["key"]}
+    polled = await advisor.client.get("/api/bridge/v1/commands?after=0", headers=headers)
+    assert polled.status_code == 200, polled.text
+    [command] = polled.json()["commands"]
+    assert command["id"] == command_id and command["kind"] == "close_all"
+    cursor = polled.json()["cursor"]
+    again = await advisor.client.get("/api/bridge/v1/commands?after=0", headers=headers)
+    assert again.json()["commands"] == []  # never delivered twice, whatever cursor is sent
+    ack = f"/api/bridge/v1/commands/{command_id}/ack"
+    assert (await advisor.client.post(ack, headers={**headers, "content-length": "0"})).status_code == 204
+    assert (await advisor.client.post(ack, headers={**headers, "content-length": "0"})).status_code == 404
+    r = await service.client.post(path, json={"kind": "pause_trading"}, headers=actor.headers)
+    assert r.status_code == 201
+    clock.advance(61)
+    late = await advisor.client.get(f"/api/bridge/v1/commands?after={cursor}", headers=headers)
+    assert late.json()["commands"] == []
