@@ -605,6 +605,9 @@ def build_container(
             clock=clock,
             keys=bridge_keys,
             limiter=limiter,
+            mailer=mailer,
+            heartbeat_interval=timedelta(seconds=settings.bridge_offline_after_seconds / 3),
+            frontend_url=settings.frontend_url,
             limits=BridgeLimits(
                 per_key=_limits("bridge_limit_per_key", settings.bridge_limit_per_key),
                 per_ip=_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip),

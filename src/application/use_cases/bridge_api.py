@@ -3,7 +3,9 @@ key to the MT5 account it runs in, heartbeats keep it online. Bridges have their
 counted per key and per address before any other work, so a runaway or hostile EA cannot starve
 users or other bridges."""
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -12,12 +14,25 @@ from application.errors import Conflict, Forbidden, InvalidInput, NotFound, Rate
 from application.identity import RequestContext
 from application.ports.bridge_repository import BridgeStanding
 from application.ports.clock import Clock
+from application.ports.mailer import Mailer, MailMessage
 from application.ports.rate_limiter import RateLimit, RateLimiter
-from application.ports.unit_of_work import UnitOfWorkFactory
+from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.text_input import validated_text
 from domain.audit import ActorKind
-from domain.bridges import BATCH_MAX, BoundAccount, Bridge, BridgeCommand, Deal, Position, parse_key
+from domain.bridges import (
+    BATCH_MAX,
+    BoundAccount,
+    Bridge,
+    BridgeCommand,
+    BridgeStatus,
+    Deal,
+    Position,
+    parse_key,
+)
+from domain.orgs import OrgRole
 from domain.text_rules import has_control_characters
+
+log = logging.getLogger("bulwark.bridges")
 
 
 @dataclass(frozen=True)
@@ -32,7 +47,10 @@ class BridgeApiPorts:
     clock: Clock
     keys: BridgeKeys
     limiter: RateLimiter
+    mailer: Mailer
     limits: BridgeLimits = field(default_factory=BridgeLimits)
+    heartbeat_interval: timedelta = timedelta(seconds=30)
+    frontend_url: str = "http://localhost:5173"
 
 
 @dataclass(frozen=True)
@@ -146,15 +164,64 @@ class BridgeHeartbeat:
 
     async def __call__(self, key: str, heartbeat: dict[str, Any], ctx: RequestContext) -> Bridge:
         ports = self.ports
-        bridge = (await admit(ports, key, ctx)).bridge
-        if bridge.account is None:
-            raise Conflict("Send a hello first: it binds the key to this MT5 account.", code="hello_required")
+        bridge = _bound((await admit(ports, key, ctx)).bridge)
+        now = ports.clock.now()
         async with ports.uow() as uow:
-            stored = await uow.bridges.seen(bridge.org_id, bridge.id, ports.clock.now(), ctx.ip, heartbeat)
+            current = await uow.bridges.get(bridge.org_id, bridge.id)
+            if current is not None and _second_terminal(current, ctx.ip, now, ports.heartbeat_interval):
+                await _suspend(ports, uow, current, ctx)
+                raise Forbidden(
+                    "Two terminals use this key: the bridge is suspended.", code="bridge_suspended"
+                )
+            stored = await uow.bridges.seen(bridge.org_id, bridge.id, now, ctx.ip, heartbeat)
             await uow.commit()
         if not stored:
             raise Forbidden("This bridge may not be used.", code="bridge_unavailable")
         return bridge
+
+
+def _second_terminal(bridge: Bridge, ip: str, now: datetime, interval: timedelta) -> bool:
+    """Heartbeats from a second address within one interval: one key, two terminals."""
+    return (
+        bridge.last_ip is not None
+        and bridge.last_ip != ip
+        and bridge.last_seen_at is not None
+        and now - bridge.last_seen_at < interval
+    )
+
+
+async def _suspend(ports: BridgeApiPorts, uow: UnitOfWork, bridge: Bridge, ctx: RequestContext) -> None:
+    suspended = await uow.bridges.set_status(
+        bridge.org_id, bridge.id, BridgeStatus.SUSPENDED, ports.clock.now()
+    )
+    await uow.audit.append(
+        _event(
+            ctx, bridge, "bridge.suspended", reason="second_terminal", ip=ctx.ip, previous_ip=bridge.last_ip
+        )
+    )
+    admins = [
+        user
+        for membership, user in await uow.authz.members(bridge.org_id)
+        if membership.role is OrgRole.ADMINISTRATOR
+    ]
+    await uow.commit()
+    if suspended is not None:
+        await ports.keys.changed(bridge.id, suspended.version)
+    link = f"{ports.frontend_url.rstrip('/')}/bridges"
+    for admin in admins:
+        message = MailMessage(
+            to=admin.email,
+            subject="A bridge was suspended: its key is used by two terminals",
+            body=(
+                f'Hello {admin.display_name},\n\nThe bridge "{bridge.name}" sent heartbeats from two '
+                f"addresses ({bridge.last_ip} and {ctx.ip}) within one interval: its key is in a second "
+                f"terminal. It is suspended. Rotate its key before resuming it.\n\n{link}\n"
+            ),
+        )
+        try:
+            await ports.mailer.send(message)
+        except Exception:
+            log.exception("could not mail an administrator about bridge %s", bridge.id)
 
 
 @dataclass

@@ -239,14 +239,14 @@ class QueueBridgeCommand:
         payload: dict[str, object],
         ctx: RequestContext,
     ) -> BridgeCommand:
-        if kind not in COMMAND_KINDS:
-            raise InvalidInput(f"kind must be one of {', '.join(sorted(COMMAND_KINDS))}.", field="kind")
         now = self.ports.clock.now()
         async with self.ports.uow() as uow:
             await authorize(uow, principal, org_id, "bridges:execute")
             bridge = await uow.bridges.get(org_id, bridge_id)
             if bridge is None or not bridge.usable:
                 raise NotFound("No such bridge.")
+            if kind not in COMMAND_KINDS:
+                raise InvalidInput(f"kind must be one of {', '.join(sorted(COMMAND_KINDS))}.", field="kind")
             command = await uow.bridge_reports.queue_command(
                 BridgeCommand(
                     id=uuid.uuid4(),

@@ -18,7 +18,7 @@ from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.settings import Settings
 from tests.bridge_simulator import ExpertAdvisor, Terminal
 from tests.e2e.conftest import Service, start_service
-from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, login_response, service_with
+from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, browser, login_response, sent_mail, service_with
 from tests.e2e.test_orgs_and_roles import Actor, create_org, join, make_platform_admin, new_user
 
 
@@ -364,3 +364,25 @@ async def test_commands_are_delivered_once_acknowledged_once_and_die_unpolled(
     clock.advance(61)
     late = await advisor.client.get(f"/api/bridge/v1/commands?after={cursor}", headers=headers)
     assert late.json()["commands"] == []
+
+
+async def test_two_terminals_on_one_key_suspend_the_bridge_and_mail_the_administrators(
+    service: Service, clock: PinnedClock
+) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    await advisor.run(beats=1)
+    clock.advance(31)  # a new interval: the same terminal moving to another address is fine
+    async with browser(service, ip="198.51.100.9") as elsewhere:
+        moved = ExpertAdvisor(elsewhere, created["key"])
+        assert (await moved.beat()).status_code == 200
+        r = await advisor.beat()  # the first address again, within the interval: two terminals
+        assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
+        r = await moved.beat()
+        assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
+    shown = await service.client.get(
+        f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}", headers=actor.headers
+    )
+    assert shown.json()["status"] == "suspended"
+    assert [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
