@@ -43,6 +43,7 @@ from run import (  # bench/ sibling: the same wrk driver, database and server he
     stop_process_group,
     wait_ready,
 )
+from seed_rows import org_with_owner
 
 from adapters.keys.keyring import generate_keyring, save_keyring
 from domain.bridges import key_prefix, make_key
@@ -86,32 +87,10 @@ async def seed(owner_url: str, bridge_key: bytes, count: int) -> list[str]:
     keys: list[str] = []
     try:
         for n in range(count):
-            org, user, bridge = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            bridge = uuid.uuid4()
             key = make_key(bridge, secrets.token_bytes(32))
             digest = hmac.new(bridge_key, key.encode(), hashlib.sha256).hexdigest()
-            await conn.execute(
-                "INSERT INTO organisations (id, name, personal, status, require_2fa, created_at) "
-                "VALUES ($1, $2, true, 'active', false, $3)",
-                org,
-                f"bench {n}",
-                now,
-            )
-            await conn.execute(
-                "INSERT INTO users (id, email, display_name, password_hash, pepper_version, platform_role, "
-                "status, email_verified_at, default_org_id, created_at) "
-                "VALUES ($1, $2, 'Bench', 'x', 'pv', 'user', 'active', $3, $4, $3)",
-                user,
-                f"bridge-{n}-{user.hex[:8]}@bench.invalid",
-                now,
-                org,
-            )
-            await conn.execute(
-                "INSERT INTO memberships (org_id, user_id, role, created_at) "
-                "VALUES ($1, $2, 'administrator', $3)",
-                org,
-                user,
-                now,
-            )
+            org, user = await org_with_owner(conn, n, now, "bridge")
             await conn.execute(
                 "INSERT INTO bridges (id, org_id, name, created_by, created_at, key_hash, key_prefix, "
                 "status, version) VALUES ($1, $2, 'bench EA', $3, $4, $5, $6, 'pending', 0)",

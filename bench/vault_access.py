@@ -45,6 +45,7 @@ from run import (  # bench/ sibling: the same wrk driver, database and server he
     stop_process_group,
     wait_ready,
 )
+from seed_rows import org_with_owner
 
 from adapters.crypto.hpke_sealing import HpkeSealer
 from adapters.keys.keyring import generate_keyring, save_keyring
@@ -79,32 +80,10 @@ async def seed(owner_url: str, vault_keys_path: Path, count: int) -> list[str]:
     ids: list[str] = []
     try:
         for n in range(count):
-            org, user, connection = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            connection = uuid.uuid4()
+            org, user = await org_with_owner(conn, n, now, "bench")
             tokens = {"access_token": secrets.token_urlsafe(32), "refresh_token": secrets.token_urlsafe(32)}
             sealed = sealer.seal(json.dumps(tokens).encode(), broker_tokens_context(connection, org))
-            await conn.execute(
-                "INSERT INTO organisations (id, name, personal, status, require_2fa, created_at) "
-                "VALUES ($1, $2, true, 'active', false, $3)",
-                org,
-                f"bench {n}",
-                now,
-            )
-            await conn.execute(
-                "INSERT INTO users (id, email, display_name, password_hash, pepper_version, platform_role, "
-                "status, email_verified_at, default_org_id, created_at) "
-                "VALUES ($1, $2, 'Bench', 'x', 'pv', 'user', 'active', $3, $4, $3)",
-                user,
-                f"bench-{n}-{user.hex[:8]}@bench.invalid",
-                now,
-                org,
-            )
-            await conn.execute(
-                "INSERT INTO memberships (org_id, user_id, role, created_at) "
-                "VALUES ($1, $2, 'administrator', $3)",
-                org,
-                user,
-                now,
-            )
             await conn.execute(
                 "INSERT INTO broker_connections (id, org_id, kind, label, status, scope, accounts, "
                 "created_by, created_at, access_expires_at, last_refreshed_at, generation, sealed_key_id, "
