@@ -91,6 +91,9 @@ async def gateway(embedded_settings: Settings, tmp_path: Path) -> AsyncIterator[
     conf = tmp_path / "nginx.conf"
     example = EXAMPLE.read_text().replace("listen 8080;", f"listen 127.0.0.1:{gateway_port};")
     (tmp_path / "forward-auth.conf").write_text(example)
+    shutil.copy(
+        EXAMPLE.parent / "bulwark-forward-auth-pass.conf", tmp_path / "bulwark-forward-auth-pass.conf"
+    )
     conf.write_text(
         f"""daemon off;
 master_process off;
@@ -140,7 +143,7 @@ async def test_nginx_lets_through_only_what_bulwark_vouches_for(gateway: Gateway
         )
         assert r.status_code == 200, r.text
         assert r.json() == {"x-bulwark-user": actor.user_id, "x-bulwark-org": actor.org_id}
-        r = await client.get("/orders/new", headers=actor.headers)  # the map asks for orders:create
+        r = await client.get("/orders/new", headers=actor.headers)  # the location asks for orders:create
         assert r.status_code == 200  # the org's creator holds every permission
         r = await client.get("/positions", headers={"x-api-key": key})
         assert r.status_code == 200 and r.json() == {
@@ -155,6 +158,15 @@ async def test_nginx_lets_through_only_what_bulwark_vouches_for(gateway: Gateway
         # A client cannot lower what a path asks for by sending the header itself.
         lowered = {**member.headers, "x-bulwark-permission": "reports:read"}
         assert (await client.get("/orders/new", headers=lowered)).status_code == 403
+        # Nor reach a path by spelling it otherwise: nginx normalises before it matches.
+        for spelling in ("/orders", "//orders/x", "/%6Frders/x", "/./orders/x", "/positions/../orders/x"):
+            r = await client.get(gateway.url + spelling, headers=member.headers)  # the path as written
+            assert r.status_code == 403, (spelling, r.status_code)
+        # A path nobody listed is refused, whoever asks.
+        for unlisted in ("/Orders/x", "/admin", "/"):
+            assert (await client.get(gateway.url + unlisted, headers=actor.headers)).status_code == 404, (
+                unlisted
+            )
         await gateway.service.client.delete(
             f"/api/v1/orgs/{actor.org_id}/bridges/{created.json()['bridge']['id']}",
             headers={**actor.headers, "content-length": "0"},

@@ -5,11 +5,11 @@ users or other bridges."""
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.bridge_keys import BridgeKeys
+from application.bridge_keys import BridgeKeys, InvalidApiKey
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from application.identity import RequestContext
 from application.ports.bridge_repository import BridgeStanding
@@ -27,7 +27,6 @@ from domain.bridges import (
     BridgeStatus,
     Deal,
     Position,
-    parse_key,
 )
 from domain.orgs import OrgRole
 from domain.text_rules import has_control_characters
@@ -82,17 +81,40 @@ class Hello:
         )
 
 
-async def admit(ports: BridgeApiPorts, key: str, ctx: RequestContext) -> BridgeStanding:
-    """Counted first (per address, and per key id when the key names one), then checked."""
-    checks = [(f"bridge-ip:{ctx.ip}:{i}", limit) for i, limit in enumerate(ports.limits.per_ip)]
-    bridge_id = parse_key(key)
-    if bridge_id is not None:
-        checks += [(f"bridge-key:{bridge_id}:{i}", limit) for i, limit in enumerate(ports.limits.per_key)]
+async def _count(ports: BridgeApiPorts, checks: list[tuple[str, RateLimit]]) -> None:
     decisions = await ports.limiter.hit_many(checks)
     refused = [d.retry_after for d in decisions if not d.allowed]
     if refused:
         raise RateLimited(max(refused))
-    return await ports.keys.authenticate(key)
+
+
+async def admit(ports: BridgeApiPorts, key: str, ctx: RequestContext) -> BridgeStanding:
+    """Counted per address before anything else; per key only once the key proved itself, so
+    somebody who knows a bridge's id (it is in URLs) cannot spend its budget with junk keys."""
+    await _count(ports, [(f"bridge-ip:{ctx.ip}:{i}", limit) for i, limit in enumerate(ports.limits.per_ip)])
+    standing = await ports.keys.authenticate(key)
+    bridge_id = standing.bridge.id
+    await _count(
+        ports, [(f"bridge-key:{bridge_id}:{i}", limit) for i, limit in enumerate(ports.limits.per_key)]
+    )
+    return standing
+
+
+async def _live(ports: BridgeApiPorts, uow: UnitOfWork, bridge: Bridge, ctx: RequestContext) -> Bridge:
+    """In the request's own transaction, whatever the worker's cache says: the bridge is still
+    usable (a revocation or suspension elsewhere counts at once), and no second terminal is
+    using its key (a call from another address within one heartbeat interval)."""
+    current = await uow.bridges.get(bridge.org_id, bridge.id)
+    if current is None or current.status is BridgeStatus.REVOKED:
+        raise InvalidApiKey()
+    if current.status is BridgeStatus.SUSPENDED:
+        raise Forbidden("This bridge is suspended.", code="bridge_suspended")
+    if current.account is not None and _second_terminal(
+        current, ctx.ip, ports.clock.now(), ports.heartbeat_interval
+    ):
+        await _suspend(ports, uow, current, ctx)
+        raise Forbidden("Two terminals use this key: the bridge is suspended.", code="bridge_suspended")
+    return current
 
 
 def _event(ctx: RequestContext, bridge: Bridge, action: str, **details: Any) -> Any:
@@ -134,13 +156,12 @@ class BridgeHello:
                 assert bound is not None
                 await ports.keys.changed(bound.id, bound.version)
                 return bound
-            current = await uow.bridges.get(bridge.org_id, bridge.id)
-            assert current is not None
+            current = await _live(ports, uow, bridge, ctx)
             if current.account is None or (current.account.login, current.account.server) != (
                 hello.login,
                 hello.server,
             ):
-                # A copied key in another terminal: refused, and the refusal is kept.
+                # A copied key in another terminal: refused, and the refusal audited.
                 await uow.audit.append(
                     _event(
                         ctx,
@@ -167,12 +188,7 @@ class BridgeHeartbeat:
         bridge = _bound((await admit(ports, key, ctx)).bridge)
         now = ports.clock.now()
         async with ports.uow() as uow:
-            current = await uow.bridges.get(bridge.org_id, bridge.id)
-            if current is not None and _second_terminal(current, ctx.ip, now, ports.heartbeat_interval):
-                await _suspend(ports, uow, current, ctx)
-                raise Forbidden(
-                    "Two terminals use this key: the bridge is suspended.", code="bridge_suspended"
-                )
+            await _live(ports, uow, bridge, ctx)
             stored = await uow.bridges.seen(bridge.org_id, bridge.id, now, ctx.ip, heartbeat)
             await uow.commit()
         if not stored:
@@ -235,6 +251,10 @@ class DescribeBridge:
         return (await self.ports.keys.authenticate(key)).bridge
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def _bound(bridge: Bridge) -> Bridge:
     if bridge.account is None:
         raise Conflict("Send a hello first: it binds the key to this MT5 account.", code="hello_required")
@@ -251,6 +271,8 @@ def _batch(items: list[Any], what: str) -> None:
         for name, value in vars(item).items():
             if isinstance(value, str) and has_control_characters(value):
                 raise InvalidInput(f"{what}: `{name}` may not contain control characters.", field=what)
+        if not EARLIEST <= item.time <= LATEST:
+            raise InvalidInput(f"{what}: `time` must lie between 1970 and 2100.", field=what)
 
 
 @dataclass
@@ -263,6 +285,7 @@ class BridgeDeals:
         _batch(deals, "deals")
         bridge = _bound((await admit(self.ports, key, ctx)).bridge)
         async with self.ports.uow() as uow:
+            await _live(self.ports, uow, bridge, ctx)
             await uow.bridge_reports.add_deals(bridge.org_id, bridge.id, deals, self.ports.clock.now())
             await uow.commit()
         return len(deals)
@@ -276,6 +299,7 @@ class BridgePositions:
         _batch(positions, "positions")
         bridge = _bound((await admit(self.ports, key, ctx)).bridge)
         async with self.ports.uow() as uow:
+            await _live(self.ports, uow, bridge, ctx)
             await uow.bridge_reports.put_positions(
                 bridge.org_id, bridge.id, positions, self.ports.clock.now()
             )
@@ -292,6 +316,7 @@ class PollCommands:
     async def __call__(self, key: str, after: int, ctx: RequestContext) -> list[BridgeCommand]:
         bridge = _bound((await admit(self.ports, key, ctx)).bridge)
         async with self.ports.uow() as uow:
+            await _live(self.ports, uow, bridge, ctx)
             taken = await uow.bridge_reports.take_commands(
                 bridge.org_id, bridge.id, max(0, after), self.ports.clock.now(), limit=50
             )
@@ -306,6 +331,7 @@ class AckCommand:
     async def __call__(self, key: str, command_id: UUID, ctx: RequestContext) -> None:
         bridge = _bound((await admit(self.ports, key, ctx)).bridge)
         async with self.ports.uow() as uow:
+            await _live(self.ports, uow, bridge, ctx)
             acked = await uow.bridge_reports.ack_command(
                 bridge.org_id, bridge.id, command_id, self.ports.clock.now()
             )

@@ -26,6 +26,7 @@ from domain.bridges import (
     key_prefix,
     make_key,
 )
+from domain.text_rules import has_control_characters
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,12 @@ class QueueBridgeCommand:
                 raise NotFound("No such bridge.")
             if kind not in COMMAND_KINDS:
                 raise InvalidInput(f"kind must be one of {', '.join(sorted(COMMAND_KINDS))}.", field="kind")
+            # What reaches an EA is plain text: no control characters, bounded (by the DTO too).
+            if len(payload) > 10 or any(
+                not isinstance(v, str) or has_control_characters(k) or has_control_characters(v)
+                for k, v in payload.items()
+            ):
+                raise InvalidInput("payload takes up to 10 plain-text values.", field="payload")
             command = await uow.bridge_reports.queue_command(
                 BridgeCommand(
                     id=uuid.uuid4(),

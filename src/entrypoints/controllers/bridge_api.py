@@ -1,12 +1,12 @@
 """The bridge API an MT5 Expert Advisor calls with `X-API-Key` (MQL5 WebRequest: plain headers,
 small JSON), and `POST /api/v1/authz/bridge` for the platform's services."""
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, Parameter
 
 from application.errors import InvalidInput, NotAuthenticated
 from application.use_cases.bridge_api import Hello
@@ -134,7 +134,9 @@ class BridgeApiController(Controller):
         return BatchAnswer(accepted=accepted)
 
     @get("/commands", operation_id="bridgeCommands")
-    async def commands(self, container: ContainerDep, request: Req, after: FromQuery[int] = 0) -> CommandList:
+    async def commands(
+        self, container: ContainerDep, request: Req, after: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0
+    ) -> CommandList:
         taken = await container.bridges.poll_commands(api_key(request), after, request_context(request))
         views = [CommandView(c.id, c.seq, c.kind, dict(c.payload), c.expires_at) for c in taken]
         return CommandList(commands=views, cursor=max([after, *(c.seq for c in taken)]))

@@ -10,6 +10,8 @@ import msgspec
 from entrypoints.dto.identity import WriteBody
 
 _MONEY = msgspec.Meta(ge=-1e15, le=1e15)
+# Aware times only: a naive one says nothing about when it was.
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class CreateBridgeRequest(WriteBody):
@@ -66,7 +68,7 @@ Money = Annotated[float, _MONEY]
 
 
 class HeartbeatRequest(WriteBody):
-    sent_at: datetime
+    sent_at: Moment
     connected: bool
     trade_allowed: bool
     balance: Money
@@ -76,13 +78,14 @@ class HeartbeatRequest(WriteBody):
 
 
 Ticket = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
 Short = Annotated[str, msgspec.Meta(max_length=40)]
 Volume = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 
 
 class DealItem(msgspec.Struct, forbid_unknown_fields=True):
     ticket: Ticket
-    time: datetime
+    time: Moment
     symbol: Short
     type: Annotated[str, msgspec.Meta(max_length=20)]
     entry: Annotated[str, msgspec.Meta(max_length=20)]
@@ -98,7 +101,7 @@ class DealItem(msgspec.Struct, forbid_unknown_fields=True):
 
 class PositionItem(msgspec.Struct, forbid_unknown_fields=True):
     ticket: Ticket
-    time: datetime
+    time: Moment
     symbol: Short
     type: Annotated[str, msgspec.Meta(max_length=20)]
     volume: Volume
@@ -138,9 +141,10 @@ class CommandList(msgspec.Struct):
 
 class QueueCommandRequest(WriteBody):
     kind: Annotated[str, msgspec.Meta(max_length=40)]
-    payload: dict[str, Annotated[str | int | float | bool, msgspec.Meta()]] = msgspec.field(
-        default_factory=dict
-    )
+    payload: Annotated[
+        dict[Annotated[str, msgspec.Meta(max_length=40)], Annotated[str, msgspec.Meta(max_length=200)]],
+        msgspec.Meta(max_length=10),
+    ] = msgspec.field(default_factory=dict)
 
 
 class BridgeAnswer(msgspec.Struct):

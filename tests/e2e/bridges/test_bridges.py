@@ -386,3 +386,66 @@ async def test_two_terminals_on_one_key_suspend_the_bridge_and_mail_the_administ
     )
     assert shown.json()["status"] == "suspended"
     assert [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
+
+
+async def test_a_bridge_revoked_behind_the_cache_is_refused_by_every_report_call(
+    service: Service, owner: AsyncEngine
+) -> None:
+    """The worker's cache is a shortcut, not the authority: a status changed in the database (as
+    by another worker whose Redis publish was lost) stops deals, positions and commands at once."""
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    await advisor.run(beats=1)
+    async with owner.begin() as conn:
+        await conn.execute(bridges.update().values(status="revoked"))
+    assert (await advisor.call("deals", {"deals": [deal(1)]})).status_code == 401
+    r = await advisor.client.get("/api/bridge/v1/commands", headers={"X-API-Key": created["key"]})
+    assert r.status_code == 401
+    async with owner.begin() as conn:
+        await conn.execute(bridges.update().values(status="suspended"))
+    r = await advisor.client.get("/api/bridge/v1/commands", headers={"X-API-Key": created["key"]})
+    assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
+
+
+async def test_a_copied_key_polling_commands_from_elsewhere_suspends_the_bridge(service: Service) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    await ea(service, created["key"]).run(beats=1)
+    async with browser(service, ip="198.51.100.23") as thief:
+        r = await thief.get("/api/bridge/v1/commands", headers={"X-API-Key": created["key"]})
+    assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
+
+
+async def test_bad_cursors_times_and_payloads_get_400(service: Service) -> None:
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    await advisor.start()
+    headers = {"X-API-Key": created["key"]}
+    for cursor in ("99999999999999999999999", "-1", "x"):
+        r = await advisor.client.get(f"/api/bridge/v1/commands?after={cursor}", headers=headers)
+        assert r.status_code == 400, (cursor, r.text)
+    for moment in ("2026-12-04T06:00:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        r = await advisor.call("deals", {"deals": [{**deal(1), "time": moment}]})
+        assert r.status_code == 400, (moment, r.text)
+    path = f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}/commands"
+    for payload in ({"note": "a\u0000b"}, {f"k{i}": "v" for i in range(11)}, {"n": 1}):
+        r = await service.client.post(
+            path, json={"kind": "close_all", "payload": payload}, headers=actor.headers
+        )
+        assert r.status_code == 400, (payload, r.text)
+
+
+async def test_junk_keys_naming_a_bridge_do_not_spend_its_budget(
+    service_settings: Settings, redis_namespace: str
+) -> None:
+    async with service_with(
+        service_settings, redis_namespace, bridge_limit_per_key="3/60", **FAST_ARGON2
+    ) as svc:
+        actor = await new_user(svc)
+        key = (await create_bridge(svc, actor))["key"]
+        junk = key[: key.rindex("_") + 1] + "a" * 52  # the bridge's real id, a wrong secret
+        for _ in range(6):
+            assert (await ea(svc, junk).start()).status_code == 401
+        assert (await ea(svc, key).start()).status_code == 200
