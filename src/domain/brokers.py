@@ -3,7 +3,7 @@
 The tokens themselves never appear here: the domain only knows whether a connection may be used,
 whether its access token is due for refresh, and which accounts it reaches."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
@@ -75,9 +75,6 @@ class BrokerConnection:
         """A claim older than any broker call can take: its holder died mid-refresh, so the
         refresh token may have been spent at the broker and nobody knows the new one."""
         return self.refresh_claimed_at is not None and now - self.refresh_claimed_at > patience
-
-    def revoked(self) -> "BrokerConnection":
-        return replace(self, status=ConnectionStatus.REVOKED, sealed=None, refresh_claimed_at=None)
 
 
 @dataclass(frozen=True)

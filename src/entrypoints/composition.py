@@ -614,6 +614,7 @@ def build_container(
             ),
         ),
     )
+    identity = IdentityApi.wire(deps)
     return Container(
         settings=settings,
         engine=engine,
@@ -628,13 +629,13 @@ def build_container(
         hasher=hasher,
         argon2_pool=argon2_pool,
         tokens=tokens,
-        identity=IdentityApi.wire(deps),
+        identity=identity,
         authz=AuthzApi.wire(authz_deps),
         versions=versions,
         brokers=brokers,
         bridges=bridges,
         bridge_versions=bridge_versions,
-        forward_auth=ForwardAuth(AuthenticateBearer(deps), resolver, bridge_keys),
+        forward_auth=ForwardAuth(identity.authenticate, resolver, bridge_keys),
     )
 
 

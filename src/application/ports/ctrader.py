@@ -4,6 +4,7 @@ Adapters map every transport problem to `BrokerUnavailable` (the outcome is unkn
 have rotated the token at the broker) and every answer carrying `errorCode` to `BrokerRefused`
 (the broker said no; nothing changed there)."""
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +19,10 @@ class BrokerTokens:
     def __repr__(self) -> str:
         # Never print a token (logs, tracebacks).
         return f"BrokerTokens(expires_in={self.expires_in}, token_type={self.token_type!r})"
+
+    def plaintext(self) -> bytes:
+        """What gets sealed: the two tokens, nothing else (the vault opens this form)."""
+        return json.dumps({"access_token": self.access_token, "refresh_token": self.refresh_token}).encode()
 
 
 @dataclass(frozen=True)

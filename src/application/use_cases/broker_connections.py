@@ -3,7 +3,6 @@ connection from the public API. The public API seals tokens the moment it receiv
 never open them again: only the credential vault can."""
 
 import hmac
-import json
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -77,10 +76,6 @@ def _configured(ports: BrokerPorts) -> tuple[CtraderOAuth, CtraderAccounts, Cred
     if ports.oauth is None or ports.accounts is None or ports.sealer is None:
         raise ProviderNotConfigured("cTrader is not configured on this server.")
     return ports.oauth, ports.accounts, ports.sealer
-
-
-def tokens_plaintext(tokens: BrokerTokens) -> bytes:
-    return json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token}).encode()
 
 
 def connected(accounts: list[BrokerAccount]) -> tuple[ConnectedAccount, ...]:
@@ -216,7 +211,7 @@ class CompleteBrokerAuthorization:
                     _may_reconnect(actor, existing)
                     connection_id = pending.connection_id
                     sealed = sealer.seal(
-                        tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
+                        tokens.plaintext(), broker_tokens_context(connection_id, pending.org_id)
                     )
                     replaced = await uow.broker_connections.replace_tokens(
                         pending.org_id,
@@ -233,7 +228,7 @@ class CompleteBrokerAuthorization:
                 else:
                     connection_id = uuid.uuid4()
                     sealed = sealer.seal(
-                        tokens_plaintext(tokens), broker_tokens_context(connection_id, pending.org_id)
+                        tokens.plaintext(), broker_tokens_context(connection_id, pending.org_id)
                     )
                     await uow.broker_connections.add(
                         BrokerConnection(
@@ -419,5 +414,4 @@ __all__ = [
     "RenameBrokerConnection",
     "StartBrokerAuthorization",
     "connected",
-    "tokens_plaintext",
 ]

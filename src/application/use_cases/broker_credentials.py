@@ -306,9 +306,7 @@ async def _refresh_claimed(
         await _lost(ports, connection, ctx, "refresh interrupted after the broker was called")
         raise
     now = ports.clock.now()
-    plaintext = json.dumps(
-        {"access_token": fresh.access_token, "refresh_token": fresh.refresh_token}
-    ).encode()
+    plaintext = fresh.plaintext()
     sealed = ports.opener.sealer().seal(plaintext, broker_tokens_context(connection.id, connection.org_id))
     async with ports.uow() as uow:
         stored = await uow.broker_connections.finish_refresh(
