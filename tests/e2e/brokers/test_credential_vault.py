@@ -526,3 +526,35 @@ async def test_refresh_due_refreshes_what_is_inside_the_margin_and_reports_the_l
     assert after[doomed].status == "needs_reauth"
     assert after[fresh].generation == 0
     assert sum(world.sim.refresh_calls.values()) == 2
+
+
+async def test_access_stops_for_a_disabled_org_and_an_owner_who_left(world: BrokerWorld) -> None:
+    from adapters.storage.database import create_engine
+    from adapters.storage.tables import memberships, organisations
+
+    actor = await trader(world)
+    connection_id = await connect(world, actor)
+    r = await world.service.client.post(
+        f"/api/v1/orgs/{actor.org_id}/integration-secrets",
+        json={"name": "vendor", "kind": "api_key", "value": "vendor-secret"},
+        headers=actor.headers,
+    )
+    secret_path = f"/vault/v1/integration-secrets/{r.json()['id']}/access"
+    token = await service_token(world, ("broker_credentials:use", "integration_secrets:use"))
+    bearer = {"authorization": f"Bearer {token}"}
+    assert (await access(world.vault, token, connection_id)).status_code == 200
+    owner = create_engine(world.owner_url, pool_size=1)
+    try:
+        async with owner.begin() as conn:
+            await conn.execute(organisations.update().values(status="disabled"))
+        r = await access(world.vault, token, connection_id)
+        assert r.status_code == 403 and r.json()["code"] == "org_disabled"
+        r = await world.vault.client.post(secret_path, json={"purpose": "sync"}, headers=bearer)
+        assert r.status_code == 403 and r.json()["code"] == "org_disabled"
+        async with owner.begin() as conn:
+            await conn.execute(organisations.update().values(status="active"))
+            await conn.execute(memberships.delete())
+        r = await access(world.vault, token, connection_id)
+        assert r.status_code == 403 and r.json()["code"] == "owner_unavailable"
+    finally:
+        await owner.dispose()
