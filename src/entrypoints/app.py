@@ -27,6 +27,7 @@ from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.authz_check import AuthzCheckFastPath
 from entrypoints.http.client_ip import parse_networks
 from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.heartbeat_fast_path import HeartbeatFastPath
 from entrypoints.http.lifespan import container_lifespan
 from entrypoints.http.me_fast_path import MeFastPath
 from entrypoints.http.refresh_fast_path import RefreshFastPath
@@ -98,10 +99,12 @@ def create_asgi(
     authz_fast_path: bool = True,
     refresh_fast_path: bool = True,
     me_fast_path: bool = True,
+    heartbeat_fast_path: bool = True,
 ) -> ASGIApp:
     """Outermost first: request id and security headers wrap even the errors produced below.
-    Without `authz_fast_path` / `refresh_fast_path` / `me_fast_path`, every check / refresh /
-    profile goes through the framework route (the reference each fast path is tested against)."""
+    Without `authz_fast_path` / `refresh_fast_path` / `me_fast_path` / `heartbeat_fast_path`,
+    every check / refresh / profile / heartbeat goes through the framework route (the reference
+    each fast path is tested against)."""
     settings = container.settings
     litestar = create_litestar(container)
     app: ASGIApp = cast(ASGIApp, litestar)  # Litestar's scope types are stricter
@@ -110,6 +113,8 @@ def create_asgi(
         app = MeFastPath(app, container, litestar.cors_config)
     if refresh_fast_path:
         app = RefreshFastPath(app, container, litestar.cors_config)
+    if heartbeat_fast_path:
+        app = HeartbeatFastPath(app, container, settings.max_body_bytes)
     if authz_fast_path:
         app = AuthzCheckFastPath(app, container, settings.max_body_bytes)
     app = JsonContentTypeMiddleware(app)

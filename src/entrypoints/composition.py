@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.authz.in_process import InProcessAuthzVersions
 from adapters.authz.permission_cache import LayeredPermissionCache
 from adapters.authz.redis_versions import RedisAuthzVersions
+from adapters.bridges.in_process_presence import InProcessBridgePresence
+from adapters.bridges.redis_presence import RedisBridgePresence
 from adapters.brokers.ctrader.account_list import WebsocketCtraderAccounts
 from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
@@ -53,8 +55,10 @@ from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
 from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
+from application.bridge_sightings import BridgeSightings
 from application.identity import IdentityDeps, IdentityPolicy
 from application.ports.authz_cache import AuthzVersions
+from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
@@ -244,11 +248,13 @@ class BridgeApi:
     poll_commands: PollCommands
     ack_command: AckCommand
     describe: DescribeBridge
+    sightings: BridgeSightings  # the batched last-seen writes (started and stopped with the container)
 
     @classmethod
     def wire(cls, ports: BridgePorts, api: BridgeApiPorts) -> "BridgeApi":
         return cls(
             policy=ports.policy,
+            sightings=api.sightings,
             create=CreateBridge(ports),
             list_bridges=ListBridges(ports),
             get=GetBridge(ports),
@@ -443,8 +449,10 @@ class Container:
         await self.revocations.start()
         await self.versions.start()
         await self.bridge_versions.start()
+        await self.bridges.sightings.start()
 
     async def stop(self) -> None:
+        await self.bridges.sightings.stop()  # the last marks, before the pool closes
         await self.bridge_versions.stop()
         await self.versions.stop()
         await self.revocations.stop()
@@ -504,11 +512,13 @@ def build_container(
     revocations: RevocationStore
     versions: AuthzVersions
     bridge_versions: AuthzVersions
+    presence: BridgePresence
     if redis is not None:
         versions = RedisAuthzVersions(redis, redis_namespace)
         # The same mechanism, keyed by bridge id: a bridge's key cache entry dies with its version.
         bridge_versions = RedisAuthzVersions(redis, f"{redis_namespace}:bridges")
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
+        presence = RedisBridgePresence(redis, redis_namespace)  # shares the limiter's windows
         revocations = RedisRevocationStore(
             redis,
             redis_namespace,
@@ -518,7 +528,9 @@ def build_container(
     else:
         versions = InProcessAuthzVersions()
         bridge_versions = InProcessAuthzVersions()
-        limiter = InProcessSlidingWindowLimiter()
+        in_process_limiter = InProcessSlidingWindowLimiter()
+        limiter = in_process_limiter
+        presence = InProcessBridgePresence(in_process_limiter)
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
     keep_hash_memory(settings.argon2_memory_kib)  # process-wide: no page faults per hash
@@ -605,6 +617,8 @@ def build_container(
             clock=clock,
             keys=bridge_keys,
             limiter=limiter,
+            presence=presence,
+            sightings=BridgeSightings(deps.uow, settings.bridge_sightings_flush_seconds),
             mailer=mailer,
             heartbeat_interval=timedelta(seconds=settings.bridge_offline_after_seconds / 3),
             frontend_url=settings.frontend_url,

@@ -183,6 +183,13 @@ class Settings:
         default=90,
         metadata=_doc("A bridge with no heartbeat for this long shows offline (three 30 s intervals)."),
     )
+    bridge_sightings_flush_seconds: float = field(
+        default=1.0,
+        metadata=_doc(
+            "Bridges' last-seen marks are written in one batch this often (per worker); "
+            "a heartbeat does not wait for it."
+        ),
+    )
     bridge_command_ttl_seconds: int = field(
         default=60, metadata=_doc("A command queued for a bridge and not picked up by then is dropped.")
     )
@@ -419,6 +426,8 @@ def validate(settings: Settings) -> None:
     parse_limits("vault_access_limit_per_client", settings.vault_access_limit_per_client)
     parse_limits("bridge_limit_per_key", settings.bridge_limit_per_key)
     parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
+    if not 0 < settings.bridge_sightings_flush_seconds <= 60:
+        raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)
     if settings.is_production:
         check_production(settings)

@@ -11,17 +11,20 @@ import redis.asyncio as aioredis
 
 from application.ports.rate_limiter import LimitDecision, RateLimit
 
-# KEYS: one sorted set per window. ARGV[1]: a unique member; then limit, window (microseconds) per
-# key. Scores are server-clock microseconds; '%.0f' keeps them exact (Lua's tostring would round to
-# 14 significant digits). An entry counts while score > now - window, i.e. it leaves the window at
-# score + window. Returns {admitted, remaining, retry_after_microseconds} per key, flattened: the
-# keys of one request (e.g. per-IP and per-account tiers) cost one round trip, not one each.
-_HIT_SCRIPT = """
+# The windows' part of a script, for the first `n` KEYS (one sorted set per window; `n` is set
+# before it). ARGV[1]: a unique member; then limit, window (microseconds) per key. Scores are
+# server-clock microseconds; '%.0f' keeps them exact (Lua's tostring would round to 14
+# significant digits). An entry counts while score > now - window, i.e. it leaves the window at
+# score + window. Leaves {admitted, remaining, retry_after_microseconds} per key, flattened, in
+# `out`: the keys of one request (e.g. per-IP and per-account tiers) cost one round trip, not one
+# each. The bridges' presence script runs the same part before its own.
+WINDOWS_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local member = ARGV[1]
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   local limit = tonumber(ARGV[2 * i])
   local window = tonumber(ARGV[2 * i + 1])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window))
@@ -43,8 +46,30 @@ for i, key in ipairs(KEYS) do
     out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = retry
   end
 end
-return out
 """
+_HIT_SCRIPT = "local n = #KEYS\n" + WINDOWS_LUA + "return out\n"
+
+
+def window_args(limits: Sequence[RateLimit]) -> list[str | int]:
+    """ARGV for `WINDOWS_LUA`: a random member (two hits in the same microsecond must both
+    count), then limit and window per key."""
+    args: list[str | int] = [uuid.uuid4().hex]
+    for limit in limits:
+        args += [limit.limit, max(1, round(limit.window_seconds * 1_000_000))]
+    return args
+
+
+def decisions_of(flat: Sequence[int]) -> list[LimitDecision]:
+    return [
+        LimitDecision(
+            allowed=bool(flat[i]), remaining=int(flat[i + 1]), retry_after=int(flat[i + 2]) / 1_000_000
+        )
+        for i in range(0, len(flat), 3)
+    ]
+
+
+def window_key(namespace: str, key: str) -> str:
+    return f"{namespace}:rl:{key}"
 
 
 class RedisSlidingWindowLimiter:
@@ -56,7 +81,7 @@ class RedisSlidingWindowLimiter:
         self._script = client.register_script(_HIT_SCRIPT)
 
     def _key(self, key: str) -> str:
-        return f"{self._namespace}:rl:{key}"
+        return window_key(self._namespace, key)
 
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
         return (await self.hit_many([(key, limit)]))[0]
@@ -67,17 +92,9 @@ class RedisSlidingWindowLimiter:
         if len({key for key, _ in checks}) != len(checks):
             # One member per call: a key named twice would silently count once.
             raise ValueError("hit_many needs distinct keys")
-        # A random member: two hits in the same microsecond must both count.
-        args: list[str | int] = [uuid.uuid4().hex]
-        for _, limit in checks:
-            args += [limit.limit, max(1, round(limit.window_seconds * 1_000_000))]
+        args = window_args([limit for _, limit in checks])
         flat = await self._script(keys=[self._key(key) for key, _ in checks], args=args)
-        return [
-            LimitDecision(
-                allowed=bool(flat[i]), remaining=int(flat[i + 1]), retry_after=int(flat[i + 2]) / 1_000_000
-            )
-            for i in range(0, len(flat), 3)
-        ]
+        return decisions_of(flat)
 
     async def reset(self, key: str) -> None:
         await self._client.delete(self._key(key))

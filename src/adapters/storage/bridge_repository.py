@@ -2,19 +2,24 @@
 security backs the `org_id` filters; a bridge request finds its org through
 `bulwark_bridge_org` (ids only) before it reads anything."""
 
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.row_security import RowSecurity
 from adapters.storage.tables import bridges, memberships, organisations, users
-from application.ports.bridge_repository import BridgeStanding
+from application.ports.bridge_repository import BridgeStanding, LastSeen
 from domain.bridges import BoundAccount, Bridge, BridgeStatus
 
 _B = bridges.c
+_SEEN_MANY = text(
+    "SELECT bulwark_bridges_seen(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]), "
+    "CAST(:seen AS timestamptz[]), CAST(:ips AS text[]), CAST(:beats AS text[])) AS changed"
+)
 
 
 def to_bridge(row: Any) -> Bridge:
@@ -200,3 +205,43 @@ class SqlBridgeRepository:
             update(bridges).where(self._mine(org_id, bridge_id) & live).values(**values)
         )
         return bool(result.rowcount == 1)
+
+    async def seen_many(self, marks: list[LastSeen]) -> int:
+        if not marks:
+            return 0
+        if self.connection.dialect.name == "postgresql":
+            row = (
+                await self.connection.execute(
+                    _SEEN_MANY,
+                    {
+                        "ids": [m.bridge_id for m in marks],
+                        "orgs": [m.org_id for m in marks],
+                        "seen": [m.at for m in marks],
+                        "ips": [m.ip for m in marks],
+                        "beats": [None if m.heartbeat is None else json.dumps(m.heartbeat) for m in marks],
+                    },
+                )
+            ).first()
+            return 0 if row is None else int(row.changed)
+        live = _B.status.in_([str(BridgeStatus.ONLINE), str(BridgeStatus.OFFLINE)])
+        newer = _B.last_seen_at.is_(None) | (_B.last_seen_at <= bindparam("at"))
+        statement = (
+            update(bridges)
+            .where((_B.id == bindparam("bid")) & (_B.org_id == bindparam("oid")) & live & newer)
+            .values(
+                last_seen_at=bindparam("at"),
+                last_ip=bindparam("ip"),
+                status=str(BridgeStatus.ONLINE),
+            )
+        )
+        changed = 0
+        for mark in marks:  # SQLite: one writer, many cheap statements in one transaction
+            values = {"bid": mark.bridge_id, "oid": mark.org_id, "at": mark.at, "ip": mark.ip}
+            if mark.heartbeat is not None:
+                result = await self.connection.execute(
+                    statement.values(last_heartbeat=bindparam("beat")), {**values, "beat": mark.heartbeat}
+                )
+            else:
+                result = await self.connection.execute(statement, values)
+            changed += result.rowcount
+        return changed

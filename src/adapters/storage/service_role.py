@@ -31,6 +31,10 @@ _GRANTS = (
     # A bridge request's org, by the bridge's id (ids only; see migration 0006).
     "DO $$ BEGIN IF to_regprocedure('bulwark_bridge_org(uuid)') IS NOT NULL THEN "
     'GRANT EXECUTE ON FUNCTION bulwark_bridge_org(uuid) TO "{role}"; END IF; END $$',
+    # Bridges' last-seen marks in batches across orgs (last-seen columns only; see migration 0007).
+    "DO $$ BEGIN IF to_regprocedure('bulwark_bridges_seen(uuid[], uuid[], timestamptz[], text[], text[])') "
+    "IS NOT NULL THEN GRANT EXECUTE ON FUNCTION "
+    'bulwark_bridges_seen(uuid[], uuid[], timestamptz[], text[], text[]) TO "{role}"; END IF; END $$',
 )
 
 

@@ -18,6 +18,17 @@ class BridgeStanding:
     org_version: int  # the org's authorization version, read with the rest
 
 
+@dataclass(frozen=True)
+class LastSeen:
+    """A bridge call's mark on its row: when, from where, and a heartbeat's figures."""
+
+    org_id: UUID
+    bridge_id: UUID
+    at: datetime
+    ip: str
+    heartbeat: dict[str, object] | None = None
+
+
 class BridgeRepository(Protocol):
     async def add(self, bridge: Bridge) -> None: ...
 
@@ -68,4 +79,10 @@ class BridgeRepository(Protocol):
     ) -> bool:
         """A heartbeat or hello from the bound account: last seen, last IP, online (and the
         heartbeat's figures). False when the bridge is no longer usable."""
+        ...
+
+    async def seen_many(self, marks: list[LastSeen]) -> int:
+        """Many bridges' marks in one statement (across orgs: ids only, each row matched on its
+        org too); a mark older than the row's, or for a bridge no longer usable, changes
+        nothing. Answers how many rows changed."""
         ...

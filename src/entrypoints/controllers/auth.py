@@ -33,7 +33,7 @@ from entrypoints.http.cookies import (
     refresh_cookie_name,
 )
 from entrypoints.http.dependencies import ContainerDep, OptionalPrincipalDep, PrincipalDep
-from entrypoints.http.refresh_fast_path import precomputed_failure
+from entrypoints.http.fast_path import precomputed_failure
 from entrypoints.http.request_context import request_context
 from entrypoints.http.token_answer import refresh_cookie_value, token_body
 

@@ -23,7 +23,9 @@ from entrypoints.dto.bridges import (
     HelloRequest,
     PositionsRequest,
 )
+from entrypoints.http.api_key import api_key_in
 from entrypoints.http.dependencies import ContainerDep
+from entrypoints.http.fast_path import raise_precomputed_failure
 from entrypoints.http.request_context import request_context
 
 Req = Request[Any, Any, Any]
@@ -43,10 +45,10 @@ async def strict_body(request: Req, kind: type[T]) -> T:
 
 
 def api_key(request: Req) -> str:
-    keys = [v for k, v in request.scope["headers"] if k == b"x-api-key"]
-    if len(keys) != 1 or not keys[0].strip():
+    key = api_key_in(request.scope["headers"])
+    if key is None:
         raise NotAuthenticated("Send the bridge key as `X-API-Key`.", code="invalid_api_key")
-    return keys[0].decode("latin-1").strip()
+    return key
 
 
 class BridgeApiController(Controller):
@@ -71,17 +73,11 @@ class BridgeApiController(Controller):
 
     @post("/heartbeat", status_code=200, operation_id="bridgeHeartbeat")
     async def heartbeat(self, container: ContainerDep, request: Req) -> BridgeAnswer:
+        raise_precomputed_failure(request.scope)  # type: ignore[arg-type]
         data = await strict_body(request, HeartbeatRequest)
-        figures = {
-            "sent_at": data.sent_at.isoformat(),
-            "connected": data.connected,
-            "trade_allowed": data.trade_allowed,
-            "balance": data.balance,
-            "equity": data.equity,
-            "margin": data.margin,
-            "margin_free": data.margin_free,
-        }
-        bridge = await container.bridges.heartbeat(api_key(request), figures, request_context(request))
+        bridge = await container.bridges.heartbeat(
+            api_key(request), data.heartbeat(), request_context(request)
+        )
         return BridgeAnswer(bridge_id=bridge.id, status="online")
 
     @post("/deals", status_code=200, operation_id="bridgeDeals", request_max_body_size=BATCH_MAX_BYTES)

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 
+from application.use_cases.bridge_api import Heartbeat
 from entrypoints.dto.identity import WriteBody
 
 _MONEY = msgspec.Meta(ge=-1e15, le=1e15)
@@ -75,6 +76,17 @@ class HeartbeatRequest(WriteBody):
     equity: Money
     margin: Money
     margin_free: Money
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            sent_at=self.sent_at,
+            connected=self.connected,
+            trade_allowed=self.trade_allowed,
+            balance=self.balance,
+            equity=self.equity,
+            margin=self.margin,
+            margin_free=self.margin_free,
+        )
 
 
 Ticket = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

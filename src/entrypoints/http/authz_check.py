@@ -3,15 +3,14 @@
 Every trading call of the platform asks this first, server to server, with a bearer token and no
 `Origin`. For those requests the framework's routing, CORS, parameter parsing and response
 building cost as much as the check itself, so `AuthzCheckFastPath` (raw ASGI, just inside the
-HTTP ground-rule middleware, which still applies) answers them directly. It only ever answers
-200: anything else -- no or a bad token, a body of the wrong shape, an oversized body, a
-browser's request (it has an `Origin`), an error of any kind -- goes to the Litestar route with
-the body replayed, and that route gives the answer and the error it gives everyone. Both paths
-compute the 200 answer with `authz_answer`.
+HTTP ground-rule middleware, which still applies; see `fast_path.py`) answers them directly.
+It only ever answers 200: anything else -- no or a bad token, a body of the wrong shape, an
+oversized body, a browser's request (it has an `Origin`), an error of any kind -- goes to the
+Litestar route with the body replayed, and that route gives the answer and the error it gives
+everyone. Both paths compute the 200 answer with `authz_answer`.
 
 What Litestar would check before the handler, the fast path checks or declines on: the Host
-header, Content-Length, root_path. A guard, hook or middleware added to the Litestar app or to
-the route later does NOT run here: add it to this path as well, or drop the fast path."""
+header, Content-Length, root_path."""
 
 import msgspec
 
@@ -19,8 +18,8 @@ from application.errors import InvalidInput
 from application.use_cases.sessions import Principal
 from entrypoints.composition import Container
 from entrypoints.dto.orgs import AuthzCheckRequest, AuthzCheckResponse
-from entrypoints.http.asgi_replay import replay
-from entrypoints.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from entrypoints.http.asgi_types import Scope
+from entrypoints.http.fast_path import Answer, FastPath
 from entrypoints.http.plain_host import PLAIN_HOST, is_plain_post
 
 PATH = "/api/v1/authz/check"
@@ -65,49 +64,13 @@ def _fast_path_candidate(scope: Scope, max_body_bytes: int) -> bytes | None:
     return token[7:].strip() or None
 
 
-class AuthzCheckFastPath:
-    def __init__(self, app: ASGIApp, container: Container, max_body_bytes: int) -> None:
-        self.app = app
-        self.container = container
-        self.max_body_bytes = max_body_bytes
+class AuthzCheckFastPath(FastPath):
+    reads_body = True  # reading: a failure is simply run again by the route
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _fast_path_candidate(scope, self.max_body_bytes)
-        if token is None:
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        other: Message | None = None  # a disconnect (or anything else) that ended the reading
-        while more and size <= self.max_body_bytes:
-            message = await receive()
-            if message["type"] != "http.request":
-                other = message
-                break
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = bool(message.get("more_body"))
-        request_body = b"".join(chunks)
-        answer: bytes | None = None
-        if not more and other is None and size <= self.max_body_bytes:  # all of it, within the limit
-            try:
-                data = _DECODER.decode(request_body)
-                principal = await self.container.identity.authenticate(token.decode("latin-1"))
-                answer = await authz_answer(self.container, principal, data)
-            except Exception:  # every failure is the framework route's to answer
-                answer = None
-        if answer is None:
-            # What was read goes on as one message (however many chunks it came in), then the rest.
-            read: list[Message] = [{"type": "http.request", "body": request_body, "more_body": more}]
-            await self.app(scope, replay(read + ([other] if other else []), receive), send)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer, "more_body": False})
+    def pick(self, scope: Scope) -> bytes | None:
+        return _fast_path_candidate(scope, self.max_body_bytes)
+
+    async def decide(self, scope: Scope, picked: bytes, body: bytes) -> Answer:
+        data = _DECODER.decode(body)
+        principal = await self.container.identity.authenticate(picked.decode("latin-1"))
+        return Answer(await authz_answer(self.container, principal, data))

@@ -3,8 +3,8 @@
 The profile itself comes from the worker's memory (the profile cache and the encoded body), so
 for this call the framework's routing, CORS wrapping, handler signature and response building
 cost more than the answer. `MeFastPath` (raw ASGI, just inside the HTTP ground-rule middleware,
-which still applies) writes the 200 answer itself for a plain request whose bearer token and
-profile check out. It never writes anything else:
+which still applies; see `fast_path.py`) writes the 200 answer itself for a plain request whose
+bearer token and profile check out. It never writes anything else:
 
 - a request it is not sure about (a query string, a root_path, no bearer token, several
   Authorization, Origin or Host headers, an odd Host) goes to the Litestar route untouched;
@@ -13,15 +13,14 @@ profile check out. It never writes anything else:
   included. Reading a profile changes nothing, so running it twice is harmless.
 
 The body is the route's (`me_body`), the CORS headers those of Litestar's CORS middleware
-(`cors_headers`); tests hold the answers to a reference app without the fast path. A guard, hook
-or middleware added to the Litestar app or to the route later does NOT run here: add it here as
-well, or drop the path."""
+(`cors_headers`); tests hold the answers to a reference app without the fast path."""
 
 from litestar.config.cors import CORSConfig
 
 from entrypoints.composition import Container
-from entrypoints.http.asgi_types import ASGIApp, Receive, Scope, Send
+from entrypoints.http.asgi_types import ASGIApp, Scope
 from entrypoints.http.cors_answer import CorsHeaders
+from entrypoints.http.fast_path import Answer, FastPath
 from entrypoints.http.me_answer import me_body
 from entrypoints.http.plain_host import is_plain_get, single_headers
 
@@ -47,26 +46,16 @@ def _candidate(scope: Scope) -> tuple[str, bytes | None, bool] | None:
     return bearer.decode("latin-1"), seen.get(b"origin"), has_cookie
 
 
-class MeFastPath:
+class MeFastPath(FastPath):
     def __init__(self, app: ASGIApp, container: Container, cors: CORSConfig) -> None:
-        self.app = app
-        self.container = container
+        super().__init__(app, container)
         self.cors = CorsHeaders(cors)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        candidate = _candidate(scope)
-        if candidate is None:
-            await self.app(scope, receive, send)
-            return
-        token, origin, has_cookie = candidate
-        try:
-            principal = await self.container.identity.authenticate(token)
-            body = await me_body(self.container, principal)
-        except Exception:  # every failure is the route's to answer
-            await self.app(scope, receive, send)
-            return
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        if origin is not None:
-            headers += self.cors(origin.decode("latin-1"), has_cookie=has_cookie)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    def pick(self, scope: Scope) -> tuple[str, bytes | None, bool] | None:
+        return _candidate(scope)
+
+    async def decide(self, scope: Scope, picked: tuple[str, bytes | None, bool], body: bytes) -> Answer:
+        token, origin, has_cookie = picked
+        principal = await self.container.identity.authenticate(token)
+        headers = [] if origin is None else list(self.cors(origin.decode("latin-1"), has_cookie=has_cookie))
+        return Answer(await me_body(self.container, principal), headers)
