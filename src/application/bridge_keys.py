@@ -29,7 +29,7 @@ class InvalidApiKey(NotAuthenticated):
 
 def key_hash(secret_key: bytes, key: str) -> str:
     """A 256-bit random secret needs no slow hash; the server key keeps a stolen table useless."""
-    return hmac.new(secret_key, key.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key, key.encode("ascii", "replace"), hashlib.sha256).hex()
 
 
 @dataclass

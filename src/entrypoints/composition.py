@@ -44,6 +44,7 @@ from adapters.otp.segno_qr import SegnoQrRenderer
 from adapters.passwords import Argon2PasswordHasher, is_common_password
 from adapters.passwords.hash_memory import keep_hash_memory
 from adapters.passwords.hashing_priority import lower_this_thread
+from adapters.redis_pipelined import PipelinedRedis
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
@@ -518,7 +519,8 @@ def build_container(
         # The same mechanism, keyed by bridge id: a bridge's key cache entry dies with its version.
         bridge_versions = RedisAuthzVersions(redis, f"{redis_namespace}:bridges")
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
-        presence = RedisBridgePresence(redis, redis_namespace)  # shares the limiter's windows
+        # Shares the limiter's windows; its own pipelined connection (the hottest call of all).
+        presence = RedisBridgePresence(PipelinedRedis(settings.redis_url), redis_namespace)
         revocations = RedisRevocationStore(
             redis,
             redis_namespace,

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
-import redis.asyncio as aioredis
-
 from adapters.limiter.redis_sliding_window import WINDOWS_LUA, decisions_of, window_args, window_key
+from adapters.redis_pipelined import PipelinedRedis, PipelinedScript
 from application.ports.bridge_presence import PresenceVerdict, Sighting
 from application.ports.rate_limiter import RateLimit
 from domain.bridge_presence import CLOCK_TOLERANCE_MS, FLIPS_TO_FLAG, SecondTerminal
@@ -74,9 +73,9 @@ class RedisBridgePresence:
     """`BridgePresence` on Redis. Windows share the limiter's keys (`{namespace}:rl:...`);
     presence hashes are `{namespace}:bridge-presence:{bridge id}`."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, redis: PipelinedRedis, namespace: str) -> None:
         self._namespace = namespace
-        self._script = client.register_script(_SCRIPT)
+        self._script = PipelinedScript(redis, _SCRIPT)
 
     async def admit(
         self,
@@ -100,7 +99,7 @@ class RedisBridgePresence:
             sighting.figure or "",
             ttl_ms,
         ]
-        flat = await self._script(keys=keys, args=args)
+        flat = await self._script(keys, args)
         flag, previous_ip = _text(flat[-2]), _text(flat[-1])
         return PresenceVerdict(
             decisions=decisions_of([int(v) for v in flat[:-2]]),
