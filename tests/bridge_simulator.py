@@ -190,7 +190,8 @@ class ExpertAdvisor:
         return self._queue("deals", list(deals))
 
     def queue_positions(self, positions: Iterable[dict[str, Any]]) -> list[bytes]:
-        """A snapshot of the open positions (one batch each, as the server keeps the last one)."""
+        """The open positions as the terminal sees them now (the server keeps each ticket's last
+        report; it does not drop a ticket missing from a later snapshot)."""
         return self._queue("positions", list(positions))
 
     def _queue(self, kind: str, items: list[dict[str, Any]]) -> list[bytes]:

@@ -434,7 +434,7 @@ async def test_an_ea_over_tcp_binds_beats_reports_and_takes_a_command_once(
             assert time.monotonic() - started >= 1.0
             assert len({a.body for a in advisor.attempts[sent:]}) == 1 and len(advisor.attempts) == sent + 2
 
-            # Positions: the last snapshot counts.
+            # Positions: each ticket keeps its last report.
             advisor.queue_positions([position(77, 2640.5)])
             assert await advisor.flush() == (0, 1)
             kept = {
