@@ -3,6 +3,7 @@ with an overlap, revoked at once; the bridge API's own limits and bad input; and
 `POST /api/v1/authz/bridge`. Both backends, through the app's outermost ASGI callable."""
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -266,6 +267,28 @@ async def test_a_bridge_over_its_limit_gets_429_while_users_still_log_in(
         codes = [(await advisor.start()).status_code for _ in range(7)]
         assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
         assert (await login_response(svc.client, actor.email)).status_code == 200
+
+
+async def test_an_ea_over_its_limit_waits_out_retry_after_and_resends_the_same_batch(
+    service_settings: Settings, redis_namespace: str
+) -> None:
+    async with service_with(
+        service_settings, redis_namespace, bridge_limit_per_key="2/2", **FAST_ARGON2
+    ) as svc:
+        actor = await new_user(svc)
+        advisor = ea(svc, (await create_bridge(svc, actor))["key"])
+        assert [r.status_code for r in await advisor.run(beats=1)] == [200, 200]
+        sent = len(advisor.attempts)
+        [body] = advisor.queue_deals([deal(1), deal(2)])
+        started = time.monotonic()
+        assert await advisor.flush() == (2, 0)  # a 429 first, then the wait it asked for
+        tries = advisor.attempts[sent:]
+        assert len(tries) == 2 and {t.body for t in tries} == {body}
+        assert time.monotonic() - started >= 1.0
+        advisor.max_retry_after = 0.5  # shorter than the server asks: left to a later tick
+        assert [(await advisor.beat()).status_code for _ in range(2)] == [200, 429]
+        [later] = advisor.queue_deals([deal(3)])
+        assert await advisor.flush() == (0, 0) and advisor.pending_batches == [("deals", later)]
 
 
 def deal(ticket: int) -> dict[str, Any]:
