@@ -152,7 +152,9 @@ def test_the_admin_panel_is_loopback_only_in_development_and_off_in_production_u
     assert load(PRODUCTION).effective_admin_allowed_networks == ()
     # Set but empty turns the panel off in development too.
     assert load({"BULWARK_ADMIN_ALLOWED_NETWORKS": ""}).effective_admin_allowed_networks == ()
-    configured = load({**PRODUCTION, "BULWARK_ADMIN_ALLOWED_NETWORKS": "10.20.0.0/16, 2001:db8::/32,192.0.2.7"})
+    configured = load(
+        {**PRODUCTION, "BULWARK_ADMIN_ALLOWED_NETWORKS": "10.20.0.0/16, 2001:db8::/32,192.0.2.7"}
+    )
     assert configured.effective_admin_allowed_networks == ("10.20.0.0/16", "2001:db8::/32", "192.0.2.7")
 
 
