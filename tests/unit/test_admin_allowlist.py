@@ -76,3 +76,37 @@ def test_the_app_refuses_to_start_if_a_route_could_answer_the_hidden_path() -> N
     check_unknown_route_path(Litestar(route_handlers=[], logging_config=None))
     with pytest.raises(RuntimeError, match="must stay unknown"):
         check_unknown_route_path(Litestar(route_handlers=[catch_all], logging_config=None))
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+async def test_the_gate_hands_a_hidden_request_on_as_the_unknown_route_and_an_allowed_one_untouched(
+    kind: str,
+) -> None:
+    from entrypoints.http.admin_allowlist import UNKNOWN_ROUTE_PATH
+    from entrypoints.middleware.admin_gate import AdminGateMiddleware
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    async def nothing() -> Any:
+        return {}
+
+    async def ignore(message: Any) -> None:
+        return None
+
+    gate = AdminGateMiddleware(app, LOOPBACK)
+    outside = {**scope("203.0.113.7", path="/m/api/admin/v1/schema", root_path="/m"), "type": kind}
+    await gate(outside, nothing, ignore)
+    assert (seen[-1]["path"], seen[-1]["raw_path"]) == (
+        "/m" + UNKNOWN_ROUTE_PATH,
+        b"/m" + UNKNOWN_ROUTE_PATH.encode(),
+    )
+    assert outside["path"] == "/m/api/admin/v1/schema"  # the caller's scope is not altered
+    inside = {**scope("127.0.0.1", path="/api/admin/v1/schema"), "type": kind}
+    await gate(inside, nothing, ignore)
+    assert seen[-1] is inside
+    public = {**scope("203.0.113.7", path="/api/v1/me"), "type": kind}
+    await gate(public, nothing, ignore)
+    assert seen[-1] is public
