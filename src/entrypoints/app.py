@@ -6,11 +6,12 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from entrypoints.composition import Container
-from entrypoints.controllers.admin_orgs import AdminOrgController
+from entrypoints.controllers.admin_panel import admin_router
 from entrypoints.controllers.auth import AuthController
 from entrypoints.controllers.authorization import AuthzController
 from entrypoints.controllers.bridge_api import BridgeApiController, BridgeAuthzController
@@ -23,6 +24,7 @@ from entrypoints.controllers.me import MeController
 from entrypoints.controllers.orgs import OrgController
 from entrypoints.controllers.two_factor import TwoFactorController
 from entrypoints.controllers.well_known import WellKnownController
+from entrypoints.http.admin_allowlist import UNKNOWN_ROUTE_PATH, AdminAllowlist
 from entrypoints.http.asgi_types import ASGIApp
 from entrypoints.http.authz_check import AuthzCheckFastPath
 from entrypoints.http.client_ip import parse_networks
@@ -31,6 +33,7 @@ from entrypoints.http.heartbeat_fast_path import HeartbeatFastPath
 from entrypoints.http.lifespan import container_lifespan
 from entrypoints.http.me_fast_path import MeFastPath
 from entrypoints.http.refresh_fast_path import RefreshFastPath
+from entrypoints.middleware.admin_gate import AdminGateMiddleware
 from entrypoints.middleware.content_type import JsonContentTypeMiddleware
 from entrypoints.middleware.origin_check import OriginCheckMiddleware
 from entrypoints.middleware.request_context import RequestContextMiddleware
@@ -49,7 +52,6 @@ def route_handlers() -> list[Any]:
         WellKnownController,
         OrgController,
         AuthzController,
-        AdminOrgController,
         BrokerConnectionController,
         BrokerCallbackController,
         IntegrationSecretController,
@@ -60,14 +62,19 @@ def route_handlers() -> list[Any]:
     ]
 
 
+def admin_allowlist(container: Container) -> AdminAllowlist:
+    settings = container.settings
+    return AdminAllowlist(settings.effective_admin_allowed_networks, parse_networks(settings.trusted_proxies))
+
+
 def create_litestar(container: Container) -> Litestar:
     settings = container.settings
 
     def provide_container() -> Container:
         return container
 
-    return Litestar(
-        route_handlers=route_handlers(),
+    litestar = Litestar(
+        route_handlers=[*route_handlers(), admin_router(admin_allowlist(container), API_VERSION)],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -91,6 +98,19 @@ def create_litestar(container: Container) -> Litestar:
         state=State({"container": container}),
         debug=False,
     )
+    check_unknown_route_path(litestar)
+    return litestar
+
+
+def check_unknown_route_path(litestar: Litestar) -> None:
+    """The admin gate's promise (a hidden admin request gets the unknown-route answer) holds only
+    while no route matches UNKNOWN_ROUTE_PATH: refuse to start if one ever does."""
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", None):
+        try:
+            litestar.asgi_router.handle_routing(path=UNKNOWN_ROUTE_PATH, method=method)
+        except NotFoundException:
+            continue
+        raise RuntimeError(f"a route matches {UNKNOWN_ROUTE_PATH}, which must stay unknown")
 
 
 def create_asgi(
@@ -101,7 +121,8 @@ def create_asgi(
     me_fast_path: bool = True,
     heartbeat_fast_path: bool = True,
 ) -> ASGIApp:
-    """Outermost first: request id and security headers wrap even the errors produced below.
+    """Outermost first: the admin gate (so a hidden admin request is an unknown route to every
+    layer), then request id and security headers, which wrap even the errors produced below.
     Without `authz_fast_path` / `refresh_fast_path` / `me_fast_path` / `heartbeat_fast_path`,
     every check / refresh / profile / heartbeat goes through the framework route (the reference
     each fast path is tested against)."""
@@ -121,4 +142,5 @@ def create_asgi(
     app = OriginCheckMiddleware(app, allowed_origins=settings.effective_allowed_origins)
     app = TimeoutMiddleware(app, seconds=settings.request_timeout_seconds)
     app = SecurityHeadersMiddleware(app, hsts=settings.is_production)
-    return RequestContextMiddleware(app, trusted_proxies=parse_networks(settings.trusted_proxies))
+    app = RequestContextMiddleware(app, trusted_proxies=parse_networks(settings.trusted_proxies))
+    return AdminGateMiddleware(app, admin_allowlist(container))

@@ -3,6 +3,7 @@
 Every setting is declared once here with its default and description; the README's configuration
 table is printed from this list by `bulwark config`, so the two cannot drift apart."""
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -83,6 +84,15 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(
         default=(),
         metadata=_doc("Comma-separated IPs/CIDRs of reverse proxies whose `X-Forwarded-For` is honoured."),
+    )
+    admin_allowed_networks: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "Comma-separated CIDRs whose clients reach the admin panel (`/api/admin/v1/`); everyone "
+            "else gets the unknown-route 404. Unset: `127.0.0.0/8,::1/128` in development, none in "
+            "production. Set but empty: the panel is off.",
+            "unset: panel off",
+        ),
     )
     smtp_host: str = field(
         default="",
@@ -291,6 +301,13 @@ class Settings:
         return (origin_of(self.frontend_url),)
 
     @property
+    def effective_admin_allowed_networks(self) -> tuple[str, ...]:
+        if self.admin_allowed_networks is not None:
+            return self.admin_allowed_networks
+        # Only someone on the machine itself reaches a developer's panel; production opts in.
+        return () if self.is_production else DEVELOPMENT_ADMIN_NETWORKS
+
+    @property
     def effective_log_json(self) -> bool:
         return self.is_production if self.log_json is None else self.log_json
 
@@ -298,6 +315,9 @@ class Settings:
     def effective_workers(self) -> int:
         # In-process limiter and revocation stores are per process: more workers would split them.
         return 1 if not self.redis_url else self.workers
+
+
+DEVELOPMENT_ADMIN_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 def origin_of(url: str) -> str:
@@ -423,6 +443,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError("BULWARK_REDIS_URL is not valid: expected redis://, rediss:// or unix://")
     if not 1 <= settings.vault_port <= 65535:
         raise SettingsError(f"BULWARK_VAULT_PORT={settings.vault_port} is not valid: expected 1-65535")
+    for entry in settings.effective_admin_allowed_networks:
+        _check_admin_network(entry)
     parse_limits("vault_access_limit_per_client", settings.vault_access_limit_per_client)
     parse_limits("bridge_limit_per_key", settings.bridge_limit_per_key)
     parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
@@ -431,6 +453,18 @@ def validate(settings: Settings) -> None:
     _check_ctrader_urls(settings)
     if settings.is_production:
         check_production(settings)
+
+
+def _check_admin_network(entry: str) -> None:
+    var = env_name("admin_allowed_networks")
+    try:
+        # strict: "10.0.0.7/8" is more likely a typo than a wish to allow all of 10/8.
+        ipaddress.ip_network(entry, strict=True)
+    except ValueError as error:
+        raise SettingsError(
+            f"{var} entry {entry!r} is not valid: expected an IP address or a CIDR network such as "
+            f"10.0.0.0/8 ({error})"
+        ) from None
 
 
 _CTRADER_URLS = {

@@ -14,10 +14,11 @@ import entrypoints.controllers.authorization as authorization_controller
 from entrypoints.app import create_asgi
 from entrypoints.settings import Settings
 from tests.e2e.conftest import FRONTEND, Service
-from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, service_with
+from tests.e2e.identity_helpers import FAST_ARGON2, service_with
 from tests.e2e.test_orgs_and_roles import (
     TRADER_ROLE,
     Actor,
+    admin_post,
     create_org,
     delete,
     join,
@@ -227,7 +228,7 @@ async def test_a_disabled_org_refuses_the_very_next_fast_check(
     org_id, _, trader = await desk(service)
     assert (await post(services_client, ORDER, trader.headers)).json() == {"allowed": True}
     root = await make_platform_admin(service, await new_user(service, "root"))
-    r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
+    r = await admin_post(service, f"/orgs/{org_id}/disable", root)
     assert r.status_code == 200, r.text
     refused = await post(services_client, ORDER, trader.headers)
     assert refused.status_code == 401, refused.text

@@ -147,6 +147,32 @@ def test_explicit_allowed_origins_replace_the_default() -> None:
     assert settings.effective_allowed_origins == ("https://app.example.com", "https://admin.example.com")
 
 
+def test_the_admin_panel_is_loopback_only_in_development_and_off_in_production_unless_configured() -> None:
+    assert load({}).effective_admin_allowed_networks == ("127.0.0.0/8", "::1/128")
+    assert load(PRODUCTION).effective_admin_allowed_networks == ()
+    # Set but empty turns the panel off in development too.
+    assert load({"BULWARK_ADMIN_ALLOWED_NETWORKS": ""}).effective_admin_allowed_networks == ()
+    configured = load(
+        {**PRODUCTION, "BULWARK_ADMIN_ALLOWED_NETWORKS": "10.20.0.0/16, 2001:db8::/32,192.0.2.7"}
+    )
+    assert configured.effective_admin_allowed_networks == ("10.20.0.0/16", "2001:db8::/32", "192.0.2.7")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("10.0.0.7/8", "host bits set"),  # a typo, not a wish to open all of 10/8
+        ("10.0.0.0/33", "10.0.0.0/33"),
+        ("admin.example.com", "admin.example.com"),
+        ("127.0.0.0/8,localhost", "localhost"),
+    ],
+)
+def test_a_malformed_admin_network_stops_start_up_naming_the_entry(value: str, why: str) -> None:
+    for environ in ({}, PRODUCTION):
+        message = refusal({**environ, "BULWARK_ADMIN_ALLOWED_NETWORKS": value})
+        assert "BULWARK_ADMIN_ALLOWED_NETWORKS" in message and why in message
+
+
 def test_dotenv_values_are_read_but_the_real_environment_wins(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text(

@@ -1,4 +1,4 @@
-"""Platform administrators' org controls (the admin panel proper comes later)."""
+"""Platform administrators' org controls, under the admin panel's prefix (see admin_panel)."""
 
 from typing import Any
 from uuid import UUID
@@ -16,7 +16,7 @@ from entrypoints.http.request_context import request_context
 
 
 class AdminOrgController(Controller):
-    path = "/api/v1/admin/orgs"
+    path = "/orgs"
     tags = ["admin"]
     dependencies = {"principal": Provide(provide_principal)}
 

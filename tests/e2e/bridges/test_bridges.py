@@ -19,8 +19,8 @@ from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.settings import Settings
 from tests.bridge_simulator import ExpertAdvisor, Terminal
 from tests.e2e.conftest import Service, start_service
-from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, browser, login_response, sent_mail, service_with
-from tests.e2e.test_orgs_and_roles import Actor, create_org, join, make_platform_admin, new_user
+from tests.e2e.identity_helpers import FAST_ARGON2, browser, login_response, sent_mail, service_with
+from tests.e2e.test_orgs_and_roles import Actor, admin_post, create_org, join, make_platform_admin, new_user
 
 
 class PinnedClock:
@@ -205,7 +205,7 @@ async def test_an_owner_who_left_and_a_disabled_org_stop_their_bridges(service: 
     admins_ea = ea(service, (await create_bridge(service, admin))["key"])
     assert (await admins_ea.start()).status_code == 200
     root = await make_platform_admin(service, await new_user(service, "root"))
-    r = await service.client.post(f"/api/v1/admin/orgs/{org_id}/disable", headers={**root.headers, **NO_BODY})
+    r = await admin_post(service, f"/orgs/{org_id}/disable", root)
     assert r.status_code == 200, r.text
     r = await admins_ea.beat()
     assert r.status_code == 403 and r.json()["code"] == "org_disabled"
