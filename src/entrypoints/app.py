@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from entrypoints.composition import Container
+from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.auth import AuthController
 from entrypoints.controllers.authorization import AuthzController
@@ -49,6 +50,7 @@ def route_handlers() -> list[Any]:
         OrgController,
         AuthzController,
         AdminOrgController,
+        AdminAuthController,
         BrokerConnectionController,
         BrokerCallbackController,
         IntegrationSecretController,
