@@ -63,3 +63,15 @@ def test_an_admin_token_dies_at_its_expiry(keys: LocalKeyProvider) -> None:
     at[0] += timedelta(hours=8)
     with pytest.raises(InvalidAdminToken):
         admins.verify(token)
+
+
+def test_the_production_admin_cookie_is_host_only_strict_and_http_only() -> None:
+    from entrypoints.http.cookies import admin_cookie_header, admin_cookie_name, cleared_admin_cookie_header
+
+    name = admin_cookie_name(production=True)
+    assert name == "__Host-bulwark_admin"
+    header = admin_cookie_header(name, "a.b.c", 28800)
+    assert header == "__Host-bulwark_admin=a.b.c; Max-Age=28800; Path=/; HttpOnly; Secure; SameSite=Strict"
+    assert cleared_admin_cookie_header(name).startswith("__Host-bulwark_admin=; Max-Age=0;")
+    with pytest.raises(ValueError):
+        admin_cookie_header(name, "a;b", 10)  # nothing that could end or extend the header
