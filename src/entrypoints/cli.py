@@ -1,4 +1,4 @@
-"""`bulwark` command line: serve, db, keys, audit, config."""
+"""`bulwark` command line: serve, db, keys, audit, admin, config."""
 
 import asyncio
 import contextlib
@@ -570,6 +570,104 @@ def service_clients_rotate_secret(name: str) -> None:
     except ApplicationError as error:
         raise StartupError(error.detail) from error
     click.echo(json.dumps({"client_id": str(created.client.id), "client_secret": created.secret}))
+
+
+@main.group()
+def admin() -> None:
+    """Platform administrators: their own password, TOTP factor and recovery codes."""
+
+
+def _run_admin(work: Callable[[Any], Any]) -> Any:
+    """Runs `work(container)` against the public API's container (migrating an embedded
+    database first), turning application errors into one-line operator errors."""
+    from application.errors import ApplicationError
+    from entrypoints.composition import build_container
+
+    settings = _settings()
+    if settings.embedded_database:
+        from adapters.storage import migrations
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrations.upgrade(settings.effective_database_url)
+
+    async def run() -> Any:
+        try:
+            container = build_container(settings)
+        except (ValueError, OSError) as error:
+            raise StartupError(str(error)) from error
+        try:
+            return await work(container)
+        finally:
+            await container.stop()
+
+    try:
+        return asyncio.run(run())
+    except ApplicationError as error:
+        raise StartupError(error.detail) from error
+
+
+def _read_admin_password() -> str:
+    """From a hidden prompt on a terminal, else the first line of stdin: never from argv, where
+    every user of the machine could read it in the process list."""
+    if sys.stdin.isatty():
+        value = str(click.prompt("Admin password", hide_input=True, confirmation_prompt=True, err=True))
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise StartupError("give the admin password at the prompt or on standard input")
+    return value
+
+
+@admin.command("create")
+@click.option("--email", required=True, help="The account to promote (created, verified, if none has it).")
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print one object {"user_id", "otpauth_uri", "recovery_codes"}.'
+)
+@one_line_errors
+def admin_create(email: str, as_json: bool) -> None:
+    """Promote an account to platform administrator with its own admin password (prompt or stdin)
+    and a new TOTP factor. Prints the enrolment URI and the recovery codes, once."""
+    import json
+
+    password = _read_admin_password()
+    enrolment = _run_admin(lambda c: c.admin.create(email, password))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "user_id": str(enrolment.user_id),
+                    "otpauth_uri": enrolment.otpauth_uri,
+                    "recovery_codes": enrolment.recovery_codes,
+                }
+            )
+        )
+        return
+    if enrolment.created_account:
+        click.echo(f"created account {email} (verified; its user password is set by the reset mail)")
+    click.echo(f"platform administrator {enrolment.user_id}")
+    click.echo("add this to the authenticator app (shown once):")
+    click.echo(enrolment.otpauth_uri)
+    click.echo("recovery codes (each works once; shown once):")
+    for code in enrolment.recovery_codes:
+        click.echo(f"  {code}")
+
+
+@admin.command("list")
+@one_line_errors
+def admin_list() -> None:
+    """Every platform administrator, and whether their admin login is locked."""
+    for listing in _run_admin(lambda c: c.admin.list_admins()):
+        locked = f"locked until {listing.locked_until.isoformat()}" if listing.locked_until else "active"
+        click.echo(f"{listing.user_id}  {listing.email}  since {listing.created_at.date()}  {locked}")
+
+
+@admin.command("unlock")
+@click.option("--email", required=True, help="The administrator whose admin login to unlock.")
+@one_line_errors
+def admin_unlock(email: str) -> None:
+    """Lift an admin login lock now (and forget the failures that led to it)."""
+    lifted = _run_admin(lambda c: c.admin.unlock(email))
+    click.echo(f"admin login of {email} unlocked" if lifted else f"admin login of {email} was not locked")
 
 
 @main.command("config")

@@ -52,6 +52,7 @@ from adapters.storage.database import create_engine
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.storage.vault_reader import SqlVaultReader
+from adapters.tokens.admin_token_issuer import EdDsaAdminTokens
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
 from application.authorization import AuthzDeps, PermissionResolver
@@ -65,6 +66,13 @@ from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
+from application.use_cases.admin_login import (
+    AdminDeps,
+    AdminLogin,
+    AdminLogout,
+    AdminPolicy,
+    AuthenticateAdmin,
+)
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.bridge_api import (
     AckCommand,
@@ -147,6 +155,11 @@ from application.use_cases.organisations import (
 )
 from application.use_cases.passwords import ChangePassword, ForgotPassword, ResetPassword
 from application.use_cases.permissions_query import CheckPermissions, MyPermissions
+from application.use_cases.platform_admins import (
+    CreatePlatformAdmin,
+    ListPlatformAdmins,
+    UnlockPlatformAdmin,
+)
 from application.use_cases.profile import GetProfile, UpdateProfile
 from application.use_cases.refresh import RefreshSession
 from application.use_cases.service_clients import (
@@ -167,7 +180,7 @@ from application.use_cases.two_factor import (
     RegenerateRecoveryCodes,
     SetupTotp,
 )
-from entrypoints.settings import Settings, parse_limits
+from entrypoints.settings import Settings, parse_durations, parse_limits
 
 log = logging.getLogger("bulwark")
 
@@ -358,6 +371,31 @@ class IdentityApi:
 
 
 @dataclass
+class AdminApi:
+    """Platform administrators: their own login, sessions and the operator's commands, wired."""
+
+    login: AdminLogin
+    logout: AdminLogout
+    authenticate: AuthenticateAdmin
+    create: CreatePlatformAdmin
+    list_admins: ListPlatformAdmins
+    unlock: UnlockPlatformAdmin
+    policy: AdminPolicy
+
+    @classmethod
+    def wire(cls, deps: AdminDeps) -> "AdminApi":
+        return cls(
+            login=AdminLogin(deps),
+            logout=AdminLogout(deps),
+            authenticate=AuthenticateAdmin(deps),
+            create=CreatePlatformAdmin(deps),
+            list_admins=ListPlatformAdmins(deps),
+            unlock=UnlockPlatformAdmin(deps),
+            policy=deps.policy,
+        )
+
+
+@dataclass
 class AuthzApi:
     """Organisations, members, roles, groups and authorization checks, wired."""
 
@@ -444,6 +482,7 @@ class Container:
     bridges: BridgeApi
     bridge_versions: AuthzVersions
     forward_auth: ForwardAuth
+    admin: AdminApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -631,6 +670,23 @@ def build_container(
         ),
     )
     identity = IdentityApi.wire(deps)
+    admin = AdminApi.wire(
+        AdminDeps(
+            identity=deps,
+            # The same argon2 work and pool, under the admin password's own pepper purpose.
+            hasher=Argon2PasswordHasher(
+                key_provider,
+                executor=argon2_pool,
+                time_cost=settings.argon2_time_cost,
+                memory_cost_kib=settings.argon2_memory_kib,
+                parallelism=settings.argon2_parallelism,
+                pepper_purpose="admin-password",
+            ),
+            tokens=EdDsaAdminTokens(key_provider, issuer=settings.jwt_issuer, clock=clock.now),
+            policy=admin_policy(settings),
+            recovery_code_key=_derived_key(key_provider, b"admin-recovery-codes"),
+        )
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -652,6 +708,7 @@ def build_container(
         bridges=bridges,
         bridge_versions=bridge_versions,
         forward_auth=ForwardAuth(identity.authenticate, resolver, bridge_keys),
+        admin=admin,
     )
 
 
@@ -670,6 +727,19 @@ def _derived_key(keys: LocalKeyProvider, label: bytes) -> bytes:
 
 def _limits(name: str, text: str) -> tuple[RateLimit, ...]:
     return tuple(RateLimit(count, seconds) for count, seconds in parse_limits(name, text))
+
+
+def admin_policy(settings: Settings) -> AdminPolicy:
+    return AdminPolicy(
+        session_idle=timedelta(seconds=settings.admin_session_idle_seconds),
+        session_absolute=timedelta(seconds=settings.admin_session_absolute_seconds),
+        login_per_account=_limits("admin_login_limit_per_account", settings.admin_login_limit_per_account),
+        login_per_ip=_limits("admin_login_limit_per_ip", settings.admin_login_limit_per_ip),
+        lock_durations=tuple(
+            timedelta(seconds=s)
+            for s in parse_durations("admin_lockout_seconds", settings.admin_lockout_seconds)
+        ),
+    )
 
 
 def identity_policy(settings: Settings) -> IdentityPolicy:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from domain.platform_admins import ADMIN_AUDIENCE
+
 PREFIX = "BULWARK_"
 
 
@@ -185,6 +187,30 @@ class Settings:
         default="10/300", metadata=_doc("Second-factor attempts per user (apart from password attempts).")
     )
     mfa_limit_per_ip: str = field(default="30/300", metadata=_doc("Second-factor attempts per IP."))
+
+    admin_session_idle_seconds: int = field(
+        default=1800, metadata=_doc("An admin session unused this long ends.")
+    )
+    admin_session_absolute_seconds: int = field(
+        default=8 * 3600, metadata=_doc("An admin session ends this long after admin login, used or not.")
+    )
+    admin_login_limit_per_account: str = field(
+        default="5/900",
+        metadata=_doc(
+            "Admin login attempts per account, as `count/seconds` tiers; using one up with a "
+            "failure locks the account (BULWARK_ADMIN_LOCKOUT_SECONDS)."
+        ),
+    )
+    admin_login_limit_per_ip: str = field(
+        default="20/900", metadata=_doc("Admin login attempts per client IP, as `count/seconds` tiers.")
+    )
+    admin_lockout_seconds: str = field(
+        default="900,3600,14400,86400",
+        metadata=_doc(
+            "How long successive admin account locks last (the last repeats); a good login or "
+            "`bulwark admin unlock` starts again from the first."
+        ),
+    )
 
     bridge_key_overlap_seconds: int = field(
         default=600, metadata=_doc("After a bridge key is rotated, the old key keeps working this long.")
@@ -426,8 +452,16 @@ def validate(settings: Settings) -> None:
         "mail_limit_per_address",
         "mfa_limit_per_user",
         "mfa_limit_per_ip",
+        "admin_login_limit_per_account",
+        "admin_login_limit_per_ip",
     ):
         parse_limits(name, getattr(settings, name))
+    parse_durations("admin_lockout_seconds", settings.admin_lockout_seconds)
+    if settings.admin_session_idle_seconds < 60 or settings.admin_session_absolute_seconds < 60:
+        raise SettingsError("BULWARK_ADMIN_SESSION_IDLE_SECONDS and _ABSOLUTE_SECONDS must be at least 60")
+    if settings.jwt_audience == ADMIN_AUDIENCE:
+        # One audience for both would let a user token pass as an admin token's audience.
+        raise SettingsError(f"BULWARK_JWT_AUDIENCE must not be {ADMIN_AUDIENCE!r}: admin tokens use it")
     if settings.password_min_length < 8:
         raise SettingsError("BULWARK_PASSWORD_MIN_LENGTH must be at least 8 (NIST SP 800-63B)")
     if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456 or settings.argon2_parallelism < 1:
@@ -509,6 +543,17 @@ def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
             )
         tiers.append(tier)
     return tuple(tiers)
+
+
+def parse_durations(name: str, text: str) -> tuple[float, ...]:
+    """`seconds[,seconds...]`, each positive and finite -> (seconds, ...)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise SettingsError(f"{env_name(name)}={text!r} is not valid: expected seconds, e.g. 900,3600")
+    return values
 
 
 def check_production(settings: Settings) -> None:

@@ -52,7 +52,11 @@ class Argon2PasswordHasher:
         memory_cost_kib: int = DEFAULT_MEMORY_COST_KIB,
         parallelism: int = DEFAULT_PARALLELISM,
         executor: ThreadPoolExecutor | None = None,
+        pepper_purpose: str = "",
     ) -> None:
+        """`pepper_purpose` names what the hashes are for (e.g. "admin-password"): each purpose
+        peppers with its own key derived from the pepper, so a hash of one purpose never verifies
+        as another's, even for the same password. Empty: the pepper itself (user passwords)."""
         if time_cost < FLOOR_TIME_COST:
             raise ValueError(f"argon2 time_cost {time_cost} is below the floor of {FLOOR_TIME_COST}")
         if memory_cost_kib < FLOOR_MEMORY_COST_KIB:
@@ -62,6 +66,7 @@ class Argon2PasswordHasher:
         if parallelism < FLOOR_PARALLELISM:
             raise ValueError(f"argon2 parallelism {parallelism} is below the floor of {FLOOR_PARALLELISM}")
         self._keys = key_provider
+        self._purpose = pepper_purpose.encode()
         self._parameters = argon2.Parameters(
             type=argon2.Type.ID,
             version=ARGON2_VERSION,
@@ -98,6 +103,8 @@ class Argon2PasswordHasher:
         # HMAC first: the argon2 input is a fixed 32 bytes whatever the password length, and
         # worthless without the pepper. KeyUnavailableError (retired/unknown version) propagates.
         pepper = self._keys.pepper(pepper_version)
+        if self._purpose:
+            pepper = hmac.digest(pepper, b"bulwark-pepper-purpose|" + self._purpose, hashlib.sha256)
         return hmac.digest(pepper, normalise_password(password).encode("utf-8"), hashlib.sha256)
 
     async def hash(self, password: str) -> tuple[str, str]:

@@ -432,6 +432,48 @@ service_clients = Table(
     Column("disabled_at", UTCDateTime, nullable=True),
 )
 
+# --- Platform administrators: credentials apart from the user's own, and their own sessions.
+
+platform_admins = Table(
+    "platform_admins",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("password_hash", String(512), nullable=False),
+    Column("pepper_version", String(64), nullable=False),
+    Column("totp_envelope", LargeBinary, nullable=False),
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("lock_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+)
+
+platform_admin_recovery_codes = Table(
+    "platform_admin_recovery_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("user_id", Uuid, ForeignKey("platform_admins.user_id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_platform_admin_recovery_codes_user_id", "user_id"),
+)
+
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("platform_admins.user_id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=False),
+    Column("idle_expires_at", UTCDateTime, nullable=False),
+    Column("absolute_expires_at", UTCDateTime, nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+    Index("ix_admin_sessions_user_id", "user_id"),
+)
+
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
     "audit_chain_head",
@@ -443,6 +485,7 @@ audit_chain_head = Table(
 
 __all__ = [
     "ORG_SCOPED_TABLES",
+    "admin_sessions",
     "audit_chain_head",
     "audit_events",
     "bridge_commands",
@@ -463,6 +506,8 @@ __all__ = [
     "mfa_challenges",
     "one_time_tokens",
     "organisations",
+    "platform_admin_recovery_codes",
+    "platform_admins",
     "recovery_codes",
     "refresh_tokens",
     "roles",

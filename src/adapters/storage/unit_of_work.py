@@ -16,6 +16,7 @@ from adapters.storage.integration_secret_repository import SqlIntegrationSecretR
 from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
 from adapters.storage.org_repository import SqlOrgRepository
+from adapters.storage.platform_admin_repository import SqlPlatformAdminRepository
 from adapters.storage.row_security import RowSecurity
 from adapters.storage.service_client_repository import SqlServiceClientRepository
 from adapters.storage.session_repository import SqlSessionRepository, refresh_alone
@@ -37,6 +38,7 @@ class SqlUnitOfWork:
     service_clients: SqlServiceClientRepository
     bridges: SqlBridgeRepository
     bridge_reports: SqlBridgeReportRepository
+    platform_admins: SqlPlatformAdminRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -67,6 +69,7 @@ class SqlUnitOfWork:
         self.service_clients = SqlServiceClientRepository(connection)
         self.bridges = SqlBridgeRepository(connection, rls)
         self.bridge_reports = SqlBridgeReportRepository(connection, rls)
+        self.platform_admins = SqlPlatformAdminRepository(connection)
         return self
 
     async def commit(self) -> None:

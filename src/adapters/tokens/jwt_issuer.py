@@ -195,6 +195,10 @@ class EdDsaJwtIssuer:
             self._cache.clear()
         return key_set
 
+    def current_keys(self) -> _KeySet:
+        """The parsed keys, for the admin-token issuer that signs with the same keyring."""
+        return self._key_set()
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [dict(key.jwk) for key in self._key_set().by_kid.values()]}
 

@@ -14,6 +14,7 @@ from application.ports.bridge_repository import BridgeRepository
 from application.ports.broker_connection_repository import BrokerConnectionRepository
 from application.ports.integration_secret_repository import IntegrationSecretRepository
 from application.ports.mfa_repository import MfaRepository
+from application.ports.platform_admin_repository import PlatformAdminRepository
 from application.ports.service_client_repository import ServiceClientRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
@@ -166,6 +167,9 @@ class UnitOfWork(Protocol):
 
     @property
     def bridge_reports(self) -> BridgeReportRepository: ...
+
+    @property
+    def platform_admins(self) -> PlatformAdminRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -10,10 +10,11 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
 
+from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
 
-ADMIN_CONTROLLERS: tuple[type, ...] = (AdminOrgController,)
+ADMIN_CONTROLLERS: tuple[type, ...] = (AdminAuthController, AdminOrgController)
 OPENAPI_JSON = "application/vnd.oai.openapi+json"  # what the public /schema answers with
 
 

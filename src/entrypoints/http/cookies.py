@@ -69,3 +69,26 @@ def refresh_cookie_in(headers: Iterable[tuple[bytes, bytes]], name: str) -> str 
             if sep and key.strip(b" \t") == target:
                 found = cookie.strip(b" \t")
     return found.decode("latin-1") if found else None
+
+
+# The admin session cookie: `__Host-` pins it to this exact host, Secure and Path=/ (no subdomain
+# can set or shadow it); Strict keeps it off every cross-site request. Its own name: user routes
+# never read it, admin routes read nothing else.
+ADMIN_API_PATH = "/api/admin/v1"
+_ADMIN_ATTRIBUTES = "Path=/; HttpOnly; Secure; SameSite=Strict"
+# A compact JWS: base64url segments and dots, nothing that needs quoting or could end the header.
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def admin_cookie_name(production: bool) -> str:
+    return "__Host-bulwark_admin" if production else "bulwark_admin"
+
+
+def admin_cookie_header(name: str, value: str, max_age: int) -> str:
+    if not _SAFE_TOKEN.fullmatch(value):
+        raise ValueError("an admin session token must be a compact JWS")
+    return f"{name}={value}; Max-Age={max(0, int(max_age))}; {_ADMIN_ATTRIBUTES}"
+
+
+def cleared_admin_cookie_header(name: str) -> str:
+    return f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_ADMIN_ATTRIBUTES}"

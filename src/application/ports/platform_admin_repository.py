@@ -1,0 +1,48 @@
+"""Storage of platform administrators' credentials, recovery codes and admin sessions."""
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from domain.platform_admins import AdminSession, PlatformAdmin
+
+
+class PlatformAdminRepository(Protocol):
+    async def add(self, admin: PlatformAdmin) -> None:
+        """Raises Conflict when the account is an administrator already."""
+        ...
+
+    async def get(self, user_id: UUID) -> PlatformAdmin | None: ...
+
+    async def all(self) -> list[PlatformAdmin]: ...
+
+    async def advance_totp_step(self, user_id: UUID, step: int) -> bool:
+        """Atomically accept `step` only if it is newer than the last accepted one (no replays)."""
+        ...
+
+    async def replace_recovery_codes(self, user_id: UUID, code_hashes: list[str], now: datetime) -> None: ...
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: str, now: datetime) -> bool:
+        """Atomically mark an unused code used; exactly one concurrent caller gets True."""
+        ...
+
+    async def lock(self, user_id: UUID, until: datetime, now: datetime) -> bool:
+        """Lock an account that is not locked at `now` and count the lock; of concurrent callers
+        exactly one gets True (the one that audits and mails)."""
+        ...
+
+    async def clear_lock(self, user_id: UUID) -> bool:
+        """Unlock and forget earlier locks (a good login, or an operator's unlock)."""
+        ...
+
+    async def start_session(self, session: AdminSession) -> None: ...
+
+    async def get_session(self, session_id: UUID) -> AdminSession | None: ...
+
+    async def touch_session(self, session_id: UUID, now: datetime, idle_expires_at: datetime) -> bool:
+        """Slide a live session's idle expiry; False when it was revoked meanwhile."""
+        ...
+
+    async def revoke_session(self, session_id: UUID, now: datetime, reason: str) -> bool: ...
+
+    async def revoke_sessions_of(self, user_id: UUID, now: datetime, reason: str) -> int: ...
