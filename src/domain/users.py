@@ -16,6 +16,8 @@ class PlatformRole(StrEnum):
 class UserStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    PAUSED = "paused"  # by a platform administrator, until unpaused
+    CLOSED = "closed"  # by the account closure pipeline: personal data erased, the id kept
 
 
 @dataclass
@@ -38,7 +40,12 @@ class User:
 
     @property
     def is_suspended(self) -> bool:
-        return self.status is UserStatus.SUSPENDED
+        """May not act at all: anything but active (suspended, paused or closed)."""
+        return self.status is not UserStatus.ACTIVE
+
+    @property
+    def is_paused(self) -> bool:
+        return self.status is UserStatus.PAUSED
 
 
 def normalise_email(email: str) -> str:

@@ -4,13 +4,18 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.storage.tables import admin_sessions, platform_admin_recovery_codes, platform_admins
+from adapters.storage.tables import admin_sessions, platform_admin_recovery_codes, platform_admins, users
 from application.errors import Conflict
 from domain.platform_admins import AdminSession, PlatformAdmin
+from domain.users import UserStatus
+
+# The advisory lock every change to the set of active administrators takes (an arbitrary
+# constant: "bulwark admins" as a 63-bit number).
+_ADMIN_SET_LOCK = 0x62756C7761726B41
 
 
 def _to_admin(row: Any) -> PlatformAdmin:
@@ -45,6 +50,18 @@ def _to_session(row: Any) -> AdminSession:
 class SqlPlatformAdminRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+
+    async def active_locked(self) -> list[UUID]:
+        if self.connection.dialect.name == "postgresql":
+            await self.connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADMIN_SET_LOCK}
+            )
+        query = (
+            select(platform_admins.c.user_id)
+            .join(users, users.c.id == platform_admins.c.user_id)
+            .where(users.c.status == str(UserStatus.ACTIVE))
+        )
+        return [row.user_id for row in await self.connection.execute(query)]
 
     async def add(self, admin: PlatformAdmin) -> None:
         try:

@@ -108,7 +108,7 @@ def _rotatable(context: Any) -> Any:
         & (session["idle_expires_at"] > bindparam("at", type_=UTCDateTime))
         & (session["absolute_expires_at"] > bindparam("at", type_=UTCDateTime))
         # Constants in the SQL text: every bound parameter of the statement is one of the refresh's.
-        & (user["status"] != literal_column(f"'{UserStatus.SUSPENDED.value}'"))
+        & (user["status"] == literal_column(f"'{UserStatus.ACTIVE.value}'"))
         & (org["status"] != literal_column(f"'{OrgStatus.DISABLED.value}'"))
         & (context.c.has_second_factor | ~org["require_2fa"])
     )

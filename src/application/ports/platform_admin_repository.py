@@ -16,6 +16,12 @@ class PlatformAdminRepository(Protocol):
 
     async def all(self) -> list[PlatformAdmin]: ...
 
+    async def active_locked(self) -> list[UUID]:
+        """The user ids of administrators whose accounts are active, read under a lock every
+        change to that set takes first (PostgreSQL: a transaction advisory lock; SQLite: its
+        write lock), so two transactions can never each see the other as the one who remains."""
+        ...
+
     async def advance_totp_step(self, user_id: UUID, step: int) -> bool:
         """Atomically accept `step` only if it is newer than the last accepted one (no replays)."""
         ...

@@ -115,6 +115,11 @@ class Login:
             if upgraded is not None:
                 user.password_hash, user.pepper_version = upgraded
                 await uow.users.update(user)
+            if user.is_paused:
+                await self._fail_in(uow, ctx, user, "account_paused")
+                raise Forbidden(
+                    "This account is paused by the platform's administrators.", code="account_paused"
+                )
             if user.is_suspended:
                 await self._fail_in(uow, ctx, user, "account_suspended")
                 raise Forbidden("This account is suspended.", code="account_suspended")
