@@ -414,6 +414,58 @@ async def test_two_terminals_on_one_key_suspend_the_bridge_and_mail_the_administ
     assert [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
 
 
+async def test_two_terminals_behind_one_address_are_caught_by_their_interleaved_clocks(
+    service: Service, clock: PinnedClock
+) -> None:
+    """Two terminals on one machine (one address) whose clocks differ: their heartbeats' `sent_at`
+    goes back and forth. A resend of the same heartbeat (same `sent_at`) is not that."""
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    assert (await advisor.start()).status_code == 200
+    first = advisor.terminal.heartbeat()
+    for _ in range(2):  # the same heartbeat twice: a retry
+        assert (await advisor.call("heartbeat", first)).status_code == 200
+    behind = {
+        **first,
+        "sent_at": (datetime.fromisoformat(first["sent_at"]) - timedelta(seconds=20)).isoformat(),
+    }
+    r = await advisor.call("heartbeat", behind)
+    assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
+    assert (await advisor.beat()).json()["code"] == "bridge_suspended"
+    [mail] = [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
+    assert "terminal clocks interleave" in mail.body
+    audited = await service.client.get(f"/api/v1/orgs/{actor.org_id}/audit", headers=actor.headers)
+    [event] = [e for e in audited.json()["entries"] if e["action"] == "bridge.suspended"]
+    assert event["details"]["reason"] == "interleaved_clock"
+
+
+async def test_two_accounts_figures_interleaved_on_one_key_suspend_the_bridge(
+    service: Service, clock: PinnedClock
+) -> None:
+    """A copied key heartbeating from another account's terminal behind the same address: the
+    balances alternate (A, B, A, B). One change of balance, or one back, is not that."""
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    assert (await advisor.start()).status_code == 200
+
+    async def beat(balance: float) -> httpx.Response:
+        clock.advance(1)
+        advisor.terminal.balance = balance
+        return await advisor.beat()
+
+    for balance in (10_000.0, 10_250.0, 10_000.0, 10_000.0, 9_800.0):  # a deal, undone, then another
+        assert (await beat(balance)).status_code == 200
+    assert [(await beat(b)).status_code for b in (5_000.0, 9_800.0, 5_000.0)] == [200, 200, 403]
+    shown = await service.client.get(
+        f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}", headers=actor.headers
+    )
+    assert shown.json()["status"] == "suspended"
+    [mail] = [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
+    assert "balances alternate" in mail.body
+
+
 async def test_a_bridge_revoked_behind_the_cache_is_refused_by_every_report_call(
     service: Service, owner: AsyncEngine
 ) -> None:
