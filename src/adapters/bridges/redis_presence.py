@@ -88,21 +88,20 @@ class RedisBridgePresence:
             raise ValueError("admit needs distinct window keys")
         keys = [window_key(self._namespace, key) for key, _ in windows]
         keys.append(f"{self._namespace}:bridge-presence:{bridge_id}")
-        sent = "" if sighting.sent_at is None else str(round(sighting.sent_at.timestamp() * 1000))
-        ttl_ms = max(60_000, round(interval.total_seconds() * 4000))
+        sent: str | int = "" if sighting.sent_at is None else round(sighting.sent_at.timestamp() * 1000)
         args = window_args([limit for _, limit in windows])
         args += [
             sighting.ip,
-            str(_us(sighting.at.timestamp())),
-            str(_us(interval.total_seconds())),
+            _us(sighting.at.timestamp()),
+            _us(interval.total_seconds()),
             sent,
             sighting.figure or "",
-            ttl_ms,
+            max(60_000, round(interval.total_seconds() * 4000)),  # the presence's expiry, ms
         ]
         flat = await self._script(keys, args)
         flag, previous_ip = _text(flat[-2]), _text(flat[-1])
         return PresenceVerdict(
-            decisions=decisions_of([int(v) for v in flat[:-2]]),
+            decisions=decisions_of(flat[:-2]),  # integer replies
             second_terminal=SecondTerminal(flag) if flag else None,
             previous_ip=previous_ip or None,
         )
