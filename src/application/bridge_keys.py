@@ -9,6 +9,7 @@ the org's. An unknown version (a mirror that missed something) means: read the d
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from application.errors import Forbidden, NotAuthenticated
@@ -19,6 +20,10 @@ from application.ports.unit_of_work import UnitOfWorkFactory
 from domain.bridges import BridgeStatus, parse_key
 
 CACHE_SIZE = 100_000
+# Ids no bridge has, remembered briefly: junk keys naming random ids (forward-auth and
+# /authz/bridge take keys from anyone a gateway forwards) cost one lookup each, not one a call.
+# Ids are random UUIDs, unknowable before their bridge exists, so nothing valid is ever refused.
+UNKNOWN_SECONDS = 30.0
 
 
 class InvalidApiKey(NotAuthenticated):
@@ -40,6 +45,7 @@ class BridgeKeys:
     org_versions: AuthzVersions
     secret_key: bytes = field(repr=False)
     _cache: dict[UUID, BridgeStanding] = field(default_factory=dict)
+    _unknown: dict[UUID, datetime] = field(default_factory=dict)  # until when an id is known absent
 
     async def authenticate(self, key: str) -> BridgeStanding:
         """The bridge a key belongs to, if the key is valid and the bridge may be used now."""
@@ -82,10 +88,17 @@ class BridgeKeys:
         cached = self._cache.get(bridge_id)
         if cached is not None and await self._current(cached):
             return cached
+        now = self.clock.now()
+        absent_until = self._unknown.get(bridge_id)
+        if absent_until is not None and now < absent_until:
+            return None
         async with self.uow() as uow:
             standing = await uow.bridges.standing(bridge_id)
         if standing is None:
             self._cache.pop(bridge_id, None)
+            if len(self._unknown) >= CACHE_SIZE:
+                self._unknown.pop(next(iter(self._unknown)))
+            self._unknown[bridge_id] = now + timedelta(seconds=UNKNOWN_SECONDS)
             return None
         # What was just read is the truth: seeding the mirrors with it is safe (they keep maxima).
         await self._seed(standing)
@@ -108,6 +121,7 @@ class BridgeKeys:
 
     def forget(self, bridge_id: UUID) -> None:
         self._cache.pop(bridge_id, None)
+        self._unknown.pop(bridge_id, None)
 
     async def changed(self, bridge_id: UUID, version: int) -> None:
         """After the commit that bumped a bridge's version: every worker's copy is stale now."""

@@ -3,7 +3,9 @@ with an overlap, revoked at once; the bridge API's own limits and bad input; and
 `POST /api/v1/authz/bridge`. Both backends, through the app's outermost ASGI callable."""
 
 import dataclasses
+import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +15,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.database import create_engine
 from adapters.storage.tables import audit_events, bridges
+from domain.bridges import make_key
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.settings import Settings
 from tests.bridge_simulator import ExpertAdvisor, Terminal
@@ -229,6 +233,32 @@ async def test_the_gateway_learns_whose_a_key_is(service: Service) -> None:
     for wrong in ("", "bwk_nope", key[:-2] + "aa", "bwk_" + "a" * 26 + "_" + "b" * 52):
         r = await service.client.post("/api/v1/authz/bridge", headers={**bare, "x-api-key": wrong})
         assert r.status_code == 401, (wrong, r.text)
+
+
+async def test_junk_keys_naming_unknown_bridges_cost_one_lookup_each(
+    service: Service, clock: PinnedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gateways forward any key they are sent: a key naming a bridge nobody has is looked up once,
+    then refused from memory for a while, however often it comes."""
+    lookups: list[object] = []
+    original = SqlBridgeRepository.standing
+
+    async def counting(self: SqlBridgeRepository, bridge_id: Any) -> Any:
+        lookups.append(bridge_id)
+        return await original(self, bridge_id)
+
+    monkeypatch.setattr(SqlBridgeRepository, "standing", counting)
+    junk = make_key(uuid.uuid4(), secrets.token_bytes(32))
+    bare = {"content-length": "0", "x-api-key": junk}
+    for _ in range(5):
+        r = await service.client.post("/api/v1/authz/bridge", headers=bare)
+        assert r.status_code == 401
+        r = await service.client.get("/api/v1/authz/forward", headers={"x-api-key": junk})
+        assert r.status_code == 401
+    assert len(lookups) == 1
+    clock.advance(31)  # remembered for 30 s, then asked again
+    assert (await service.client.post("/api/v1/authz/bridge", headers=bare)).status_code == 401
+    assert len(lookups) == 2
 
 
 async def test_malformed_oversized_and_mistyped_bodies_get_4xx_and_store_nothing(
