@@ -59,6 +59,7 @@ users = Table(
     Column("default_org_id", Uuid, ForeignKey("organisations.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=True),
+    Column("plan", String(40), nullable=False, server_default="free"),
 )
 
 memberships = Table(
