@@ -22,12 +22,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch_op:
         batch_op.add_column(sa.Column("plan", sa.String(length=40), server_default="free", nullable=False))
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE INDEX ix_users_email_prefix ON users (email varchar_pattern_ops)")
+    # PostgreSQL: the pattern operator class (LIKE 'prefix%' whatever the collation); SQLite
+    # takes the plain index.
+    op.create_index(
+        "ix_users_email_prefix", "users", ["email"], postgresql_ops={"email": "varchar_pattern_ops"}
+    )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP INDEX IF EXISTS ix_users_email_prefix")
+    op.drop_index("ix_users_email_prefix", table_name="users")
     with op.batch_alter_table("users") as batch_op:
         batch_op.drop_column("plan")

@@ -60,6 +60,8 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=True),
     Column("plan", String(40), nullable=False, server_default="free"),
+    # The admin panel's email-prefix search (LIKE 'prefix%'): see migration 0009.
+    Index("ix_users_email_prefix", "email", postgresql_ops={"email": "varchar_pattern_ops"}),
 )
 
 memberships = Table(
