@@ -5,6 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from domain.plans import DEFAULT_PLAN
 from domain.text_rules import canonical_email
 
 
@@ -32,6 +33,7 @@ class User:
     status: UserStatus = UserStatus.ACTIVE
     email_verified_at: datetime | None = None
     default_org_id: UUID | None = None
+    plan: str = DEFAULT_PLAN  # one of the operator's plans (domain.plans)
     updated_at: datetime | None = field(default=None)
 
     @property

@@ -55,6 +55,7 @@ from adapters.storage.vault_reader import SqlVaultReader
 from adapters.tokens.admin_token_issuer import EdDsaAdminTokens
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
+from application.admin_actions import AdminPanelPorts
 from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
 from application.bridge_sightings import BridgeSightings
@@ -72,6 +73,15 @@ from application.use_cases.admin_login import (
     AdminLogout,
     AdminPolicy,
     AuthenticateAdmin,
+)
+from application.use_cases.admin_orgs import GetOrgOverview, ListOrgs, SetOrgStatus
+from application.use_cases.admin_users import (
+    GetUserDetail,
+    ListUsers,
+    LogoutUserEverywhere,
+    PauseUser,
+    SetUserPlan,
+    UnpauseUser,
 )
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.bridge_api import (
@@ -149,7 +159,6 @@ from application.use_cases.organisations import (
     CreateOrg,
     GetOrg,
     ListMyOrgs,
-    SetOrgStatus,
     SwitchOrg,
     UpdateOrg,
 )
@@ -180,6 +189,7 @@ from application.use_cases.two_factor import (
     RegenerateRecoveryCodes,
     SetupTotp,
 )
+from domain.plans import PlanCatalog
 from entrypoints.settings import Settings, parse_durations, parse_limits
 
 log = logging.getLogger("bulwark")
@@ -396,6 +406,37 @@ class AdminApi:
 
 
 @dataclass
+class AdminPanelApi:
+    """The admin panel's accounts and organisations, wired."""
+
+    list_users: ListUsers
+    get_user: GetUserDetail
+    pause_user: PauseUser
+    unpause_user: UnpauseUser
+    logout_user_everywhere: LogoutUserEverywhere
+    set_user_plan: SetUserPlan
+    list_orgs: ListOrgs
+    get_org: GetOrgOverview
+    set_org_status: SetOrgStatus
+    plans: PlanCatalog
+
+    @classmethod
+    def wire(cls, ports: AdminPanelPorts) -> "AdminPanelApi":
+        return cls(
+            plans=ports.plans,
+            list_users=ListUsers(ports),
+            get_user=GetUserDetail(ports),
+            pause_user=PauseUser(ports),
+            unpause_user=UnpauseUser(ports),
+            logout_user_everywhere=LogoutUserEverywhere(ports),
+            set_user_plan=SetUserPlan(ports),
+            list_orgs=ListOrgs(ports),
+            get_org=GetOrgOverview(ports),
+            set_org_status=SetOrgStatus(ports),
+        )
+
+
+@dataclass
 class AuthzApi:
     """Organisations, members, roles, groups and authorization checks, wired."""
 
@@ -405,7 +446,6 @@ class AuthzApi:
     get_org: GetOrg
     update_org: UpdateOrg
     switch_org: SwitchOrg
-    set_org_status: SetOrgStatus
     list_members: ListMembers
     invite_member: InviteMember
     accept_invitation: AcceptInvitation
@@ -436,7 +476,6 @@ class AuthzApi:
             get_org=GetOrg(deps),
             update_org=UpdateOrg(deps),
             switch_org=SwitchOrg(deps),
-            set_org_status=SetOrgStatus(deps),
             list_members=ListMembers(deps),
             invite_member=InviteMember(deps),
             accept_invitation=AcceptInvitation(deps),
@@ -483,6 +522,7 @@ class Container:
     bridge_versions: AuthzVersions
     forward_auth: ForwardAuth
     admin: AdminApi
+    admin_panel: AdminPanelApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -709,6 +749,9 @@ def build_container(
         bridge_versions=bridge_versions,
         forward_auth=ForwardAuth(identity.authenticate, resolver, bridge_keys),
         admin=admin,
+        admin_panel=AdminPanelApi.wire(
+            AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from domain.plans import PlanCatalog, PlanCatalogError
 from domain.platform_admins import ADMIN_AUDIENCE
 
 PREFIX = "BULWARK_"
@@ -211,6 +212,17 @@ class Settings:
             "`bulwark admin unlock` starts again from the first."
         ),
     )
+    plans: str = field(
+        default="free,pro,desk",
+        metadata=_doc(
+            "Comma-separated plan names a platform administrator may put an account on; must "
+            "include `free` (every new account's plan)."
+        ),
+    )
+    paying_plans: str = field(
+        default="pro,desk",
+        metadata=_doc("Comma-separated plans that are paid for: a subset of BULWARK_PLANS, never `free`."),
+    )
 
     bridge_key_overlap_seconds: int = field(
         default=600, metadata=_doc("After a bridge key is rotated, the old key keeps working this long.")
@@ -325,6 +337,10 @@ class Settings:
             # Browsers send origins lower-case and without a path; compare in that form.
             return tuple(o if o == "*" else origin_of(o) for o in self.allowed_origins)
         return (origin_of(self.frontend_url),)
+
+    @property
+    def plan_catalog(self) -> PlanCatalog:
+        return PlanCatalog.parse(self.plans, self.paying_plans)
 
     @property
     def effective_admin_allowed_networks(self) -> tuple[str, ...]:
@@ -457,6 +473,10 @@ def validate(settings: Settings) -> None:
     ):
         parse_limits(name, getattr(settings, name))
     parse_durations("admin_lockout_seconds", settings.admin_lockout_seconds)
+    try:
+        PlanCatalog.parse(settings.plans, settings.paying_plans)
+    except PlanCatalogError as error:
+        raise SettingsError(f"BULWARK_PLANS / BULWARK_PAYING_PLANS are not valid: {error}") from None
     if settings.admin_session_idle_seconds < 60 or settings.admin_session_absolute_seconds < 60:
         raise SettingsError("BULWARK_ADMIN_SESSION_IDLE_SECONDS and _ABSOLUTE_SECONDS must be at least 60")
     if settings.jwt_audience == ADMIN_AUDIENCE:

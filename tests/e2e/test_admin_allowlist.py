@@ -100,7 +100,7 @@ class Panel:
     service: Service
     app: ASGIApp
     org_id: str
-    root_headers: dict[str, str]  # a platform administrator's bearer token
+    root_headers: dict[str, str]  # a platform administrator's admin session cookie
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ async def panel(service_settings: Settings, redis_namespace: str) -> AsyncIterat
         admin_allowed_networks=(ADMIN_NETWORK,),
         trusted_proxies=("10.0.0.0/8",),
     ) as service:
-        root = await make_platform_admin(service, await new_user(service, "root"))
+        root = await make_platform_admin(service, await new_user(service, "root"), ip=INSIDE)
         org_id, _ = await create_org(service, await new_user(service, "owner"))
         yield Panel(service, create_asgi(service.container), org_id, root.headers)
 

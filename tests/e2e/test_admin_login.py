@@ -20,6 +20,7 @@ from application.errors import InvalidInput
 from application.ports.password_hasher import PasswordCheck, PasswordHasher
 from application.use_cases.platform_admins import AdminEnrolment
 from entrypoints.settings import Settings
+from tests.e2e.admin_helpers import ADMIN_COOKIE, ADMIN_PASSWORD, admin_cookie, with_admin
 from tests.e2e.conftest import Service, make_settings, start_service
 from tests.e2e.identity_helpers import (
     NO_BODY,
@@ -35,8 +36,6 @@ from tests.e2e.identity_helpers import (
 )
 from tests.integration.test_totp_adapter import code_at_step
 
-ADMIN_PASSWORD = "an entirely separate admin passphrase 9"
-ADMIN_COOKIE = "bulwark_admin"  # development name; production uses __Host-bulwark_admin
 LOGIN = "/api/admin/v1/login"
 ME = "/api/admin/v1/me"
 
@@ -167,16 +166,6 @@ async def growing_world(growing_settings: Settings, redis_namespace: str) -> Asy
 async def per_ip_world(per_ip_settings: Settings, redis_namespace: str) -> AsyncIterator[AdminWorld]:
     async for world in start_world(per_ip_settings, redis_namespace):
         yield world
-
-
-def admin_cookie(response: httpx.Response) -> str:
-    morsel = set_cookies(response).get(ADMIN_COOKIE)
-    assert morsel is not None and morsel.value, response.headers.get_list("set-cookie")
-    return str(morsel.value)
-
-
-def with_admin(token: str) -> dict[str, str]:
-    return {"cookie": f"{ADMIN_COOKIE}={token}"}
 
 
 def refusal(response: httpx.Response) -> tuple[int, str, str]:

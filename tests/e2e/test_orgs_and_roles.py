@@ -14,7 +14,7 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from adapters.storage.tables import audit_events, users
+from adapters.storage.tables import audit_events
 from application.errors import Forbidden
 from application.identity import RequestContext
 from application.use_cases.org_members import LastAdministrator
@@ -27,6 +27,7 @@ from domain.permissions import (
     SystemRole,
 )
 from entrypoints.settings import Settings
+from tests.e2e.admin_helpers import LOOPBACK, PanelAdmin, platform_admin
 from tests.e2e.conftest import FRONTEND, Service
 from tests.e2e.identity_helpers import (
     FAST_ARGON2,
@@ -196,23 +197,15 @@ async def audit_details(service: Service, action: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-async def make_platform_admin(service: Service, actor: Actor) -> Actor:
-    async with service.container.engine.begin() as conn:
-        await conn.execute(
-            users.update().where(users.c.email == actor.email).values(platform_role="platform_administrator")
-        )
-    session = await login(service.client, actor.email)
-    assert claims(session.access)["prole"] == "platform_administrator"
-    return replace(actor, access=session.access, refresh=session.refresh)
+async def make_platform_admin(service: Service, actor: Actor, ip: str = LOOPBACK) -> PanelAdmin:
+    """`actor`'s account promoted to platform administrator and logged into the panel from `ip`."""
+    return await platform_admin(service, actor.email, ip)
 
 
-# The admin panel answers only its allowlist: by default in development, loopback.
-ADMIN_IP = "127.0.0.1"
-
-
-async def admin_post(service: Service, path: str, actor: Actor) -> httpx.Response:
-    """A bodiless POST to the admin panel (`path` below /api/admin/v1), from where it is visible."""
-    async with browser(service, ip=ADMIN_IP) as panel:
+async def admin_post(service: Service, path: str, actor: Actor | PanelAdmin) -> httpx.Response:
+    """A bodiless POST to the admin panel (`path` below /api/admin/v1), from where it is visible,
+    with the actor's credentials (only a panel admin's session cookie opens it)."""
+    async with browser(service, ip=LOOPBACK) as panel:
         return await panel.post(f"/api/admin/v1{path}", headers={**actor.headers, **NO_BODY})
 
 
@@ -839,9 +832,10 @@ async def test_disabling_an_org_ends_member_sessions_on_the_next_request_and_ena
     bob = await join(service, alice, await new_user(service, "bob"), role_ids=[TRADER_ROLE])
     assert await allowed(service, bob, "orders:create")
 
-    # Only platform administrators may disable: not even the org's own administrator.
+    # Only a platform administrator's panel session may disable: a user's bearer token never opens
+    # the panel, not even the org's own administrator's.
     r = await admin_post(service, f"/orgs/{org_id}/disable", alice)
-    assert r.status_code == 403, r.text
+    assert r.status_code == 401 and r.json()["code"] == "invalid_admin_session", r.text
     assert await allowed(service, bob, "orders:create")
 
     root = await make_platform_admin(service, await new_user(service, "root"))

@@ -3,11 +3,12 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.row_security import RowSecurity
 from adapters.storage.tables import memberships, organisations
+from application.ports.unit_of_work import OrgPage
 from domain.orgs import Membership, Organisation, OrgRole, OrgStatus
 
 
@@ -103,3 +104,21 @@ class SqlOrgRepository:
             )
             result.append((membership, org))
         return result
+
+    async def page(self, page: OrgPage) -> list[Organisation]:
+        query = select(organisations)
+        if page.after is not None:
+            created_at, org_id = page.after
+            query = query.where(
+                or_(
+                    organisations.c.created_at > created_at,
+                    and_(organisations.c.created_at == created_at, organisations.c.id > org_id),
+                )
+            )
+        query = query.order_by(organisations.c.created_at, organisations.c.id).limit(page.limit)
+        return [_to_org(row) for row in await self.connection.execute(query)]
+
+    async def member_count(self, org_id: UUID) -> int:
+        await self.rls.org(org_id)
+        query = select(func.count()).select_from(memberships).where(memberships.c.org_id == org_id)
+        return int((await self.connection.execute(query)).scalar_one())

@@ -267,6 +267,11 @@ class SqlSessionRepository:
         )
         return [_to_session(row) for row in await self.connection.execute(query)]
 
+    async def last_started(self, user_id: UUID) -> datetime | None:
+        query = select(func.max(sessions.c.created_at)).where(sessions.c.user_id == user_id)
+        started: datetime | None = (await self.connection.execute(query)).scalar()
+        return started
+
     async def revoke(self, session_id: UUID, now: datetime, reason: str) -> bool:
         result = await self.connection.execute(
             update(sessions)

@@ -59,6 +59,9 @@ users = Table(
     Column("default_org_id", Uuid, ForeignKey("organisations.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=True),
+    Column("plan", String(40), nullable=False, server_default="free"),
+    # The admin panel's email-prefix search (LIKE 'prefix%'): see migration 0009.
+    Index("ix_users_email_prefix", "email", postgresql_ops={"email": "varchar_pattern_ops"}),
 )
 
 memberships = Table(

@@ -55,8 +55,8 @@ class SqlUnitOfWork:
         else:
             self._transaction = await self._connection.begin()
         connection = self._connection
-        self.users = SqlUserRepository(connection)
         rls = RowSecurity(connection, in_transaction=not self._autocommit)
+        self.users = SqlUserRepository(connection, rls)
         self.orgs = SqlOrgRepository(connection, rls)
         self.sessions = SqlSessionRepository(connection)
         self.one_time_tokens = SqlOneTimeTokenRepository(connection)

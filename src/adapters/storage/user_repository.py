@@ -3,12 +3,14 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.storage.tables import users
+from adapters.storage.row_security import RowSecurity
+from adapters.storage.tables import memberships, users
 from application.errors import Conflict
+from application.ports.unit_of_work import UserSearch
 from domain.users import PlatformRole, User, UserStatus
 
 
@@ -24,6 +26,7 @@ def _to_user(row: Any) -> User:
         status=UserStatus(row.status),
         email_verified_at=row.email_verified_at,
         default_org_id=row.default_org_id,
+        plan=row.plan,
         updated_at=row.updated_at,
     )
 
@@ -42,6 +45,7 @@ def _values(user: User) -> dict[str, Any]:
         "status": str(user.status),
         "email_verified_at": user.email_verified_at,
         "default_org_id": user.default_org_id,
+        "plan": user.plan,
         "created_at": user.created_at,
         "updated_at": user.updated_at,
     }
@@ -52,9 +56,16 @@ _BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 _BY_EMAIL = select(users).where(users.c.email == bindparam("email"))
 
 
+def _like_prefix(prefix: str) -> str:
+    """`prefix` as a LIKE pattern that matches it literally (its % and _ are not wildcards)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
 class SqlUserRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, rls: RowSecurity) -> None:
         self.connection = connection
+        self.rls = rls
 
     async def add(self, user: User) -> None:
         try:
@@ -72,3 +83,26 @@ class SqlUserRepository:
 
     async def update(self, user: User) -> None:
         await self.connection.execute(update(users).where(users.c.id == user.id).values(**_values(user)))
+
+    async def search(self, criteria: UserSearch) -> list[User]:
+        query = select(users)
+        if criteria.email_prefix:
+            query = query.where(users.c.email.like(_like_prefix(criteria.email_prefix), escape="\\"))
+        if criteria.status is not None:
+            query = query.where(users.c.status == str(criteria.status))
+        if criteria.plan is not None:
+            query = query.where(users.c.plan == criteria.plan)
+        if criteria.org_id is not None:
+            await self.rls.org(criteria.org_id)  # memberships are org-scoped rows
+            query = query.where(
+                select(memberships.c.user_id)
+                .where((memberships.c.org_id == criteria.org_id) & (memberships.c.user_id == users.c.id))
+                .exists()
+            )
+        if criteria.after is not None:
+            email, user_id = criteria.after
+            query = query.where(
+                or_(users.c.email > email, and_(users.c.email == email, users.c.id > user_id))
+            )
+        query = query.order_by(users.c.email, users.c.id).limit(criteria.limit)
+        return [_to_user(row) for row in await self.connection.execute(query)]

@@ -19,7 +19,7 @@ from application.ports.service_client_repository import ServiceClientRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
-from domain.users import User
+from domain.users import User, UserStatus
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,31 @@ class RefreshAttempt:
     rotated: bool
 
 
+@dataclass(frozen=True)
+class UserSearch:
+    """The admin panel's account search: every given criterion must hold. Results come in
+    (email, id) order, starting after `after` (the last row of the previous page)."""
+
+    limit: int
+    email_prefix: str | None = None  # canonical (lower case): matched against the stored email
+    status: UserStatus | None = None
+    plan: str | None = None
+    org_id: UUID | None = None  # members of this org
+    after: tuple[str, UUID] | None = None
+
+
+@dataclass(frozen=True)
+class OrgPage:
+    """A page of every organisation, in (created_at, id) order, after `after`."""
+
+    limit: int
+    after: tuple[datetime, UUID] | None = None
+
+
 class UserRepository(Protocol):
     async def add(self, user: User) -> None: ...
+
+    async def search(self, criteria: UserSearch) -> list[User]: ...
 
     async def get(self, user_id: UUID) -> User | None: ...
 
@@ -64,6 +87,10 @@ class OrgRepository(Protocol):
 
     async def memberships_of(self, user_id: UUID) -> list[tuple[Membership, Organisation]]: ...
 
+    async def page(self, page: OrgPage) -> list[Organisation]: ...
+
+    async def member_count(self, org_id: UUID) -> int: ...
+
 
 class SessionRepository(Protocol):
     async def add(self, session: Session) -> None: ...
@@ -80,6 +107,10 @@ class SessionRepository(Protocol):
         ...
 
     async def live_for_user(self, user_id: UUID, now: datetime) -> list[Session]: ...
+
+    async def last_started(self, user_id: UUID) -> datetime | None:
+        """When the user's newest session began (their last login), revoked or not."""
+        ...
 
     async def revoke(self, session_id: UUID, now: datetime, reason: str) -> bool:
         """Marks one live session revoked; False when it was not live."""

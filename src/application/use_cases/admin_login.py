@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
 
+from application.admin_principal import AdminPrincipal
 from application.errors import InvalidInput, NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
 from application.ports.admin_tokens import AdminTokenIssuer, InvalidAdminToken
@@ -29,6 +30,8 @@ from domain.text_rules import has_control_characters
 from domain.users import User, normalise_email
 
 log = logging.getLogger("bulwark.admin")
+
+__all__ = ["AdminPrincipal"]  # where the admin guard and older callers look for it
 
 # Longer input is refused before anything is counted or hashed (argon2 sees a fixed-size HMAC
 # anyway; this only keeps absurd bodies out of the audit log and the limiter keys).
@@ -67,18 +70,6 @@ class AdminDeps:
     tokens: AdminTokenIssuer
     policy: AdminPolicy = field(default_factory=AdminPolicy)
     recovery_code_key: bytes = field(repr=False, default=b"")
-
-
-@dataclass(frozen=True)
-class AdminPrincipal:
-    """Who a live admin session speaks for."""
-
-    user_id: uuid.UUID
-    session_id: uuid.UUID
-    email: str
-    display_name: str
-    auth_time: datetime
-    expires_at: datetime  # the session's absolute end
 
 
 @dataclass(frozen=True)

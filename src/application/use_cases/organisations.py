@@ -1,4 +1,5 @@
-"""Organisations: create, list, read, change settings, switch, disable."""
+"""Organisations: create, list, read, change settings, switch (platform administrators disable
+them from the admin panel: use_cases/admin_orgs)."""
 
 import logging
 import uuid
@@ -11,12 +12,11 @@ from application.org_authority import authorize
 from application.ports.token_issuer import IssuedToken
 from application.text_input import validated_text
 from application.use_cases.login import has_second_factor, require_second_factor_for
-from application.use_cases.session_tokens import new_secret_token, revoke_in_store
+from application.use_cases.session_tokens import new_secret_token
 from application.use_cases.sessions import Principal
-from domain.orgs import Membership, Organisation, OrgRole, OrgStatus
+from domain.orgs import Membership, Organisation, OrgRole
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from domain.sessions import RefreshToken, token_digest
-from domain.users import PlatformRole
 
 log = logging.getLogger("bulwark.orgs")
 
@@ -170,54 +170,3 @@ class SwitchOrg(OrgUseCase):
             auth_time=session.auth_time,
         )
         return SwitchResult(access, raw)
-
-
-class SetOrgStatus(OrgUseCase):
-    """Platform administrators disable (or re-enable) an org. Disabling revokes every session in
-    it at once; re-enabling does not bring them back."""
-
-    async def __call__(
-        self, principal: Principal, org_id: uuid.UUID, status: OrgStatus, ctx: RequestContext
-    ) -> Organisation:
-        if principal.platform_role != str(PlatformRole.PLATFORM_ADMINISTRATOR):
-            raise Forbidden("Only platform administrators may do this.", code="platform_admin_required")
-        identity = self.deps.identity
-        now = identity.clock.now()
-        async with identity.uow() as uow:
-            org = await uow.orgs.get(org_id)
-            if org is None:
-                raise NotFound("No such organisation.")
-            before = str(org.status)
-            org.status = status
-            await uow.orgs.update(org)
-            # Whatever is cached against the org's version (permissions, bridge keys) is stale now.
-            version = await uow.authz.bump_version(org_id)
-            revoked = (
-                await uow.sessions.revoke_all_for_org(org_id, now, "org_disabled")
-                if status is OrgStatus.DISABLED
-                else []
-            )
-            await uow.audit.append(
-                ctx.event(
-                    f"org.{'disabled' if status is OrgStatus.DISABLED else 'enabled'}",
-                    actor=principal.user_id,
-                    org=org_id,
-                    target_type="org",
-                    target_id=org_id,
-                    before={"status": before},
-                    after={"status": str(status)},
-                    sessions_revoked=len(revoked),
-                )
-            )
-            await uow.commit()
-        identity.profiles.clear()
-        await self.resolver.published(org_id, version)
-        if status is OrgStatus.DISABLED:
-            try:
-                await identity.revocations.set_org_not_before(org_id, now)
-            except Exception:
-                log.error(
-                    "revocation store unavailable; org %s sessions are revoked in the database only", org_id
-                )
-            await revoke_in_store(identity, revoked, now + identity.policy.session_absolute)
-        return org
