@@ -14,13 +14,14 @@ from application.identity import RequestContext
 from application.platform_admin_guard import keep_an_admin, refuse_self
 from application.ports.mailer import MailMessage
 from application.ports.unit_of_work import UnitOfWork
+from application.use_cases.accounts import validated_email
 from application.use_cases.admin_login import AdminDeps, AdminPrincipal
 from application.use_cases.session_tokens import new_secret_token
 from domain.audit import ActorKind, AuditEvent
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.platform_admins import PendingAdmin, PlatformAdmin
 from domain.sessions import token_digest
-from domain.users import User, UserStatus, normalise_email
+from domain.users import User, UserStatus
 
 log = logging.getLogger("bulwark.admin")
 
@@ -166,7 +167,7 @@ class PromoteAdministrator:
     async def _user(uow: UnitOfWork, user_id: uuid.UUID | None, email: str | None) -> User:
         user = await uow.users.get(user_id) if user_id is not None else None
         if email is not None:
-            user = await uow.users.get_by_email(normalise_email(email))
+            user = await uow.users.get_by_email(validated_email(email))
         if user is None:
             raise NotFound("No account has that id or email address.", code="user_not_found")
         if user.status is not UserStatus.ACTIVE:
