@@ -1,4 +1,4 @@
-"""Single-use tokens mailed to users (email verification, password reset)."""
+"""Single-use tokens mailed to users (email verification, password reset, admin enrolment)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +9,7 @@ from uuid import UUID
 class TokenPurpose(StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a secret
+    ADMIN_ENROLMENT = "admin_enrolment"  # sets a promoted administrator's admin credentials
 
 
 @dataclass

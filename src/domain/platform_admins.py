@@ -21,9 +21,26 @@ class PlatformAdmin:
     locked_until: datetime | None = None
     lock_count: int = 0  # consecutive locks since the last good login: each lasts longer
     updated_at: datetime | None = None
+    # When a TOTP code first opened an admin session (or an operator set the factor on the
+    # server): only then does the administrator count among the active ones.
+    factor_confirmed_at: datetime | None = None
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
+
+
+@dataclass(frozen=True)
+class PendingAdmin:
+    """A promotion waiting for its owner to set the admin credentials by the mailed link: no
+    credentials, no login, not counted as an active administrator."""
+
+    user_id: UUID
+    invited_by: UUID | None
+    created_at: datetime
+    expires_at: datetime
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
 
 
 def lock_duration(previous_locks: int, durations: Sequence[timedelta]) -> timedelta:

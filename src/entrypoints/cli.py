@@ -670,6 +670,38 @@ def admin_unlock(email: str) -> None:
     click.echo(f"admin login of {email} unlocked" if lifted else f"admin login of {email} was not locked")
 
 
+@admin.command("reset-factor")
+@click.option("--email", required=True, help="The administrator who lost their TOTP factor.")
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print one object {"user_id", "otpauth_uri", "recovery_codes"}.'
+)
+@one_line_errors
+def admin_reset_factor(email: str, as_json: bool) -> None:
+    """Recovery on the server when an administrator (the last one, say) lost their TOTP factor:
+    a new factor and recovery codes, printed once; the lock lifted; their admin sessions ended.
+    The admin password stays. Nothing secret is read from the command line. Audited."""
+    import json
+
+    enrolment = _run_admin(lambda c: c.admin.reset_factor(email))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "user_id": str(enrolment.user_id),
+                    "otpauth_uri": enrolment.otpauth_uri,
+                    "recovery_codes": enrolment.recovery_codes,
+                }
+            )
+        )
+        return
+    click.echo(f"new admin factor for {email} ({enrolment.user_id}); admin login unlocked")
+    click.echo("add this to the authenticator app (shown once):")
+    click.echo(enrolment.otpauth_uri)
+    click.echo("recovery codes (each works once; shown once):")
+    for code in enrolment.recovery_codes:
+        click.echo(f"  {code}")
+
+
 @main.command("config")
 def config() -> None:
     """Print every setting with its default (the README's configuration table)."""

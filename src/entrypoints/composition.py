@@ -48,6 +48,7 @@ from adapters.redis_pipelined import PipelinedRedis
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
+from adapters.storage.audit_log import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -67,6 +68,13 @@ from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
+from application.use_cases.admin_administrators import (
+    DemoteAdministrator,
+    ListAdministrators,
+    PromoteAdministrator,
+    UnlockAdministrator,
+)
+from application.use_cases.admin_enrolment import CompleteAdminEnrolment
 from application.use_cases.admin_login import (
     AdminDeps,
     AdminLogin,
@@ -167,7 +175,14 @@ from application.use_cases.permissions_query import CheckPermissions, MyPermissi
 from application.use_cases.platform_admins import (
     CreatePlatformAdmin,
     ListPlatformAdmins,
+    ResetAdminFactor,
     UnlockPlatformAdmin,
+)
+from application.use_cases.platform_audit import (
+    ExportPlatformAudit,
+    ListPlatformAudit,
+    PlatformAuditDeps,
+    VerifyAuditChain,
 )
 from application.use_cases.profile import GetProfile, UpdateProfile
 from application.use_cases.refresh import RefreshSession
@@ -390,10 +405,19 @@ class AdminApi:
     create: CreatePlatformAdmin
     list_admins: ListPlatformAdmins
     unlock: UnlockPlatformAdmin
+    reset_factor: ResetAdminFactor
+    administrators: ListAdministrators
+    promote: PromoteAdministrator
+    demote: DemoteAdministrator
+    unlock_administrator: UnlockAdministrator
+    enrol: CompleteAdminEnrolment
+    audit_list: ListPlatformAudit
+    audit_export: ExportPlatformAudit
+    audit_verify: VerifyAuditChain
     policy: AdminPolicy
 
     @classmethod
-    def wire(cls, deps: AdminDeps) -> "AdminApi":
+    def wire(cls, deps: AdminDeps, audit: PlatformAuditDeps) -> "AdminApi":
         return cls(
             login=AdminLogin(deps),
             logout=AdminLogout(deps),
@@ -401,6 +425,15 @@ class AdminApi:
             create=CreatePlatformAdmin(deps),
             list_admins=ListPlatformAdmins(deps),
             unlock=UnlockPlatformAdmin(deps),
+            reset_factor=ResetAdminFactor(deps),
+            administrators=ListAdministrators(deps),
+            promote=PromoteAdministrator(deps),
+            demote=DemoteAdministrator(deps),
+            unlock_administrator=UnlockAdministrator(deps),
+            enrol=CompleteAdminEnrolment(deps),
+            audit_list=ListPlatformAudit(audit),
+            audit_export=ExportPlatformAudit(audit),
+            audit_verify=VerifyAuditChain(audit),
             policy=deps.policy,
         )
 
@@ -725,7 +758,8 @@ def build_container(
             tokens=EdDsaAdminTokens(key_provider, issuer=settings.jwt_issuer, clock=clock.now),
             policy=admin_policy(settings),
             recovery_code_key=_derived_key(key_provider, b"admin-recovery-codes"),
-        )
+        ),
+        PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine)),
     )
     return Container(
         settings=settings,

@@ -6,22 +6,25 @@ TOTP codes come from the independent RFC 6238 reference in the TOTP adapter test
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
-from adapters.storage import migrations
 from application.errors import InvalidInput
 from application.ports.password_hasher import PasswordCheck, PasswordHasher
-from application.use_cases.platform_admins import AdminEnrolment
 from entrypoints.settings import Settings
-from tests.e2e.admin_helpers import ADMIN_COOKIE, ADMIN_PASSWORD, admin_cookie, with_admin
-from tests.e2e.conftest import Service, make_settings, start_service
+from tests.e2e.admin_helpers import (
+    ADMIN_COOKIE,
+    ADMIN_PASSWORD,
+    LOGIN,
+    ME,
+    AdminWorld,
+    admin_cookie,
+    admin_settings,
+    refusal,
+    start_world,
+    with_admin,
+)
 from tests.e2e.identity_helpers import (
     NO_BODY,
     PASSWORD,
@@ -34,21 +37,6 @@ from tests.e2e.identity_helpers import (
     set_cookies,
     unique_email,
 )
-from tests.integration.test_totp_adapter import code_at_step
-
-LOGIN = "/api/admin/v1/login"
-ME = "/api/admin/v1/me"
-
-
-class PinnedClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 class CountingHasher:
@@ -67,55 +55,6 @@ class CountingHasher:
 
     async def burn(self, password: str) -> None:
         await self.inner.burn(password)
-
-
-@dataclass
-class AdminWorld:
-    service: Service
-    clock: PinnedClock
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        return self.service.client
-
-    def code(self, enrolment: AdminEnrolment, offset: int = 0) -> str:
-        secret = parse_qs(urlsplit(enrolment.otpauth_uri).query)["secret"][0]
-        return code_at_step(secret, int(self.clock.at.timestamp()) // 30 + offset)
-
-    async def admin(self, email: str | None = None) -> tuple[str, AdminEnrolment]:
-        """A verified account with a user password, promoted to administrator."""
-        email = await register_verified(self.service, email)
-        return email, await self.service.container.admin.create(email, ADMIN_PASSWORD)
-
-    async def login(
-        self, email: str, password: str, code: str, client: httpx.AsyncClient | None = None
-    ) -> httpx.Response:
-        body = {"email": email, "admin_password": password, "totp_code": code}
-        return await (client or self.client).post(LOGIN, json=body)
-
-
-def admin_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **extra: Any) -> Settings:
-    # The test clients' addresses (TEST-NET-1 and -2) are the panel's allowed networks here.
-    networks = ("203.0.113.0/24", "198.51.100.0/24")
-    overrides: dict[str, Any] = {"argon2_memory_kib": 19456, "admin_allowed_networks": networks, **extra}
-    if backend == "embedded":
-        settings = make_settings(tmp_path, **overrides)
-        migrations.upgrade(settings.effective_database_url)
-        return settings
-    return make_settings(
-        tmp_path,
-        database_url=request.getfixturevalue("app_pg_url"),
-        redis_url=request.getfixturevalue("redis_url"),
-        **overrides,
-    )
-
-
-async def start_world(settings: Settings, namespace: str) -> AsyncIterator[AdminWorld]:
-    # Near real time, at the start of a TOTP step.
-    start = datetime.fromtimestamp((int(datetime.now(UTC).timestamp()) // 30) * 30 + 1, UTC)
-    clock = PinnedClock(start)
-    async for service in start_service(settings, namespace, clock=clock):
-        yield AdminWorld(service, clock)
 
 
 @pytest.fixture
@@ -166,12 +105,6 @@ async def growing_world(growing_settings: Settings, redis_namespace: str) -> Asy
 async def per_ip_world(per_ip_settings: Settings, redis_namespace: str) -> AsyncIterator[AdminWorld]:
     async for world in start_world(per_ip_settings, redis_namespace):
         yield world
-
-
-def refusal(response: httpx.Response) -> tuple[int, str, str]:
-    """What a caller can tell apart: status, code and detail."""
-    body = response.json()
-    return response.status_code, body["code"], body["detail"]
 
 
 WRONG = (401, "invalid_credentials", "The email, admin password or code is wrong.")

@@ -16,6 +16,7 @@ from sqlalchemy import LargeBinary, RowMapping, Text, bindparam, cast, func, sel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.storage.tables import audit_chain_head, audit_events
+from application.ports.audit import ChainCheck
 from domain.audit import (
     GENESIS_HASH,
     ActorKind,
@@ -325,3 +326,15 @@ async def verify_chain(engine: AsyncEngine, batch_size: int = 1000) -> VerifyRes
             "the last entry's hash differs from the one recorded in the head",
         )
     return VerifyResult(True, verifier.checked)
+
+
+class SqlAuditChainVerifier:
+    """AuditChainVerifier over `verify_chain`, for the admin panel's `POST /audit/verify`."""
+
+    def __init__(self, engine: AsyncEngine, batch_size: int = 1000) -> None:
+        self._engine = engine
+        self._batch_size = batch_size
+
+    async def verify(self) -> ChainCheck:
+        result = await verify_chain(self._engine, self._batch_size)
+        return ChainCheck(result.ok, result.records_checked, result.first_broken_id, result.reason)

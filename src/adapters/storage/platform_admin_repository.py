@@ -8,9 +8,15 @@ from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.storage.tables import admin_sessions, platform_admin_recovery_codes, platform_admins, users
+from adapters.storage.tables import (
+    admin_sessions,
+    platform_admin_enrolments,
+    platform_admin_recovery_codes,
+    platform_admins,
+    users,
+)
 from application.errors import Conflict
-from domain.platform_admins import AdminSession, PlatformAdmin
+from domain.platform_admins import AdminSession, PendingAdmin, PlatformAdmin
 from domain.users import UserStatus
 
 # The advisory lock every change to the set of active administrators takes (an arbitrary
@@ -29,7 +35,12 @@ def _to_admin(row: Any) -> PlatformAdmin:
         locked_until=row.locked_until,
         lock_count=row.lock_count,
         updated_at=row.updated_at,
+        factor_confirmed_at=row.factor_confirmed_at,
     )
+
+
+def _to_pending(row: Any) -> PendingAdmin:
+    return PendingAdmin(row.user_id, row.invited_by, row.created_at, row.expires_at)
 
 
 def _to_session(row: Any) -> AdminSession:
@@ -59,7 +70,10 @@ class SqlPlatformAdminRepository:
         query = (
             select(platform_admins.c.user_id)
             .join(users, users.c.id == platform_admins.c.user_id)
-            .where(users.c.status == str(UserStatus.ACTIVE))
+            .where(
+                (users.c.status == str(UserStatus.ACTIVE))
+                & platform_admins.c.factor_confirmed_at.is_not(None)
+            )
         )
         return [row.user_id for row in await self.connection.execute(query)]
 
@@ -76,12 +90,73 @@ class SqlPlatformAdminRepository:
                     lock_count=admin.lock_count,
                     created_at=admin.created_at,
                     updated_at=admin.updated_at,
+                    factor_confirmed_at=admin.factor_confirmed_at,
                 )
             )
         except IntegrityError:
             raise Conflict(
                 "This account is a platform administrator already.", code="already_admin"
             ) from None
+
+    async def remove(self, user_id: UUID) -> bool:
+        # Explicit rather than by cascade: the codes and sessions must go whatever the
+        # connection's foreign-key enforcement.
+        for table in (admin_sessions, platform_admin_recovery_codes):
+            await self.connection.execute(delete(table).where(table.c.user_id == user_id))
+        result = await self.connection.execute(
+            delete(platform_admins).where(platform_admins.c.user_id == user_id)
+        )
+        return result.rowcount == 1
+
+    async def confirm_factor(self, user_id: UUID, now: datetime) -> bool:
+        result = await self.connection.execute(
+            update(platform_admins)
+            .where((platform_admins.c.user_id == user_id) & platform_admins.c.factor_confirmed_at.is_(None))
+            .values(factor_confirmed_at=now)
+        )
+        return result.rowcount == 1
+
+    async def replace_factor(self, user_id: UUID, totp_envelope: bytes, now: datetime) -> None:
+        await self.connection.execute(
+            update(platform_admins)
+            .where(platform_admins.c.user_id == user_id)
+            .values(
+                totp_envelope=totp_envelope,
+                totp_last_step=None,
+                factor_confirmed_at=now,
+                locked_until=None,
+                lock_count=0,
+                updated_at=now,
+            )
+        )
+
+    async def add_pending(self, pending: PendingAdmin) -> None:
+        try:
+            await self.connection.execute(
+                insert(platform_admin_enrolments).values(
+                    user_id=pending.user_id,
+                    invited_by=pending.invited_by,
+                    created_at=pending.created_at,
+                    expires_at=pending.expires_at,
+                )
+            )
+        except IntegrityError:
+            raise Conflict("This account's promotion is pending already.", code="already_admin") from None
+
+    async def get_pending(self, user_id: UUID) -> PendingAdmin | None:
+        query = select(platform_admin_enrolments).where(platform_admin_enrolments.c.user_id == user_id)
+        row = (await self.connection.execute(query)).first()
+        return _to_pending(row) if row else None
+
+    async def all_pending(self) -> list[PendingAdmin]:
+        query = select(platform_admin_enrolments).order_by(platform_admin_enrolments.c.created_at)
+        return [_to_pending(row) for row in await self.connection.execute(query)]
+
+    async def remove_pending(self, user_id: UUID) -> bool:
+        result = await self.connection.execute(
+            delete(platform_admin_enrolments).where(platform_admin_enrolments.c.user_id == user_id)
+        )
+        return result.rowcount == 1
 
     async def get(self, user_id: UUID) -> PlatformAdmin | None:
         query = select(platform_admins).where(platform_admins.c.user_id == user_id)

@@ -449,6 +449,19 @@ platform_admins = Table(
     Column("lock_count", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=True),
+    # Set when a TOTP code first opens an admin session: until then the admin does not count
+    # among the active ones the last-admin rule keeps.
+    Column("factor_confirmed_at", UTCDateTime, nullable=True),
+)
+
+# A promotion waiting for its owner to set their admin credentials by the mailed link.
+platform_admin_enrolments = Table(
+    "platform_admin_enrolments",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("invited_by", Uuid, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 platform_admin_recovery_codes = Table(
@@ -509,6 +522,7 @@ __all__ = [
     "mfa_challenges",
     "one_time_tokens",
     "organisations",
+    "platform_admin_enrolments",
     "platform_admin_recovery_codes",
     "platform_admins",
     "recovery_codes",

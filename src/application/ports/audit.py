@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from domain.audit import AuditEvent, AuditRecord
@@ -21,3 +22,18 @@ class AuditJournal(Protocol):
     adapter may commit several callers' entries together (one chain lock, one commit)."""
 
     async def record(self, event: AuditEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    checked: int  # entries verified before the answer
+    first_broken_id: int | None = None
+    reason: str | None = None
+
+
+class AuditChainVerifier(Protocol):
+    async def verify(self) -> ChainCheck:
+        """Re-derive the hash chain from genesis to the committed head; stop at the first broken
+        link. Constant memory, whatever the log's length."""
+        ...

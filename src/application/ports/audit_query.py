@@ -14,6 +14,10 @@ class AuditFilter:
     target_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # The platform-wide view's extra filters (an org's own view is scoped by its org already).
+    org_id: UUID | None = None
+    action_prefix: str | None = None  # "admin." matches admin.promoted, admin.demoted, ...
+    source_ip: str | None = None
 
 
 class AuditQuery(Protocol):
@@ -21,4 +25,9 @@ class AuditQuery(Protocol):
         self, org_id: UUID, criteria: AuditFilter, before_id: int | None, limit: int
     ) -> list[AuditRecord]:
         """Entries of this org only, newest first, with ids below `before_id`."""
+        ...
+
+    async def page_all(self, criteria: AuditFilter, before_id: int | None, limit: int) -> list[AuditRecord]:
+        """Entries of every org (and of none), newest first, with ids below `before_id`: for
+        platform administrators only."""
         ...

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from domain.platform_admins import AdminSession, PlatformAdmin
+from domain.platform_admins import AdminSession, PendingAdmin, PlatformAdmin
 
 
 class PlatformAdminRepository(Protocol):
@@ -16,8 +16,33 @@ class PlatformAdminRepository(Protocol):
 
     async def all(self) -> list[PlatformAdmin]: ...
 
+    async def remove(self, user_id: UUID) -> bool:
+        """Demote: the row goes, with its recovery codes and admin sessions. False when absent."""
+        ...
+
+    async def confirm_factor(self, user_id: UUID, now: datetime) -> bool:
+        """Mark the TOTP factor confirmed if it was not yet; True when this call did it."""
+        ...
+
+    async def replace_factor(self, user_id: UUID, totp_envelope: bytes, now: datetime) -> None:
+        """A new TOTP secret (no step seen yet), confirmed by the operator who set it, unlocked."""
+        ...
+
+    async def add_pending(self, pending: PendingAdmin) -> None:
+        """Raises Conflict when the account is pending already."""
+        ...
+
+    async def get_pending(self, user_id: UUID) -> PendingAdmin | None: ...
+
+    async def all_pending(self) -> list[PendingAdmin]: ...
+
+    async def remove_pending(self, user_id: UUID) -> bool:
+        """True for exactly one of concurrent callers (enrolment completes once)."""
+        ...
+
     async def active_locked(self) -> list[UUID]:
-        """The user ids of administrators whose accounts are active, read under a lock every
+        """The user ids of administrators whose accounts are active and whose factor is
+        confirmed (pending promotions never count), read under a lock every
         change to that set takes first (PostgreSQL: a transaction advisory lock; SQLite: its
         write lock), so two transactions can never each see the other as the one who remains."""
         ...

@@ -61,6 +61,8 @@ class AdminPolicy:
     )
     # A session's idle expiry moves at most this often (one write per admin request is waste).
     touch_interval: timedelta = timedelta(seconds=60)
+    # How long a promoted administrator's mailed enrolment link works.
+    enrolment_ttl: timedelta = timedelta(hours=24)
 
 
 @dataclass
@@ -199,6 +201,9 @@ class AdminLogin:
         )
         await uow.platform_admins.start_session(session)
         await uow.platform_admins.clear_lock(user.id)  # locks grow only while failures continue
+        # A TOTP code (not a recovery code) proves the enrolled factor works: from now on the
+        # administrator counts among the active ones.
+        confirmed = method == "totp" and await uow.platform_admins.confirm_factor(user.id, now)
         await uow.audit.append(
             ctx.event(
                 "admin.login.success",
@@ -207,6 +212,7 @@ class AdminLogin:
                 target_type="admin_session",
                 target_id=session.id,
                 method=method,
+                factor_confirmed=confirmed,
             )
         )
         await uow.commit()

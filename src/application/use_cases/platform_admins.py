@@ -5,27 +5,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from application.errors import Conflict, InvalidInput, NotFound
+from application.admin_credentials import forget_login_failures, new_admin_factor, refuse_user_password
+from application.errors import Conflict, NotFound
 from application.identity import RequestContext
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.accounts import enforce_password_policy, validated_email
-from application.use_cases.admin_login import AdminDeps, admin_totp_context
-from application.use_cases.session_tokens import tiers
-from application.use_cases.two_factor import new_recovery_code, recovery_code_hash
+from application.use_cases.admin_login import AdminDeps
 from domain.audit import ActorKind
-from domain.mfa import RECOVERY_CODE_COUNT
 from domain.orgs import Membership, Organisation, OrgRole
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from domain.platform_admins import PlatformAdmin
 from domain.users import User
 
 CLI_CONTEXT = RequestContext(ip="cli", user_agent="bulwark-cli")
-
-
-class AdminPasswordReused(InvalidInput):
-    """The admin password must differ from the account's own password."""
-
-    code = "admin_password_reused"
 
 
 @dataclass(frozen=True)
@@ -60,32 +52,28 @@ class CreatePlatformAdmin:
             existing = await uow.users.get_by_email(address)
             if existing is not None and await uow.platform_admins.get(existing.id) is not None:
                 raise Conflict("This account is a platform administrator already.", code="already_admin")
-        # The one comparison with the user password: refusing reuse needs a check of the candidate
-        # against the account's own hash (the admin hash is of another pepper purpose anyway).
-        if (
-            existing is not None
-            and (
-                await identity.hasher.verify(admin_password, existing.password_hash, existing.pepper_version)
-            ).valid
-        ):
-            raise AdminPasswordReused()
+        if existing is not None:
+            await refuse_user_password(identity, existing, admin_password)
         now = identity.clock.now()
         user_id = existing.id if existing is not None else uuid.uuid4()
         password_hash, pepper_version = await deps.hasher.hash(admin_password)
-        secret = identity.totp.new_secret()
-        # Sealed before the transaction: the secret box may write a data key of its own.
-        envelope = await identity.secret_box.seal(secret.encode(), admin_totp_context(user_id))
+        factor = await new_admin_factor(identity, deps.recovery_code_key, user_id, address)
         new_user = None if existing is not None else await self._new_user(user_id, address, now)
-        codes = [new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
         async with identity.uow() as uow:
             if new_user is not None:
                 await self._add_user(uow, new_user, now)
+            # The operator on the server saw the factor set up: it counts as confirmed.
             await uow.platform_admins.add(
-                PlatformAdmin(user_id, password_hash, pepper_version, envelope, created_at=now)
+                PlatformAdmin(
+                    user_id,
+                    password_hash,
+                    pepper_version,
+                    factor.totp_envelope,
+                    created_at=now,
+                    factor_confirmed_at=now,
+                )
             )
-            await uow.platform_admins.replace_recovery_codes(
-                user_id, [recovery_code_hash(deps.recovery_code_key, user_id, c) for c in codes], now
-            )
+            await uow.platform_admins.replace_recovery_codes(user_id, factor.recovery_code_hashes, now)
             await uow.audit.append(
                 ctx.event(
                     "admin.created",
@@ -96,8 +84,9 @@ class CreatePlatformAdmin:
                 )
             )
             await uow.commit()
-        uri = identity.totp.provisioning_uri(secret, address, f"{identity.policy.totp_issuer} Admin")
-        return AdminEnrolment(user_id, uri, codes, created_account=new_user is not None)
+        return AdminEnrolment(
+            user_id, factor.otpauth_uri, factor.recovery_codes, created_account=new_user is not None
+        )
 
     async def _new_user(self, user_id: uuid.UUID, address: str, now: datetime) -> User:
         """A verified account nobody knows the user password of: its owner sets one by the
@@ -171,6 +160,50 @@ class UnlockPlatformAdmin:
                 )
             )
             await uow.commit()
-        for key, _ in tiers("admin-login-account", address, self.deps.policy.login_per_account):
-            await identity.limiter.reset(key)
+        await forget_login_failures(self.deps, address)
         return lifted
+
+
+@dataclass
+class ResetAdminFactor:
+    """The recovery path when an administrator (the last one, say) lost their TOTP factor and
+    recovery codes: on the server only. A new factor and new codes, shown once; the lock lifted;
+    their admin sessions ended (whoever holds the old factor is out). The admin password stays."""
+
+    deps: AdminDeps
+
+    async def __call__(self, email: str, ctx: RequestContext = CLI_CONTEXT) -> AdminEnrolment:
+        identity = self.deps.identity
+        address = validated_email(email)
+        async with identity.uow(autocommit=True) as uow:
+            user = await uow.users.get_by_email(address)
+            admin = await uow.platform_admins.get(user.id) if user is not None else None
+        if user is None or admin is None:
+            raise NotFound("No platform administrator has that email address.")
+        factor = await new_admin_factor(identity, self.deps.recovery_code_key, user.id, user.email)
+        now = identity.clock.now()
+        async with identity.uow() as uow:
+            await uow.platform_admins.replace_factor(user.id, factor.totp_envelope, now)
+            await uow.platform_admins.replace_recovery_codes(user.id, factor.recovery_code_hashes, now)
+            revoked = await uow.platform_admins.revoke_sessions_of(user.id, now, "factor_reset")
+            await uow.audit.append(
+                ctx.event(
+                    "admin.factor_reset",
+                    actor_kind=ActorKind.SYSTEM,
+                    target_type="user",
+                    target_id=user.id,
+                    via="cli",
+                    before={
+                        "factor_confirmed_at": (
+                            admin.factor_confirmed_at.isoformat() if admin.factor_confirmed_at else None
+                        ),
+                        "locked_until": admin.locked_until.isoformat() if admin.locked_until else None,
+                        "lock_count": admin.lock_count,
+                    },
+                    after={"factor_confirmed_at": now.isoformat(), "locked_until": None, "lock_count": 0},
+                    admin_sessions_revoked=revoked,
+                )
+            )
+            await uow.commit()
+        await forget_login_failures(self.deps, user.email)
+        return AdminEnrolment(user.id, factor.otpauth_uri, factor.recovery_codes, created_account=False)

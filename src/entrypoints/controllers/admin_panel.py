@@ -10,12 +10,21 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
 
+from entrypoints.controllers.admin_administrators import AdminEnrolmentController, AdministratorsController
+from entrypoints.controllers.admin_audit import AdminAuditController
 from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.admin_users import AdminUserController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
 
-ADMIN_CONTROLLERS: tuple[type, ...] = (AdminAuthController, AdminOrgController, AdminUserController)
+ADMIN_CONTROLLERS: tuple[type, ...] = (
+    AdminAuthController,
+    AdminOrgController,
+    AdminUserController,
+    AdministratorsController,
+    AdminEnrolmentController,
+    AdminAuditController,
+)
 OPENAPI_JSON = "application/vnd.oai.openapi+json"  # what the public /schema answers with
 
 

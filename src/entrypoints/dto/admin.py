@@ -1,6 +1,7 @@
 """Bodies of the platform admin API."""
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -21,3 +22,77 @@ class AdminMeResponse(msgspec.Struct):
     session_id: UUID
     auth_time: datetime
     expires_at: datetime
+
+
+class PromoteAdminRequest(WriteBody):
+    """Exactly one of the two: the account to promote."""
+
+    user_id: UUID | None = None
+    email: str | None = None
+
+
+class AdministratorResponse(msgspec.Struct):
+    user_id: UUID
+    email: str
+    display_name: str
+    state: str  # pending | enrolled | active
+    account_status: str
+    created_at: datetime
+    factor_confirmed_at: datetime | None
+    locked_until: datetime | None
+    enrolment_expires_at: datetime | None
+
+
+class AdministratorList(msgspec.Struct):
+    administrators: list[AdministratorResponse]
+
+
+class AdminUnlockResponse(msgspec.Struct):
+    unlocked: bool  # false when the administrator was not locked
+
+
+class AdminEnrolmentRequest(WriteBody):
+    token: str
+    admin_password: str
+
+
+class AdminEnrolmentResponse(msgspec.Struct):
+    """Shown once: add the URI to an authenticator, keep the codes; the first admin login with a
+    TOTP code confirms the factor."""
+
+    user_id: UUID
+    otpauth_uri: str
+    recovery_codes: list[str]
+
+
+class PlatformAuditEntry(msgspec.Struct):
+    id: int
+    occurred_at: datetime
+    action: str
+    actor_kind: str
+    actor_user_id: UUID | None
+    org_id: UUID | None
+    target_type: str | None
+    target_id: str | None
+    source_ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class PlatformAuditList(msgspec.Struct):
+    entries: list[PlatformAuditEntry]
+    next_cursor: str | None
+
+
+class BrokenLink(msgspec.Struct):
+    id: int
+    reason: str | None
+
+
+class AuditVerifyResponse(msgspec.Struct):
+    ok: bool
+    checked: int
+    first_broken: BrokenLink | None
