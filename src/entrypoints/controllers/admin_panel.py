@@ -12,9 +12,10 @@ from litestar.serialization import encode_json
 
 from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
+from entrypoints.controllers.admin_users import AdminUserController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
 
-ADMIN_CONTROLLERS: tuple[type, ...] = (AdminAuthController, AdminOrgController)
+ADMIN_CONTROLLERS: tuple[type, ...] = (AdminAuthController, AdminOrgController, AdminUserController)
 OPENAPI_JSON = "application/vnd.oai.openapi+json"  # what the public /schema answers with
 
 
