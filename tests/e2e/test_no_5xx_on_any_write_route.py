@@ -117,5 +117,12 @@ async def test_no_write_route_answers_5xx_to_hostile_bodies(service: Service) ->
                 if r.status_code >= 500:
                     failures.append((method, template, what, content[:80], r.status_code, r.text[:200]))
                 elif what == "deep" and body_type is not None:
-                    assert r.status_code == 400, (method, template, r.status_code, r.text)
+                    # Admin routes behind the admin session refuse the bearer first (never parse).
+                    guarded = template.startswith("/api/admin/") and not template.endswith("/login")
+                    assert r.status_code == (401 if guarded else 400), (
+                        method,
+                        template,
+                        r.status_code,
+                        r.text,
+                    )
     assert not failures, failures
