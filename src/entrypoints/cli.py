@@ -702,6 +702,19 @@ def admin_reset_factor(email: str, as_json: bool) -> None:
         click.echo(f"  {code}")
 
 
+@main.group()
+def jobs() -> None:
+    """Background work the workers also do on their own (BULWARK_JOBS_INTERVAL_SECONDS)."""
+
+
+@jobs.command("run")
+@one_line_errors
+def jobs_run() -> None:
+    """Resume every unfinished account closure once (each step is idempotent)."""
+    finished = _run_admin(lambda c: c.closures.resume())
+    click.echo(f"account closures finished: {finished}")
+
+
 @main.command("config")
 def config() -> None:
     """Print every setting with its default (the README's configuration table)."""

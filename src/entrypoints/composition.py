@@ -56,17 +56,20 @@ from adapters.storage.vault_reader import SqlVaultReader
 from adapters.tokens.admin_token_issuer import EdDsaAdminTokens
 from adapters.tokens.jwt_issuer import EdDsaJwtIssuer
 from adapters.tokens.service_token_issuer import EdDsaServiceTokens
+from application.account_closure import ClosurePipeline, ClosurePorts, ResumeAccountClosures
 from application.admin_actions import AdminPanelPorts
 from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
 from application.bridge_sightings import BridgeSightings
 from application.identity import IdentityDeps, IdentityPolicy
+from application.periodic_job import PeriodicJob
 from application.ports.authz_cache import AuthzVersions
 from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
+from application.use_cases.account_closure import CloseOwnAccount
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.admin_administrators import (
     DemoteAdministrator,
@@ -204,6 +207,7 @@ from application.use_cases.two_factor import (
     RegenerateRecoveryCodes,
     SetupTotp,
 )
+from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
 from domain.plans import PlanCatalog
 from entrypoints.settings import Settings, parse_durations, parse_limits
 
@@ -470,6 +474,29 @@ class AdminPanelApi:
 
 
 @dataclass
+class ClosureApi:
+    """Account closure (own account, admin deletion) and its resumption, wired."""
+
+    close_own_account: CloseOwnAccount
+    issue_deletion_token: IssueUserDeletionToken
+    delete_user: DeleteUser
+    resume: ResumeAccountClosures
+    scheduler: PeriodicJob  # resumes unfinished closures (started and stopped with the container)
+
+    @classmethod
+    def wire(cls, deps: IdentityDeps, pipeline: ClosurePipeline, interval_seconds: float) -> "ClosureApi":
+        resume = ResumeAccountClosures(pipeline)
+        ports = UserDeletionPorts(uow=deps.uow, clock=deps.clock, pipeline=pipeline)
+        return cls(
+            close_own_account=CloseOwnAccount(deps, pipeline),
+            issue_deletion_token=IssueUserDeletionToken(ports),
+            delete_user=DeleteUser(ports),
+            resume=resume,
+            scheduler=PeriodicJob(resume, interval_seconds),
+        )
+
+
+@dataclass
 class AuthzApi:
     """Organisations, members, roles, groups and authorization checks, wired."""
 
@@ -556,6 +583,7 @@ class Container:
     forward_auth: ForwardAuth
     admin: AdminApi
     admin_panel: AdminPanelApi
+    closures: ClosureApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -563,8 +591,10 @@ class Container:
         await self.versions.start()
         await self.bridge_versions.start()
         await self.bridges.sightings.start()
+        await self.closures.scheduler.start()
 
     async def stop(self) -> None:
+        await self.closures.scheduler.stop()
         await self.bridges.sightings.stop()  # the last marks, before the pool closes
         await self.bridge_versions.stop()
         await self.versions.stop()
@@ -761,6 +791,17 @@ def build_container(
         ),
         PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine)),
     )
+    closure_pipeline = ClosurePipeline(
+        ClosurePorts(
+            uow=deps.uow,
+            clock=clock,
+            revocations=revocations,
+            org_versions=versions,
+            bridge_keys=bridge_keys,
+            profiles=deps.profiles,
+            revocation_keep=deps.policy.session_absolute + deps.policy.access_token_ttl,
+        )
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -786,6 +827,7 @@ def build_container(
         admin_panel=AdminPanelApi.wire(
             AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)
         ),
+        closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
     )
 
 

@@ -231,6 +231,13 @@ class Settings:
         default=90,
         metadata=_doc("A bridge with no heartbeat for this long shows offline (three 30 s intervals)."),
     )
+    jobs_interval_seconds: float = field(
+        default=60.0,
+        metadata=_doc(
+            "How often each worker resumes unfinished background work (account closures stopped "
+            "half-way); `bulwark jobs run` does the same once. 0: only the command."
+        ),
+    )
     bridge_sightings_flush_seconds: float = field(
         default=1.0,
         metadata=_doc(
@@ -502,6 +509,8 @@ def validate(settings: Settings) -> None:
     parse_limits("vault_access_limit_per_client", settings.vault_access_limit_per_client)
     parse_limits("bridge_limit_per_key", settings.bridge_limit_per_key)
     parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
+    if settings.jobs_interval_seconds < 0:
+        raise SettingsError("BULWARK_JOBS_INTERVAL_SECONDS must be 0 (off) or more")
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)

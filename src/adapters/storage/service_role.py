@@ -35,6 +35,9 @@ _GRANTS = (
     "DO $$ BEGIN IF to_regprocedure('bulwark_bridges_seen(uuid[], uuid[], timestamptz[], text[], text[])') "
     "IS NOT NULL THEN GRANT EXECUTE ON FUNCTION "
     'bulwark_bridges_seen(uuid[], uuid[], timestamptz[], text[], text[]) TO "{role}"; END IF; END $$',
+    # A closed account's invitations in every org, by address (see the account closure migration).
+    "DO $$ BEGIN IF to_regprocedure('bulwark_forget_invitations_to(text)') IS NOT NULL THEN "
+    'GRANT EXECUTE ON FUNCTION bulwark_forget_invitations_to(text) TO "{role}"; END IF; END $$',
 )
 
 

@@ -490,6 +490,32 @@ admin_sessions = Table(
     Index("ix_admin_sessions_user_id", "user_id"),
 )
 
+# --- Account closure: the pipeline's progress (a crash resumes where it stopped), and the
+# single-use tokens an administrator confirms a deletion with.
+
+account_closures = Table(
+    "account_closures",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("requested_by", Uuid, nullable=False),
+    Column("requested_by_kind", String(20), nullable=False),
+    Column("step_reached", String(40), nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+)
+
+admin_deletion_tokens = Table(
+    "admin_deletion_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("admin_id", Uuid, ForeignKey("platform_admins.user_id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("summary_digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
     "audit_chain_head",
@@ -501,6 +527,8 @@ audit_chain_head = Table(
 
 __all__ = [
     "ORG_SCOPED_TABLES",
+    "account_closures",
+    "admin_deletion_tokens",
     "admin_sessions",
     "audit_chain_head",
     "audit_events",

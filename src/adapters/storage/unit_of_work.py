@@ -6,12 +6,14 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from adapters.storage.account_closure_repository import SqlAccountClosureRepository
 from adapters.storage.audit_log import SqlAuditLog
 from adapters.storage.audit_query import SqlAuditQuery
 from adapters.storage.authz_repository import SqlAuthzRepository
 from adapters.storage.bridge_report_repository import SqlBridgeReportRepository
 from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.broker_connection_repository import SqlBrokerConnectionRepository
+from adapters.storage.deletion_token_repository import SqlDeletionTokenRepository
 from adapters.storage.integration_secret_repository import SqlIntegrationSecretRepository
 from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
@@ -39,6 +41,8 @@ class SqlUnitOfWork:
     bridges: SqlBridgeRepository
     bridge_reports: SqlBridgeReportRepository
     platform_admins: SqlPlatformAdminRepository
+    account_closures: SqlAccountClosureRepository
+    deletion_tokens: SqlDeletionTokenRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -70,6 +74,8 @@ class SqlUnitOfWork:
         self.bridges = SqlBridgeRepository(connection, rls)
         self.bridge_reports = SqlBridgeReportRepository(connection, rls)
         self.platform_admins = SqlPlatformAdminRepository(connection)
+        self.account_closures = SqlAccountClosureRepository(connection)
+        self.deletion_tokens = SqlDeletionTokenRepository(connection)
         return self
 
     async def commit(self) -> None:

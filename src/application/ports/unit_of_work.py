@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
 
+from application.ports.account_closure_repository import AccountClosureRepository, DeletionTokenRepository
 from application.ports.audit import AuditSink
 from application.ports.audit_query import AuditQuery
 from application.ports.authz_repository import AuthzRepository
@@ -201,6 +202,12 @@ class UnitOfWork(Protocol):
 
     @property
     def platform_admins(self) -> PlatformAdminRepository: ...
+
+    @property
+    def account_closures(self) -> AccountClosureRepository: ...
+
+    @property
+    def deletion_tokens(self) -> DeletionTokenRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -14,6 +14,7 @@ from entrypoints.controllers.admin_administrators import AdminEnrolmentControlle
 from entrypoints.controllers.admin_audit import AdminAuditController
 from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
+from entrypoints.controllers.admin_user_deletion import AdminUserDeletionController
 from entrypoints.controllers.admin_users import AdminUserController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
 
@@ -21,6 +22,7 @@ ADMIN_CONTROLLERS: tuple[type, ...] = (
     AdminAuthController,
     AdminOrgController,
     AdminUserController,
+    AdminUserDeletionController,
     AdministratorsController,
     AdminEnrolmentController,
     AdminAuditController,

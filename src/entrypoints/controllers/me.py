@@ -3,7 +3,7 @@
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, MediaType, Request, delete, get, patch, post
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
@@ -11,12 +11,14 @@ from litestar.response.base import ASGIResponse
 
 from entrypoints.dto.identity import (
     ChangePasswordRequest,
+    CloseAccountRequest,
     MeResponse,
     SessionsResponse,
     SessionView,
     UpdateMeRequest,
 )
 from entrypoints.http.auth import authenticated, container_of, provide_principal
+from entrypoints.http.cookies import cleared_refresh_cookie_header, refresh_cookie_name
 from entrypoints.http.dependencies import ContainerDep, PrincipalDep
 from entrypoints.http.me_answer import me_body
 from entrypoints.http.request_context import request_context
@@ -54,6 +56,25 @@ class MeController(Controller):
     ) -> ASGIResponse:
         await container.identity.update_profile(principal, data.display_name, request_context(request))
         return ASGIResponse(body=await me_body(container, principal), media_type=MediaType.JSON)
+
+    @delete(
+        "",
+        status_code=204,
+        operation_id="closeMyAccount",
+        summary="Close the account for good: password (and code when 2FA is on), after a recent sign-in.",
+    )
+    async def close_account(
+        self,
+        data: JSONBody[CloseAccountRequest],
+        principal: PrincipalDep,
+        container: ContainerDep,
+        request: Request[Any, Any, Any],
+    ) -> Response[None]:
+        await container.closures.close_own_account(
+            principal, data.password, data.code, request_context(request)
+        )
+        name = refresh_cookie_name(container.settings.is_production)
+        return Response(None, status_code=204, headers={"set-cookie": cleared_refresh_cookie_header(name)})
 
     @get("/sessions", operation_id="listSessions")
     async def sessions(self, principal: PrincipalDep, container: ContainerDep) -> SessionsResponse:

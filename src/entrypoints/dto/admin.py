@@ -96,3 +96,25 @@ class AuditVerifyResponse(msgspec.Struct):
     ok: bool
     checked: int
     first_broken: BrokenLink | None
+
+
+class DeletionSummaryView(msgspec.Struct):
+    user_id: UUID
+    email: str
+    display_name: str
+    status: str
+    platform_administrator: bool
+    orgs: list[dict[str, str]]
+    live_sessions: int
+    bridges: int
+    broker_connections: int
+
+
+class DeletionTokenResponse(msgspec.Struct):
+    confirmation_token: str
+    expires_at: datetime
+    summary: DeletionSummaryView
+
+
+class DeleteUserRequest(WriteBody):
+    confirmation_token: str | None = None

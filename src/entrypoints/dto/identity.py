@@ -107,3 +107,8 @@ class Jwk(msgspec.Struct):
 
 class JwksResponse(msgspec.Struct):
     keys: list[Jwk]
+
+
+class CloseAccountRequest(WriteBody):
+    password: str
+    code: str | None = None  # when two-factor authentication is on

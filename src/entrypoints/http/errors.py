@@ -65,6 +65,8 @@ def application_error_handler(_: Request[Any, Any, Any], exc: ApplicationError) 
         headers["retry-after"] = str(max(1, int(exc.retry_after + 0.999)))
     if isinstance(exc, InvalidInput) and exc.field:
         extra["field"] = exc.field
+    # Errors that name what to fix (the orgs to hand over first) carry it as problem members.
+    extra.update(getattr(exc, "problem_fields", None) or {})
     if isinstance(exc, NotAuthenticated):
         headers["www-authenticate"] = f'Bearer error="{exc.code}"'
     return _problem(status, exc.code, exc.detail, headers, **extra)
