@@ -55,7 +55,6 @@ def admin_event(
         org=org,
         target_type=target_type,
         target_id=target_id,
-        admin_email=admin.email,
         admin_session=admin.session_id,
         before=before or {},
         after=after or {},

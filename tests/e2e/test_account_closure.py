@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import JSON, LargeBinary, String, select
 
 from adapters.storage.database import create_engine
-from adapters.storage.tables import account_closures, memberships, metadata, users
+from adapters.storage.tables import account_closures, bridges, memberships, metadata, users
 from application.account_closure import ClosurePipeline
 from domain.account_closure import ClosureStep
 from entrypoints.settings import Settings
 from tests.e2e.identity_helpers import PASSWORD, audit_rows, login, login_response, register_verified
 from tests.e2e.test_admin_login import ADMIN_PASSWORD, AdminWorld, admin_settings, start_world
+from tests.e2e.test_orgs_and_roles import invite, new_user
 
 USERS = "/api/admin/v1/users"
 UA = {"user-agent": "ClosureTest/1.0 (an agent string to erase)"}
@@ -172,8 +173,16 @@ async def test_closure_resumed_after_a_crash_leaves_nothing_and_frees_the_addres
     world: AdminWorld, owner_url: str
 ) -> None:
     service = world.service
-    email = await register_verified(service)
+    closing = await new_user(service, "closing")
+    email = closing.email
     user_id = await user_id_of(world, email)
+    # A bridge of theirs to stop, and an invitation to their address (in the invitation, and
+    # audited as ids only) to erase.
+    made = await service.client.post(
+        f"/api/v1/orgs/{closing.org_id}/bridges", json={"name": "Their EA"}, headers=closing.headers
+    )
+    assert made.status_code == 201, made.text
+    await invite(service, await new_user(service, "inviter"), email)
     await login(service.client, email)  # a second session, with an IP and user agent to erase
     me = await login(service.client, email)
     pipeline: ClosurePipeline = service.container.closures.close_own_account.pipeline
@@ -202,7 +211,15 @@ async def test_closure_resumed_after_a_crash_leaves_nothing_and_frees_the_addres
     assert await service.container.closures.resume() == 1
     assert await service.container.closures.resume() == 0  # nothing left to do
 
-    assert await scan_for(owner_url, email) == []
+    assert await scan_for(owner_url, email) == []  # the audit log and the invitations included
+    owner = create_engine(owner_url, pool_size=1)  # past row-level security
+    try:
+        async with owner.connect() as conn:
+            query = select(bridges.c.status).where(bridges.c.id == UUID(made.json()["bridge"]["id"]))
+            stopped = (await conn.execute(query)).scalar_one()
+    finally:
+        await owner.dispose()
+    assert stopped == "revoked"
     # Sessions forget their user agents; the append-only audit log keeps each request's context.
     assert [c for c in await scan_for(owner_url, UA["user-agent"]) if not c.startswith("audit_events.")] == []
     row = await user_row(world, user_id)

@@ -78,7 +78,7 @@ def assert_audited(event: dict[str, Any], admin: PanelAdmin, target: str) -> Non
     assert str(event["actor_user_id"]) == admin.user_id and event["actor_kind"] == "admin"
     assert event["target_type"] == "user" and event["target_id"] == target
     assert event["source_ip"] == DEFAULT_IP and event["user_agent"] == AGENT
-    assert event["details"]["admin_email"] == admin.email
+    assert admin.email not in str(event["details"])  # ids only: the log is append-only
     assert event["occurred_at"] is not None
 
 

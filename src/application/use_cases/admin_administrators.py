@@ -56,7 +56,6 @@ def _audited(
         actor_kind=ActorKind.ADMIN,
         target_type="user",
         target_id=target,
-        admin_email=principal.email,
         admin_session=principal.session_id,
         **details,
     )

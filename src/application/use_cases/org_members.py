@@ -130,8 +130,9 @@ class InviteMember(MembersUseCase):
                     org=org_id,
                     target_type="invitation",
                     target_id=invitation.id,
+                    # The address stays in the invitation (erased when it is used, withdrawn or
+                    # its owner closes their account); the append-only log keeps ids only.
                     after={
-                        "email": address,
                         "org_role": str(org_role),
                         "role_ids": [str(r) for r in invitation.role_ids],
                         "group_ids": [str(g) for g in invitation.group_ids],

@@ -81,7 +81,6 @@ class ExportPlatformAudit:
                     actor=principal.user_id,
                     actor_kind=ActorKind.ADMIN,
                     target_type="audit_log",
-                    admin_email=principal.email,
                     filters=_filter_summary(criteria),
                 )
             )
@@ -113,7 +112,6 @@ class VerifyAuditChain:
                     actor=principal.user_id,
                     actor_kind=ActorKind.ADMIN,
                     target_type="audit_log",
-                    admin_email=principal.email,
                     ok=check.ok,
                     checked=check.checked,
                     first_broken_id=check.first_broken_id,
