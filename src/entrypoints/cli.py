@@ -449,9 +449,9 @@ def vault_serve(host: str | None, port: int | None, workers: int | None) -> None
     )
 
 
-def _run_vault(work: Callable[[Any], Any]) -> Any:
-    from entrypoints.composition import build_vault_container
-
+def _run_in(build: Callable[[Settings], Any], work: Callable[[Any], Any]) -> Any:
+    """Runs `work(container)` against the container `build` makes (migrating an embedded
+    database first), and stops the container afterwards."""
     settings = _settings()
     if settings.embedded_database:
         from adapters.storage import migrations
@@ -461,7 +461,7 @@ def _run_vault(work: Callable[[Any], Any]) -> Any:
 
     async def run() -> Any:
         try:
-            container = build_vault_container(settings)
+            container = build(settings)
         except (ValueError, OSError) as error:
             raise StartupError(str(error)) from error
         try:
@@ -470,6 +470,12 @@ def _run_vault(work: Callable[[Any], Any]) -> Any:
             await container.stop()
 
     return asyncio.run(run())
+
+
+def _run_vault(work: Callable[[Any], Any]) -> Any:
+    from entrypoints.composition import build_vault_container
+
+    return _run_in(build_vault_container, work)
 
 
 @vault.command("refresh-due")
@@ -578,30 +584,13 @@ def admin() -> None:
 
 
 def _run_admin(work: Callable[[Any], Any]) -> Any:
-    """Runs `work(container)` against the public API's container (migrating an embedded
-    database first), turning application errors into one-line operator errors."""
+    """Runs `work(container)` against the public API's container, turning application errors
+    into one-line operator errors."""
     from application.errors import ApplicationError
     from entrypoints.composition import build_container
 
-    settings = _settings()
-    if settings.embedded_database:
-        from adapters.storage import migrations
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        migrations.upgrade(settings.effective_database_url)
-
-    async def run() -> Any:
-        try:
-            container = build_container(settings)
-        except (ValueError, OSError) as error:
-            raise StartupError(str(error)) from error
-        try:
-            return await work(container)
-        finally:
-            await container.stop()
-
     try:
-        return asyncio.run(run())
+        return _run_in(build_container, work)
     except ApplicationError as error:
         raise StartupError(error.detail) from error
 
