@@ -60,6 +60,7 @@ from application.account_closure import ClosurePipeline, ClosurePorts, ResumeAcc
 from application.admin_actions import AdminPanelPorts
 from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
+from application.bridge_lookups import BridgeKeyLookups
 from application.bridge_sightings import BridgeSightings
 from application.identity import IdentityDeps, IdentityPolicy
 from application.periodic_job import PeriodicJob
@@ -743,6 +744,8 @@ def build_container(
         org_versions=versions,
         secret_key=_derived_key(key_provider, b"bridge-keys"),
     )
+    bridge_per_ip = _limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
+    key_lookups = BridgeKeyLookups(bridge_keys, limiter, clock, bridge_per_ip)
     bridges = BridgeApi.wire(
         BridgePorts(
             uow=deps.uow,
@@ -763,12 +766,13 @@ def build_container(
             limiter=limiter,
             presence=presence,
             sightings=BridgeSightings(deps.uow, settings.bridge_sightings_flush_seconds),
+            lookups=key_lookups,
             mailer=mailer,
             heartbeat_interval=timedelta(seconds=settings.bridge_offline_after_seconds / 3),
             frontend_url=settings.frontend_url,
             limits=BridgeLimits(
                 per_key=_limits("bridge_limit_per_key", settings.bridge_limit_per_key),
-                per_ip=_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip),
+                per_ip=bridge_per_ip,
             ),
         ),
     )
@@ -822,7 +826,7 @@ def build_container(
         brokers=brokers,
         bridges=bridges,
         bridge_versions=bridge_versions,
-        forward_auth=ForwardAuth(identity.authenticate, resolver, bridge_keys),
+        forward_auth=ForwardAuth(identity.authenticate, resolver, key_lookups),
         admin=admin,
         admin_panel=AdminPanelApi.wire(
             AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)

@@ -122,11 +122,18 @@ class SqlBridgeRepository:
             org_version=int(row.org_version),
         )
 
-    async def _change(self, org_id: UUID, bridge_id: UUID, **values: Any) -> Bridge | None:
+    async def _change(
+        self, org_id: UUID, bridge_id: UUID, only_from: tuple[BridgeStatus, ...] | None = None, **values: Any
+    ) -> Bridge | None:
         await self.rls.org(org_id)
+        allowed = (
+            _B.status != str(BridgeStatus.REVOKED)
+            if only_from is None
+            else _B.status.in_([str(status) for status in only_from])
+        )
         result = await self.connection.execute(
             update(bridges)
-            .where(self._mine(org_id, bridge_id) & (_B.status != str(BridgeStatus.REVOKED)))
+            .where(self._mine(org_id, bridge_id) & allowed)
             .values(version=_B.version + 1, **values)
             .returning(*bridges.c)
         )
@@ -149,12 +156,17 @@ class SqlBridgeRepository:
         )
 
     async def set_status(
-        self, org_id: UUID, bridge_id: UUID, status: BridgeStatus, now: datetime
+        self,
+        org_id: UUID,
+        bridge_id: UUID,
+        status: BridgeStatus,
+        now: datetime,
+        only_from: tuple[BridgeStatus, ...] | None = None,
     ) -> Bridge | None:
         values: dict[str, Any] = {"status": str(status), "updated_at": now}
         if status is BridgeStatus.REVOKED:
             values |= {"previous_key_hash": None, "previous_valid_until": None}
-        return await self._change(org_id, bridge_id, **values)
+        return await self._change(org_id, bridge_id, only_from, **values)
 
     async def bind(
         self,

@@ -50,9 +50,15 @@ class BridgeRepository(Protocol):
     ) -> Bridge | None: ...
 
     async def set_status(
-        self, org_id: UUID, bridge_id: UUID, status: BridgeStatus, now: datetime
+        self,
+        org_id: UUID,
+        bridge_id: UUID,
+        status: BridgeStatus,
+        now: datetime,
+        only_from: tuple[BridgeStatus, ...] | None = None,
     ) -> Bridge | None:
-        """Bumps the version; a revoked bridge stays revoked (None)."""
+        """Bumps the version; a revoked bridge stays revoked (None), and with `only_from` a
+        bridge in any other status is left as it is (None)."""
         ...
 
     async def bind(

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from application.bridge_keys import BridgeKeys, InvalidApiKey
+from application.bridge_lookups import BridgeKeyLookups
 from application.bridge_sightings import BridgeSightings
 from application.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from application.identity import RequestContext
@@ -20,6 +21,7 @@ from application.ports.mailer import Mailer, MailMessage
 from application.ports.rate_limiter import LimitDecision, RateLimit, RateLimiter
 from application.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from application.text_input import validated_text
+from domain.address_blocks import address_block
 from domain.audit import ActorKind
 from domain.bridge_presence import SecondTerminal, figure_of
 from domain.bridges import (
@@ -54,6 +56,7 @@ class BridgeApiPorts:
     limiter: RateLimiter
     presence: BridgePresence
     sightings: BridgeSightings
+    lookups: BridgeKeyLookups  # keys checked on a gateway's behalf
     mailer: Mailer
     limits: BridgeLimits = field(default_factory=BridgeLimits)
     heartbeat_interval: timedelta = timedelta(seconds=30)
@@ -119,6 +122,7 @@ class Heartbeat:
         }
 
 
+_SUSPENDABLE = (BridgeStatus.PENDING, BridgeStatus.ONLINE, BridgeStatus.OFFLINE)
 _WHY = {
     SecondTerminal.SECOND_ADDRESS: "was called from two addresses within one heartbeat interval",
     SecondTerminal.INTERLEAVED_CLOCK: "sent heartbeats whose terminal clocks interleave",
@@ -138,7 +142,8 @@ def _refuse_over_limit(decisions: list[LimitDecision]) -> None:
 
 
 def _per_ip(ports: BridgeApiPorts, ctx: RequestContext) -> list[tuple[str, RateLimit]]:
-    return [(f"bridge-ip:{ctx.ip}:{i}", limit) for i, limit in enumerate(ports.limits.per_ip)]
+    block = address_block(ctx.ip)  # an IPv6 /64 counts as one address
+    return [(f"bridge-ip:{block}:{i}", limit) for i, limit in enumerate(ports.limits.per_ip)]
 
 
 async def admit(
@@ -270,10 +275,12 @@ async def _suspend(
 ) -> None:
     async with ports.uow() as uow:
         suspended = await uow.bridges.set_status(
-            bridge.org_id, bridge.id, BridgeStatus.SUSPENDED, ports.clock.now()
+            bridge.org_id, bridge.id, BridgeStatus.SUSPENDED, ports.clock.now(), only_from=_SUSPENDABLE
         )
         if suspended is None:
-            return  # revoked meanwhile: nothing to suspend, nobody to mail
+            # Revoked, or suspended already (by a call another worker took): audited and mailed
+            # once, however many calls betray the second terminal.
+            return
         await uow.audit.append(
             _event(ctx, bridge, "bridge.suspended", reason=str(why), ip=ctx.ip, previous_ip=previous_ip)
         )
@@ -307,9 +314,9 @@ class DescribeBridge:
 
     ports: BridgeApiPorts
 
-    async def __call__(self, key: str) -> Bridge:
+    async def __call__(self, key: str, ctx: RequestContext) -> Bridge:
         # Not counted against the bridge's own limits: a gateway asks on the bridge's behalf.
-        return (await self.ports.keys.authenticate(key)).bridge
+        return (await self.ports.lookups.authenticate(key, ctx.ip)).bridge
 
 
 def _bound(bridge: Bridge) -> Bridge:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from application.authorization import PermissionResolver
-from application.bridge_keys import BridgeKeys
+from application.bridge_lookups import BridgeKeyLookups
 from application.errors import Forbidden, InvalidInput, NotAuthenticated
 from application.use_cases.sessions import Principal
 from domain.permissions import parse_permissions
@@ -24,10 +24,10 @@ class ForwardIdentity:
 class ForwardAuth:
     authenticate: Callable[[str], Awaitable[Principal]]  # the bearer check every route uses
     resolver: PermissionResolver
-    bridge_keys: BridgeKeys
+    bridge_keys: BridgeKeyLookups
 
     async def __call__(
-        self, bearer: str | None, api_key: str | None, permission: str | None
+        self, bearer: str | None, api_key: str | None, permission: str | None, ip: str
     ) -> ForwardIdentity:
         if permission is not None:
             try:
@@ -45,7 +45,7 @@ class ForwardAuth:
                 await self.resolver.require(principal, permission)
             return ForwardIdentity(org_id=principal.org_id, user_id=principal.user_id)
         if api_key is not None:
-            bridge = (await self.bridge_keys.authenticate(api_key)).bridge
+            bridge = (await self.bridge_keys.authenticate(api_key, ip)).bridge
             if permission is not None:
                 raise Forbidden("A bridge holds no member's permissions.", code="permission_denied")
             return ForwardIdentity(org_id=bridge.org_id, bridge_id=bridge.id)

@@ -148,7 +148,7 @@ class BridgeAuthzController(Controller):
 
     @post("/bridge", status_code=200, operation_id="authzBridge")
     async def bridge(self, container: ContainerDep, request: Req) -> BridgeAuthzAnswer:
-        bridge = await container.bridges.describe(api_key(request))
+        bridge = await container.bridges.describe(api_key(request), request_context(request))
         account = BridgeAuthzAccount(bridge.account.login, bridge.account.server) if bridge.account else None
         shown = bridge.shown_status(container.clock.now(), container.bridges.policy.offline_after)
         return BridgeAuthzAnswer(

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get
 
 from application.errors import NotAuthenticated
 from entrypoints.http.dependencies import ContainerDep
+from entrypoints.http.request_context import request_context
 
 Req = Request[Any, Any, Any]
 
@@ -40,7 +41,10 @@ class ForwardAuthController(Controller):
     @get("/forward", operation_id="authzForward", summary="Forward-auth for gateways.")
     async def forward(self, container: ContainerDep, request: Req) -> Response[dict[str, str]]:
         identity = await container.forward_auth(
-            _bearer(request), _one(request, b"x-api-key"), _one(request, b"x-bulwark-permission")
+            _bearer(request),
+            _one(request, b"x-api-key"),
+            _one(request, b"x-bulwark-permission"),
+            request_context(request).ip,
         )
         headers = {"x-bulwark-org": str(identity.org_id), "cache-control": "no-store"}
         if identity.user_id is not None:

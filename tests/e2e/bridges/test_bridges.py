@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.database import create_engine
 from adapters.storage.tables import audit_events, bridges
+from application.identity import RequestContext
+from application.use_cases.bridge_api import _suspend as suspend_bridge
+from domain.bridge_presence import SecondTerminal
 from domain.bridges import make_key
 from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.settings import Settings
@@ -465,6 +468,15 @@ async def test_two_terminals_behind_one_address_are_caught_by_their_interleaved_
     assert (await advisor.beat()).json()["code"] == "bridge_suspended"
     [mail] = [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
     assert "terminal clocks interleave" in mail.body
+    # Another betrayal, taken by a worker whose cache had not heard yet: no second suspension,
+    # audit entry or mail.
+    ports = service.container.bridges.heartbeat.ports
+    async with ports.uow() as uow:
+        bridge = await uow.bridges.get(uuid.UUID(actor.org_id), uuid.UUID(created["bridge"]["id"]))
+    assert bridge is not None
+    ctx = RequestContext(ip="198.51.100.1", user_agent=None, request_id=None)
+    await suspend_bridge(ports, bridge, ctx, SecondTerminal.SECOND_ADDRESS, "203.0.113.7")
+    assert len([m for m in sent_mail(service, actor.email) if "suspended" in m.subject]) == 1
     audited = await service.client.get(f"/api/v1/orgs/{actor.org_id}/audit", headers=actor.headers)
     [event] = [e for e in audited.json()["entries"] if e["action"] == "bridge.suspended"]
     assert event["details"]["reason"] == "interleaved_clock"
