@@ -68,9 +68,10 @@ async def open_closure(
     Every org of the account gets a new authorization version (cached permissions and bridge keys
     of its members die): publish them with `ClosurePipeline.requested` after commit."""
     await uow.account_closures.add(AccountClosure(user.id, now, requested_by, kind))
+    open_statuses = (UserStatus.ACTIVE, UserStatus.PAUSED, UserStatus.SUSPENDED)
+    if not await uow.users.set_status(user.id, UserStatus.CLOSED, now, open_statuses):
+        raise Conflict("This account is closed already.", code="account_closed")
     user.status = UserStatus.CLOSED
-    user.updated_at = now
-    await uow.users.update(user)
     return [
         (org.id, await uow.authz.bump_version(org.id)) for _, org in await uow.orgs.memberships_of(user.id)
     ]

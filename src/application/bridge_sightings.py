@@ -39,7 +39,8 @@ class BridgeSightings:
         """Writes what is pending now; answers how many rows changed."""
         changed = 0
         while self._pending:
-            batch = list(self._pending.values())[:MAX_BATCH]
+            # In id order: two workers' batches lock shared rows in one order, never a deadlock.
+            batch = sorted(self._pending.values(), key=lambda mark: mark.bridge_id)[:MAX_BATCH]
             for mark in batch:
                 del self._pending[mark.bridge_id]
             try:

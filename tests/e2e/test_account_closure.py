@@ -257,3 +257,12 @@ async def test_closing_needs_the_password_and_leaves_no_org_without_administrato
     assert r.status_code == 409 and r.json()["code"] == "org_handover_required"
     assert r.json()["orgs"] == [{"id": org_id, "name": "Shared"}]
     assert (await service.client.get("/api/v1/me", headers=me.headers)).status_code == 200
+
+
+async def test_the_last_platform_administrator_cannot_close_their_account(world: AdminWorld) -> None:
+    service = world.service
+    email, _ = await world.admin()  # the only administrator
+    me = await login(service.client, email)
+    r = await service.client.request("DELETE", "/api/v1/me", json={"password": PASSWORD}, headers=me.headers)
+    assert r.status_code == 409 and r.json()["code"] == "last_platform_admin", r.text
+    assert (await service.client.get("/api/v1/me", headers=me.headers)).status_code == 200

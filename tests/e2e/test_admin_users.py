@@ -17,6 +17,7 @@ from adapters.storage.tables import audit_events, users
 from application.admin_principal import AdminPrincipal
 from application.identity import RequestContext
 from application.platform_admin_guard import LastPlatformAdmin
+from domain.users import UserStatus
 from entrypoints.settings import Settings
 from tests.e2e.admin_helpers import PanelAdmin, platform_admin
 from tests.e2e.bridges.test_bridges import create_bridge, ea
@@ -318,3 +319,32 @@ async def test_orgs_are_listed_in_keyset_pages_and_shown_with_their_member_count
     assert r.status_code == 200 and r.json()["members"] == 1 and r.json()["name"] == "Listed Desk", r.text
     assert (await get(service, admin, "/orgs", cursor="bad")).status_code == 400
     assert (await get(service, admin, f"/orgs/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_a_write_from_an_earlier_read_never_undoes_a_pause_or_a_closure(service: Service) -> None:
+    """A password change or profile edit reads the account, works a while (a hash), then writes:
+    the pause or closure committed meanwhile stands."""
+    admin = await an_admin(service)
+    target = await new_user(service, "target")
+    user_id = uuid.UUID(target.user_id)
+    uow = service.container.bridges.heartbeat.ports.uow
+    async with uow() as unit:
+        stale = await unit.users.get(user_id)
+    assert stale is not None and stale.status is UserStatus.ACTIVE
+    assert (await post(service, admin, f"/users/{target.user_id}/pause")).status_code == 200
+    stale.display_name = "Renamed meanwhile"
+    async with uow() as unit:
+        await unit.users.update(stale)
+        await unit.commit()
+    assert await status_of(service, target.user_id) == "paused"
+
+    async with uow() as unit:
+        assert await unit.users.set_status(user_id, UserStatus.CLOSED, stale.created_at, (UserStatus.PAUSED,))
+        await unit.commit()
+    stale.email = "someone.else@example.com"
+    async with uow() as unit:
+        await unit.users.update(stale)  # nothing rewrites a closed account
+        await unit.commit()
+    async with service.container.engine.connect() as conn:
+        row = (await conn.execute(select(users).where(users.c.id == user_id))).one()
+    assert row.status == "closed" and row.email == target.email

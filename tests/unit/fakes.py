@@ -46,7 +46,7 @@ from domain.password_policy import normalise_password
 from domain.permissions import ADMINISTRATOR_ROLE_ID
 from domain.refresh_rules import may_rotate
 from domain.sessions import RefreshToken, Session
-from domain.users import User
+from domain.users import User, UserStatus
 from tests.unit.fake_authz_repository import FakeAuthzRepository, MemberRoleRow
 
 T = TypeVar("T")
@@ -243,7 +243,19 @@ class FakeUserRepository:
             self.tx.delete(USER_EMAILS, before.email)
             self.tx.put(USER_EMAILS, user.email, user.id)
         self.tx.require(ORGS, user.default_org_id)
-        self.tx.put(USERS, user.id, user)
+        if before.status is UserStatus.CLOSED:
+            return  # as the SQL repository: nothing rewrites a closed account
+        self.tx.put(USERS, user.id, replace(user, status=before.status))  # the status is set_status's
+
+    async def set_status(
+        self, user_id: UUID, status: UserStatus, now: datetime, only_from: tuple[UserStatus, ...]
+    ) -> bool:
+        await self.tx.lock(USERS, user_id)
+        current: User | None = self.tx.get(USERS, user_id)
+        if current is None or current.status not in only_from:
+            return False
+        self.tx.put(USERS, user_id, replace(current, status=status, updated_at=now))
+        return True
 
 
 class FakeOrgRepository:

@@ -1,4 +1,5 @@
 from collections.abc import Mapping
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -82,7 +83,23 @@ class SqlUserRepository:
         return _to_user(row) if row else None
 
     async def update(self, user: User) -> None:
-        await self.connection.execute(update(users).where(users.c.id == user.id).values(**_values(user)))
+        values = _values(user)
+        del values["status"]  # changed only by `set_status`, from the row as it is
+        await self.connection.execute(
+            update(users)
+            .where((users.c.id == user.id) & (users.c.status != str(UserStatus.CLOSED)))
+            .values(**values)
+        )
+
+    async def set_status(
+        self, user_id: UUID, status: UserStatus, now: datetime, only_from: tuple[UserStatus, ...]
+    ) -> bool:
+        result = await self.connection.execute(
+            update(users)
+            .where((users.c.id == user_id) & users.c.status.in_([str(s) for s in only_from]))
+            .values(status=str(status), updated_at=now)
+        )
+        return bool(result.rowcount == 1)
 
     async def search(self, criteria: UserSearch) -> list[User]:
         query = select(users)

@@ -70,7 +70,17 @@ class UserRepository(Protocol):
 
     async def get_by_email(self, email: str) -> User | None: ...
 
-    async def update(self, user: User) -> None: ...
+    async def update(self, user: User) -> None:
+        """Everything but the status, and never on a closed account: a write from an earlier
+        read (a password change hashing for a while) cannot undo a pause or a closure."""
+        ...
+
+    async def set_status(
+        self, user_id: UUID, status: UserStatus, now: datetime, only_from: tuple[UserStatus, ...]
+    ) -> bool:
+        """The status alone, only from one of `only_from` (False otherwise): decided by the row
+        as it is when written, not as some earlier read saw it."""
+        ...
 
 
 class OrgRepository(Protocol):

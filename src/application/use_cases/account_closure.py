@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from application.account_closure import ClosurePipeline, OrgHandoverRequired, handover_blockers, open_closure
 from application.errors import NotAuthenticated
 from application.identity import IdentityDeps, RequestContext
+from application.platform_admin_guard import keep_an_admin
 from application.step_up import require_recent_auth
 from application.use_cases.sessions import Principal
 from application.use_cases.two_factor import (
@@ -66,6 +67,8 @@ class CloseOwnAccount:
             blocking = await handover_blockers(uow, user.id)
             if blocking:
                 raise OrgHandoverRequired(blocking)
+            # The platform's last administrator cannot leave it through the user API either.
+            await keep_an_admin(uow, user.id)
             versions = await open_closure(uow, user, user.id, ClosureRequester.USER, now)
             await uow.audit.append(
                 ctx.event(

@@ -31,6 +31,10 @@ from domain.users import User, UserStatus, normalise_email
 _MAX_PREFIX = 320
 
 
+# Pause and unpause move an account between these two only; suspended and closed stay so.
+_PAUSABLE = (UserStatus.ACTIVE, UserStatus.PAUSED)
+
+
 @dataclass(frozen=True)
 class UserFilter:
     """As the query string gave it: checked here, so every entrypoint gets the same refusals."""
@@ -184,9 +188,9 @@ class PauseUser:
                     f"This account is {user.status}: it cannot be paused.", code="account_not_active"
                 )
             before = str(user.status)
-            user.status = UserStatus.PAUSED
-            user.updated_at = now
-            await uow.users.update(user)
+            if not await uow.users.set_status(user_id, UserStatus.PAUSED, now, _PAUSABLE):
+                raise Conflict("This account changed meanwhile: look again.", code="account_not_active")
+            user.status, user.updated_at = UserStatus.PAUSED, now
             # Again even when already paused: a retry after a store outage still ends everything.
             ended = await end_user_sessions(uow, user_id, now, "account_paused", bump_orgs=True)
             await uow.audit.append(
@@ -224,9 +228,9 @@ class UnpauseUser:
                 # Only a pause is lifted here: a suspended or closed account stays so.
                 raise Conflict(f"This account is {user.status}, not paused.", code="account_not_paused")
             before = str(user.status)
-            user.status = UserStatus.ACTIVE
-            user.updated_at = now
-            await uow.users.update(user)
+            if not await uow.users.set_status(user_id, UserStatus.ACTIVE, now, _PAUSABLE):
+                raise Conflict("This account changed meanwhile: look again.", code="account_not_paused")
+            user.status, user.updated_at = UserStatus.ACTIVE, now
             # The bridges' cached standing names the owner as unusable: drop it everywhere.
             versions = {
                 m.org_id: await uow.authz.bump_version(m.org_id)
