@@ -38,6 +38,15 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy() -> None:
     assert not LOOPBACK.allows(scope("10.1.2.3", "127.0.0.1, 203.0.113.9"))  # right-most untrusted
 
 
+def test_a_garbled_chain_from_an_allowed_proxy_allows_nobody() -> None:
+    """A proxy inside the allowlist that forwards something unreadable (`ip:port`, a bracketed
+    IPv6) must not let its clients in on its own address."""
+    inside = AdminAllowlist(["10.0.0.0/8"], PROXIES)
+    assert inside.allows(scope("10.1.2.3"))  # the proxy itself, asking for itself
+    for garbled in ("203.0.113.9:51234", "[2001:db8::1]", "not-an-ip"):
+        assert not inside.allows(scope("10.1.2.3", garbled)), garbled
+
+
 def test_an_empty_allowlist_allows_nobody() -> None:
     off = AdminAllowlist([], PROXIES)
     assert off.is_off and not off.allows(scope("127.0.0.1"))

@@ -12,7 +12,7 @@ from litestar.types import Guard
 from litestar.utils import normalize_path
 
 from entrypoints.http.asgi_types import Scope
-from entrypoints.http.client_ip import Network, client_ip, parse_networks
+from entrypoints.http.client_ip import Network, forwarded_client, parse_networks
 
 ADMIN_PREFIX = "/api/admin/v1"
 # Where a hidden admin request is sent instead: no route can match it (the app factory proves it
@@ -45,8 +45,11 @@ class AdminAllowlist:
     def allows(self, scope: Scope) -> bool:
         if not self.networks:
             return False
+        forwarded = forwarded_client(scope, self.trusted_proxies)
+        if forwarded is None:
+            return False  # a trusted proxy forwarded a chain nobody can read: allow nobody
         try:
-            ip = ipaddress.ip_address(client_ip(scope, self.trusted_proxies))
+            ip = ipaddress.ip_address(forwarded)
         except ValueError:
             return False  # no socket peer ("unknown"): nobody to allow
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

@@ -21,7 +21,16 @@ def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
 
 def client_ip(scope: Any, trusted_proxies: tuple[Network, ...]) -> str:
     """The socket peer, unless it is a trusted proxy: then the right-most X-Forwarded-For entry
-    that is not itself a trusted proxy (entries left of it are client-controlled)."""
+    that is not itself a trusted proxy (entries left of it are client-controlled). A chain the
+    proxy garbled counts as the proxy itself (for limits, its clients share one budget)."""
+    client = scope.get("client")
+    peer = str(client[0] if client else "unknown")
+    return forwarded_client(scope, trusted_proxies) or peer
+
+
+def forwarded_client(scope: Any, trusted_proxies: tuple[Network, ...]) -> str | None:
+    """`client_ip`, or None when a trusted proxy forwarded a chain that cannot be read: whoever
+    grants access by address (the admin allowlist) must not take the proxy's own address then."""
     client = scope.get("client")
     peer = client[0] if client else "unknown"
     if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
@@ -35,5 +44,5 @@ def client_ip(scope: Any, trusted_proxies: tuple[Network, ...]) -> str:
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:
-                return str(peer)  # garbage in the header: do not trust any of it
+                return None  # garbage in the header: do not trust any of it
     return str(peer)
