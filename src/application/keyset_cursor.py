@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 
 from application.errors import InvalidInput
+from domain.text_rules import has_control_characters
 
 MAX_LIMIT = 200
 _MAX_CURSOR = 1024
@@ -36,8 +37,8 @@ def _decode(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         first, row_id = json.loads(raw)
-        if not isinstance(first, str) or not isinstance(row_id, str):
-            raise ValueError
+        if not isinstance(first, str) or not isinstance(row_id, str) or has_control_characters(first):
+            raise ValueError  # a forged cursor: a NUL in it would reach the database
         return first, uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error):
         raise refused from None

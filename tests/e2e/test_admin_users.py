@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.storage.tables import audit_events, users
+from application import keyset_cursor
 from application.admin_principal import AdminPrincipal
 from application.identity import RequestContext
 from application.platform_admin_guard import LastPlatformAdmin
@@ -271,6 +272,8 @@ async def test_users_are_searched_by_email_prefix_status_plan_and_org_in_keyset_
         {"status": "asleep"},
         {"plan": "gold"},
         {"org": "not-a-uuid"},
+        {"email": "a\x00b"},  # a NUL would reach the database
+        {"cursor": keyset_cursor.encode("a\x00", uuid.uuid4())},  # a forged cursor carrying one
     ):
         r = await get(service, admin, "/users", **bad)
         assert r.status_code == 400, (bad, r.text)

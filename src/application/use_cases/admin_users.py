@@ -26,6 +26,7 @@ from application.ports.unit_of_work import UnitOfWork, UserSearch
 from domain.bridges import BridgeStatus
 from domain.brokers import ConnectionStatus
 from domain.orgs import Membership, Organisation
+from domain.text_rules import has_control_characters
 from domain.users import User, UserStatus, normalise_email
 
 _MAX_PREFIX = 320
@@ -100,6 +101,10 @@ class ListUsers:
             return None
         if len(prefix) > _MAX_PREFIX:
             raise InvalidInput("`email` is too long.", code="invalid_request", field="email")
+        if has_control_characters(prefix):  # a NUL would reach the database (and fail there)
+            raise InvalidInput(
+                "`email` may not contain control characters.", code="invalid_request", field="email"
+            )
         # Stored emails are canonical; so is what they are compared with (case-insensitive).
         return normalise_email(prefix)
 
