@@ -29,3 +29,15 @@ async def keep_an_admin(uow: UnitOfWork, target_id: UUID) -> None:
     active = await uow.platform_admins.active_locked()
     if target_id in active and len(active) <= 1:
         raise LastPlatformAdmin("This is the last active platform administrator: promote another first.")
+
+
+class NoLongerAdmin(Forbidden):
+    code = "not_an_admin"
+
+
+async def still_an_admin(uow: UnitOfWork, actor_id: UUID) -> None:
+    """Re-read inside the action's transaction (after any lock it took): an administrator demoted
+    or paused a moment ago must not finish an action their session began."""
+    user = await uow.users.get(actor_id)
+    if user is None or user.is_suspended or await uow.platform_admins.get(actor_id) is None:
+        raise NoLongerAdmin("You are no longer a platform administrator.")

@@ -17,7 +17,7 @@ from adapters.storage.tables import audit_events, users
 from application import keyset_cursor
 from application.admin_principal import AdminPrincipal
 from application.identity import RequestContext
-from application.platform_admin_guard import LastPlatformAdmin
+from application.platform_admin_guard import LastPlatformAdmin, NoLongerAdmin
 from domain.users import UserStatus
 from entrypoints.settings import Settings
 from tests.e2e.admin_helpers import PanelAdmin, platform_admin
@@ -351,3 +351,22 @@ async def test_a_write_from_an_earlier_read_never_undoes_a_pause_or_a_closure(se
     async with service.container.engine.connect() as conn:
         row = (await conn.execute(select(users).where(users.c.id == user_id))).one()
     assert row.status == "closed" and row.email == target.email
+
+
+async def test_an_action_begun_by_an_administrator_paused_meanwhile_is_refused(service: Service) -> None:
+    first, second = await an_admin(service), await an_admin(service)
+    target = await new_user(service, "target")
+    now = service.container.clock.now()
+    # `second`'s request, authenticated just before `first` paused them.
+    stale = AdminPrincipal(uuid.UUID(second.user_id), uuid.uuid4(), second.email, "x", now, now)
+    assert (await post(service, first, f"/users/{second.user_id}/pause")).status_code == 200
+    panel = service.container.admin_panel
+    with pytest.raises(NoLongerAdmin):
+        await panel.set_user_plan(stale, uuid.UUID(target.user_id), "pro", RequestContext())
+    with pytest.raises(NoLongerAdmin):
+        await panel.logout_user_everywhere(stale, uuid.UUID(target.user_id), RequestContext())
+    async with service.container.engine.connect() as conn:
+        plan = (
+            await conn.execute(select(users.c.plan).where(users.c.id == uuid.UUID(target.user_id)))
+        ).scalar()
+    assert plan == "free"

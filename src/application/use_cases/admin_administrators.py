@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from application.admin_credentials import forget_login_failures
-from application.errors import Conflict, Forbidden, InvalidInput, NotFound
+from application.errors import Conflict, InvalidInput, NotFound
 from application.identity import RequestContext
-from application.platform_admin_guard import keep_an_admin, refuse_self
+from application.platform_admin_guard import keep_an_admin, refuse_self, still_an_admin
 from application.ports.mailer import MailMessage
 from application.ports.unit_of_work import UnitOfWork
 from application.use_cases.accounts import validated_email
@@ -62,10 +62,7 @@ def _audited(
 
 
 async def _still_admin(uow: UnitOfWork, principal: AdminPrincipal) -> None:
-    """Re-read inside the action's transaction (after any lock it took): an administrator demoted
-    a moment ago must not finish an action their session began."""
-    if await uow.platform_admins.get(principal.user_id) is None:
-        raise Forbidden("You are no longer a platform administrator.", code="not_an_admin")
+    await still_an_admin(uow, principal.user_id)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from application.admin_actions import AdminPanelPorts, admin_event, publish_vers
 from application.admin_principal import AdminPrincipal
 from application.errors import NotFound
 from application.identity import RequestContext
+from application.platform_admin_guard import still_an_admin
 from application.ports.unit_of_work import OrgPage
 from application.use_cases.session_tokens import revoke_in_store
 from domain.orgs import Organisation, OrgStatus
@@ -75,6 +76,7 @@ class SetOrgStatus:
         identity = self.ports.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await still_an_admin(uow, admin.user_id)
             org = await uow.orgs.get(org_id)
             if org is None:
                 raise NotFound("No such organisation.")

@@ -21,7 +21,7 @@ from application.admin_actions import (
 from application.admin_principal import AdminPrincipal
 from application.errors import Conflict, InvalidInput, NotFound
 from application.identity import RequestContext
-from application.platform_admin_guard import keep_an_admin, refuse_self
+from application.platform_admin_guard import keep_an_admin, refuse_self, still_an_admin
 from application.ports.unit_of_work import UnitOfWork, UserSearch
 from domain.bridges import BridgeStatus
 from domain.brokers import ConnectionStatus
@@ -187,6 +187,7 @@ class PauseUser:
         async with identity.uow() as uow:
             # The active-administrator set is read (and locked) before anything changes.
             await keep_an_admin(uow, user_id)
+            await still_an_admin(uow, admin.user_id)
             user = await _target(uow, user_id)
             if user.status not in (UserStatus.ACTIVE, UserStatus.PAUSED):
                 raise Conflict(
@@ -228,6 +229,7 @@ class UnpauseUser:
         identity = self.ports.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await still_an_admin(uow, admin.user_id)
             user = await _target(uow, user_id)
             if user.status not in (UserStatus.PAUSED, UserStatus.ACTIVE):
                 # Only a pause is lifted here: a suspended or closed account stays so.
@@ -269,6 +271,7 @@ class LogoutUserEverywhere:
         identity = self.ports.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await still_an_admin(uow, admin.user_id)
             await _target(uow, user_id)
             ended = await end_user_sessions(uow, user_id, now, "logged_out_by_admin", bump_orgs=False)
             await uow.audit.append(
@@ -301,6 +304,7 @@ class SetUserPlan:
         identity = self.ports.identity
         now = identity.clock.now()
         async with identity.uow() as uow:
+            await still_an_admin(uow, admin.user_id)
             user = await _target(uow, user_id)
             if user.status is UserStatus.CLOSED:
                 raise Conflict("This account is closed.", code="account_closed")
