@@ -191,7 +191,11 @@ class ClosurePipeline:
         async with self.ports.uow() as uow:
             for _, org in await uow.orgs.memberships_of(user_id):
                 for bridge in await uow.bridges.in_org(org.id):
-                    if bridge.created_by != user_id or bridge.status is BridgeStatus.REVOKED:
+                    if bridge.created_by != user_id:
+                        continue
+                    # The address it was last called from, and its last figures, are theirs.
+                    await uow.bridges.forget_last_seen(org.id, bridge.id)
+                    if bridge.status is BridgeStatus.REVOKED:
                         continue
                     revoked = await uow.bridges.set_status(org.id, bridge.id, BridgeStatus.REVOKED, now)
                     if revoked is None:

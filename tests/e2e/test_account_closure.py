@@ -16,7 +16,8 @@ from adapters.storage.tables import account_closures, bridges, memberships, meta
 from application.account_closure import ClosurePipeline
 from domain.account_closure import ClosureStep
 from entrypoints.settings import Settings
-from tests.e2e.identity_helpers import PASSWORD, audit_rows, login, login_response, register_verified
+from tests.bridge_simulator import ExpertAdvisor
+from tests.e2e.identity_helpers import PASSWORD, audit_rows, browser, login, login_response, register_verified
 from tests.e2e.test_admin_login import ADMIN_PASSWORD, AdminWorld, admin_settings, start_world
 from tests.e2e.test_orgs_and_roles import invite, new_user
 
@@ -149,6 +150,9 @@ async def test_the_admin_deletion_is_audited_with_its_full_payload_and_no_addres
     await client.aclose()
 
 
+EA_IP = "198.51.100.77"  # the closing user's terminal, and nobody else's
+
+
 async def scan_for(url: str, needle: str) -> list[str]:
     """Every text, JSON and binary column of every table that holds `needle`."""
     engine = create_engine(url, pool_size=1)
@@ -182,6 +186,9 @@ async def test_closure_resumed_after_a_crash_leaves_nothing_and_frees_the_addres
         f"/api/v1/orgs/{closing.org_id}/bridges", json={"name": "Their EA"}, headers=closing.headers
     )
     assert made.status_code == 201, made.text
+    async with browser(service, ip=EA_IP) as terminal:
+        terminal.headers.pop("origin")
+        assert (await ExpertAdvisor(terminal, made.json()["key"]).start()).status_code == 200
     await invite(service, await new_user(service, "inviter"), email)
     await login(service.client, email)  # a second session, with an IP and user agent to erase
     me = await login(service.client, email)
@@ -212,6 +219,8 @@ async def test_closure_resumed_after_a_crash_leaves_nothing_and_frees_the_addres
     assert await service.container.closures.resume() == 0  # nothing left to do
 
     assert await scan_for(owner_url, email) == []  # the audit log and the invitations included
+    # The address their terminal called from stays only where the audit log keeps each request's.
+    assert [c for c in await scan_for(owner_url, EA_IP) if not c.startswith("audit_events.")] == []
     owner = create_engine(owner_url, pool_size=1)  # past row-level security
     try:
         async with owner.connect() as conn:

@@ -13,6 +13,7 @@ from adapters.storage.tables import (
     invitations,
     mfa_challenges,
     one_time_tokens,
+    platform_admin_enrolments,
     platform_admins,
     recovery_codes,
     sessions,
@@ -87,7 +88,15 @@ class SqlAccountClosureRepository:
         ).scalar_one_or_none()
         if address is not None and address != placeholder_email:
             await self._forget_invitations_to(address)
-        for table in (totp_credentials, recovery_codes, mfa_challenges, one_time_tokens, broker_oauth_states):
+        pending_admin = (
+            totp_credentials,
+            recovery_codes,
+            mfa_challenges,
+            one_time_tokens,
+            broker_oauth_states,
+            platform_admin_enrolments,
+        )
+        for table in pending_admin:
             await self.connection.execute(delete(table).where(table.c.user_id == user_id))
         # Admin credentials go with their recovery codes and admin sessions (cascade).
         await self.connection.execute(delete(platform_admins).where(platform_admins.c.user_id == user_id))

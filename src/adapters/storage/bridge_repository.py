@@ -257,3 +257,9 @@ class SqlBridgeRepository:
                 result = await self.connection.execute(statement, values)
             changed += result.rowcount
         return changed
+
+    async def forget_last_seen(self, org_id: UUID, bridge_id: UUID) -> None:
+        await self.rls.org(org_id)
+        await self.connection.execute(
+            update(bridges).where(self._mine(org_id, bridge_id)).values(last_ip=None, last_heartbeat=None)
+        )

@@ -92,3 +92,7 @@ class BridgeRepository(Protocol):
         org too); a mark older than the row's, or for a bridge no longer usable, changes
         nothing. Answers how many rows changed."""
         ...
+
+    async def forget_last_seen(self, org_id: UUID, bridge_id: UUID) -> None:
+        """Erases the last address and figures (its owner closed their account)."""
+        ...
