@@ -191,7 +191,9 @@ class RevokeBridge:
 
 @dataclass
 class RotateBridgeKey:
-    """A new key, shown once; the old one keeps working for the overlap, then dies."""
+    """A new key, shown once; the old one keeps working for the overlap, then dies. A suspended
+    bridge (its key was in a second terminal) is resumed by a rotation, and its old key, known
+    to whoever copied it, dies at once."""
 
     ports: BridgePorts
 
@@ -204,11 +206,23 @@ class RotateBridgeKey:
         until = now + self.ports.policy.key_overlap
         async with self.ports.uow() as uow:
             await authorize(uow, principal, org_id, "bridges:update")
+            current = await uow.bridges.get(org_id, bridge_id)
+            suspended = current is not None and current.status is BridgeStatus.SUSPENDED
+            if suspended:
+                until = now  # no overlap for a key a second terminal holds
             bridge = await uow.bridges.rotate_key(
                 org_id, bridge_id, key_hash(self.ports.keys.secret_key, key), key_prefix(key), until
             )
             if bridge is None:
                 raise NotFound("No such bridge.")
+            if suspended:
+                back = BridgeStatus.OFFLINE if bridge.account is not None else BridgeStatus.PENDING
+                bridge = (
+                    await uow.bridges.set_status(
+                        org_id, bridge_id, back, now, only_from=(BridgeStatus.SUSPENDED,)
+                    )
+                    or bridge
+                )
             await uow.audit.append(
                 ctx.event(
                     "bridge.key_rotated",
@@ -218,6 +232,7 @@ class RotateBridgeKey:
                     target_id=bridge_id,
                     key_prefix=bridge.key_prefix,
                     previous_valid_until=until.isoformat(),
+                    resumed=suspended,
                 )
             )
             await uow.commit()

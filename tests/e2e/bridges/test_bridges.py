@@ -26,7 +26,7 @@ from domain.permissions import SYSTEM_ROLE_IDS, SystemRole
 from entrypoints.settings import Settings
 from tests.bridge_simulator import ExpertAdvisor, Terminal
 from tests.e2e.conftest import Service, start_service
-from tests.e2e.identity_helpers import FAST_ARGON2, browser, login_response, sent_mail, service_with
+from tests.e2e.identity_helpers import FAST_ARGON2, NO_BODY, browser, login_response, sent_mail, service_with
 from tests.e2e.test_orgs_and_roles import Actor, admin_post, create_org, join, make_platform_admin, new_user
 
 
@@ -445,6 +445,16 @@ async def test_two_terminals_on_one_key_suspend_the_bridge_and_mail_the_administ
     )
     assert shown.json()["status"] == "suspended"
     assert [m for m in sent_mail(service, actor.email) if "suspended" in m.subject]
+
+    # Rotating the key resumes the bridge; the copied key dies at once (no overlap for it).
+    clock.advance(120)  # the owner takes a while to act: the thief's address is quiet by then
+    path = f"/api/v1/orgs/{actor.org_id}/bridges/{created['bridge']['id']}/rotate-key"
+    r = await service.client.post(path, headers={**actor.headers, **NO_BODY})
+    assert r.status_code == 200, r.text
+    assert (await advisor.beat()).status_code == 401
+    fresh = ExpertAdvisor(advisor.client, r.json()["key"])
+    assert (await fresh.start()).status_code == 200
+    assert (await fresh.beat()).status_code == 200
 
 
 async def test_two_terminals_behind_one_address_are_caught_by_their_interleaved_clocks(
