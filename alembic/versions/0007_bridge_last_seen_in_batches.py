@@ -2,8 +2,7 @@
 
 A batch spans orgs, so it cannot declare one org for row-level security; `bulwark_bridges_seen`
 (SECURITY DEFINER) updates only the last-seen columns, of rows matched on id AND org, still
-usable, and only forward in time (never past the database's own now, so one instance with a fast
-clock cannot freeze a row). What it is given was checked by the bridge's key first.
+usable, and only forward in time. What it is given was checked by the bridge's key first.
 
 Revision ID: 0007
 Revises: 0006
@@ -28,7 +27,7 @@ DECLARE
     changed integer;
 BEGIN
     UPDATE public.bridges b
-       SET last_seen_at = LEAST(u.seen, now()),
+       SET last_seen_at = u.seen,
            last_ip = left(u.ip, 64),
            last_heartbeat = COALESCE(u.beat::json, b.last_heartbeat),
            status = 'online'
@@ -36,7 +35,7 @@ BEGIN
      WHERE b.id = u.id
        AND b.org_id = u.org_id
        AND b.status IN ('online', 'offline')
-       AND (b.last_seen_at IS NULL OR b.last_seen_at <= LEAST(u.seen, now()));
+       AND (b.last_seen_at IS NULL OR b.last_seen_at <= u.seen);
     GET DIAGNOSTICS changed = ROW_COUNT;
     RETURN changed;
 END
