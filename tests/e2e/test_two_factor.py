@@ -340,3 +340,22 @@ async def test_a_spent_second_factor_budget_on_reauth_stalls_nobody_else(
         assert tripped.status_code == 429, tripped.text
         assert login.status_code == 200, login.text
         assert elapsed < 5, f"a tripped reauth held others up for {elapsed:.1f}s"
+
+
+async def test_closing_an_account_with_two_factor_needs_its_code(world: TwoFactorWorld) -> None:
+    client = world.service.client
+    access = await signed_in(world, "closer@example.com")
+    secret, _ = await enrol(world, access)
+    world.clock.advance(30)
+    for body in ({"password": PASSWORD}, {"password": PASSWORD, "code": world.code(secret, offset=5)}):
+        r = await client.request("DELETE", "/api/v1/me", json=body, headers=bearer(access))
+        assert r.status_code == 401, r.text
+        assert (await client.get("/api/v1/me", headers=bearer(access))).status_code == 200  # still open
+    r = await client.request(
+        "DELETE",
+        "/api/v1/me",
+        json={"password": PASSWORD, "code": world.code(secret)},
+        headers=bearer(access),
+    )
+    assert r.status_code == 204, r.text
+    assert (await client.get("/api/v1/me", headers=bearer(access))).status_code == 401
