@@ -24,6 +24,11 @@ CACHE_SIZE = 100_000
 # /authz/bridge take keys from anyone a gateway forwards) cost one lookup each, not one a call.
 # Ids are random UUIDs, unknowable before their bridge exists, so nothing valid is ever refused.
 UNKNOWN_SECONDS = 30.0
+# A cached entry is read again after this long whatever the mirrors say: should a version bump
+# never reach Redis (a failover that leaves writes failing while reads still work), a revoked or
+# suspended key is refused within this bound instead of never. Costs one row read per bridge per
+# worker per interval.
+MAX_AGE_SECONDS = 300.0
 
 
 class InvalidApiKey(NotAuthenticated):
@@ -45,6 +50,7 @@ class BridgeKeys:
     org_versions: AuthzVersions
     secret_key: bytes = field(repr=False)
     _cache: dict[UUID, BridgeStanding] = field(default_factory=dict)
+    _read_until: dict[UUID, datetime] = field(default_factory=dict)  # when each entry is read again
     _unknown: dict[UUID, datetime] = field(default_factory=dict)  # until when an id is known absent
 
     async def authenticate(self, key: str) -> BridgeStanding:
@@ -96,6 +102,7 @@ class BridgeKeys:
             standing = await uow.bridges.standing(bridge_id)
         if standing is None:
             self._cache.pop(bridge_id, None)
+            self._read_until.pop(bridge_id, None)
             if len(self._unknown) >= CACHE_SIZE:
                 self._unknown.pop(next(iter(self._unknown)))
             self._unknown[bridge_id] = now + timedelta(seconds=UNKNOWN_SECONDS)
@@ -103,11 +110,15 @@ class BridgeKeys:
         # What was just read is the truth: seeding the mirrors with it is safe (they keep maxima).
         await self._seed(standing)
         if len(self._cache) >= CACHE_SIZE:
-            self._cache.pop(next(iter(self._cache)))
+            self._read_until.pop(self._cache.pop(next(iter(self._cache))).bridge.id, None)
         self._cache[bridge_id] = standing
+        self._read_until[bridge_id] = now + timedelta(seconds=MAX_AGE_SECONDS)
         return standing
 
     async def _current(self, cached: BridgeStanding) -> bool:
+        until = self._read_until.get(cached.bridge.id)
+        if until is None or self.clock.now() >= until:
+            return False
         bridge_version = await self.bridge_versions.current(cached.bridge.id)
         org_version = await self.org_versions.current(cached.bridge.org_id)
         return bridge_version == cached.bridge.version and org_version == cached.org_version
@@ -121,6 +132,7 @@ class BridgeKeys:
 
     def forget(self, bridge_id: UUID) -> None:
         self._cache.pop(bridge_id, None)
+        self._read_until.pop(bridge_id, None)
         self._unknown.pop(bridge_id, None)
 
     async def changed(self, bridge_id: UUID, version: int) -> None:

@@ -540,6 +540,22 @@ async def test_a_bridge_revoked_behind_the_cache_is_refused_by_every_report_call
     assert r.status_code == 403 and r.json()["code"] == "bridge_suspended"
 
 
+async def test_a_revocation_whose_news_never_came_is_seen_within_the_cache_age(
+    service: Service, owner: AsyncEngine, clock: PinnedClock
+) -> None:
+    """Heartbeats trust the worker's cache, kept fresh by Redis; should a revocation's version
+    bump never reach Redis, the cached entry is still read again after five minutes."""
+    actor = await new_user(service)
+    created = await create_bridge(service, actor)
+    advisor = ea(service, created["key"])
+    await advisor.run(beats=1)
+    async with owner.begin() as conn:
+        await conn.execute(bridges.update().values(status="revoked"))  # no bump, no publish
+    assert (await advisor.beat()).status_code == 200  # the cache has not heard
+    clock.advance(301)
+    assert (await advisor.beat()).status_code == 401
+
+
 async def test_a_copied_key_polling_commands_from_elsewhere_suspends_the_bridge(service: Service) -> None:
     actor = await new_user(service)
     created = await create_bridge(service, actor)
