@@ -18,6 +18,7 @@ from application import keyset_cursor
 from application.admin_principal import AdminPrincipal
 from application.identity import RequestContext
 from application.platform_admin_guard import LastPlatformAdmin, NoLongerAdmin
+from domain.orgs import OrgStatus
 from domain.users import UserStatus
 from entrypoints.settings import Settings
 from tests.e2e.admin_helpers import PanelAdmin, platform_admin
@@ -365,6 +366,11 @@ async def test_an_action_begun_by_an_administrator_paused_meanwhile_is_refused(s
         await panel.set_user_plan(stale, uuid.UUID(target.user_id), "pro", RequestContext())
     with pytest.raises(NoLongerAdmin):
         await panel.logout_user_everywhere(stale, uuid.UUID(target.user_id), RequestContext())
+    with pytest.raises(NoLongerAdmin):  # nor lift a pause: not even their own
+        await panel.unpause_user(stale, uuid.UUID(second.user_id), RequestContext())
+    with pytest.raises(NoLongerAdmin):
+        await panel.set_org_status(stale, uuid.UUID(target.org_id), OrgStatus.DISABLED, RequestContext())
+    assert await status_of(service, second.user_id) == "paused"
     async with service.container.engine.connect() as conn:
         plan = (
             await conn.execute(select(users.c.plan).where(users.c.id == uuid.UUID(target.user_id)))
