@@ -324,7 +324,7 @@ def keys_import_sealing_key(key_id: str, public_key: str) -> None:
 
 
 @keys.command("set-secret")
-@click.argument("name", type=click.Choice(["ctrader_client_secret"]))
+@click.argument("name", type=click.Choice(["ctrader_client_secret", "hetzner_api_token"]))
 @click.option("--vault", is_flag=True, help="Store it in BULWARK_VAULT_KEYS_FILE instead.")
 @one_line_errors
 def keys_set_secret(name: str, vault: bool) -> None:

@@ -26,6 +26,7 @@ from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
 from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer, ReloadingHpkeOpener
 from adapters.crypto.secret_box import EnvelopeSecretBox
+from adapters.egress.static_pool import StaticPoolProvider
 from adapters.health import DependencyProbe
 from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
 from adapters.keys.local_key_provider import LocalKeyProvider
@@ -67,6 +68,7 @@ from application.periodic_job import PeriodicJob
 from application.ports.authz_cache import AuthzVersions
 from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
+from application.ports.egress_provider import EgressProvider
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
@@ -271,6 +273,13 @@ def ctrader_adapters(
         client_id=settings.ctrader_client_id, client_secret=secret, api_url=settings.ctrader_api_url
     )
     return oauth, accounts
+
+
+def egress_provider(settings: Settings, provider_secrets: dict[str, str]) -> EgressProvider:
+    """The provider BULWARK_EGRESS_PROVIDER names; settings validation already checked its config."""
+    if settings.egress_provider == "hetzner":
+        raise NotImplementedError("the hetzner egress provider arrives in the next commit")
+    return StaticPoolProvider(settings.egress_pool_addresses)
 
 
 @dataclass
