@@ -352,6 +352,32 @@ class Settings:
             "required by the hetzner provider."
         ),
     )
+    egress_downgrade_grace: str = field(
+        default="7d",
+        metadata=_doc(
+            "After a user leaves a paying plan they keep their dedicated egress address this long "
+            "(re-upgrading inside keeps the same address), then its teardown starts. A duration: "
+            "`7d`, `12h`, `30m` or seconds."
+        ),
+    )
+    egress_cooldown: str = field(
+        default="7d",
+        metadata=_doc(
+            "A torn-down egress address rests this long before another user gets it (or it is "
+            "released at the provider), so nobody inherits a broker-side association."
+        ),
+    )
+    egress_stuck_after: str = field(
+        default="6h",
+        metadata=_doc(
+            "The egress audit reports a teardown that has not moved for this long (a detach the "
+            "gateway never confirms, a release the provider never confirms)."
+        ),
+    )
+    egress_paused_stale_after: str = field(
+        default="30d",
+        metadata=_doc("The egress audit reports the address of an account paused longer than this as stale."),
+    )
 
     @property
     def is_production(self) -> bool:
@@ -560,6 +586,13 @@ def validate(settings: Settings) -> None:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)
     _check_egress(settings)
+    for name in (
+        "egress_downgrade_grace",
+        "egress_cooldown",
+        "egress_stuck_after",
+        "egress_paused_stale_after",
+    ):
+        parse_duration(name, getattr(settings, name))
     if settings.is_production:
         check_production(settings)
 
@@ -655,6 +688,24 @@ def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
             )
         tiers.append(tier)
     return tuple(tiers)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, text: str) -> float:
+    """`7d`, `12h`, `30m`, `45s` or plain seconds -> seconds (0 allowed: at once)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:], 0)
+    try:
+        seconds = float(raw[:-1] if unit else raw) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SettingsError(
+            f"{env_name(name)}={text!r} is not valid: expected a duration such as 7d, 12h or 900"
+        )
+    return seconds
 
 
 def parse_durations(name: str, text: str) -> tuple[float, ...]:

@@ -93,6 +93,11 @@ class SqlEgressRepository:
         row = (await self.connection.execute(query)).first()
         return None if row is None else _to_address(row)
 
+    async def lock_holder(self, user_id: UUID) -> tuple[UserStatus, str] | None:
+        query = select(users.c.status, users.c.plan).where(users.c.id == user_id).with_for_update()
+        row = (await self.connection.execute(query)).first()
+        return None if row is None else (UserStatus(row.status), row.plan)
+
     async def live_for_user(self, user_id: UUID) -> EgressAddress | None:
         query = select(egress_addresses).where(
             (_A.user_id == user_id) & (_A.state == str(EgressState.ALLOCATED))

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from application.ports.egress_provider import ProviderAddress
 from domain.egress import EgressActor, EgressAddress, EgressState, EgressTransition
+from domain.users import UserStatus
 
 
 class EgressUserAlreadyBound(Exception):
@@ -51,6 +52,11 @@ class EgressRepository(Protocol):
 
     async def lock(self, address: str) -> EgressAddress | None:
         """The address, its row held until commit (PostgreSQL; SQLite's write lock holds all)."""
+        ...
+
+    async def lock_holder(self, user_id: UUID) -> tuple[UserStatus, str] | None:
+        """The account's status and plan, its row held until commit: an allocation decided on
+        them cannot race a closure or a plan change past it."""
         ...
 
     async def live_for_user(self, user_id: UUID) -> EgressAddress | None: ...
