@@ -2,6 +2,7 @@
 gateway: allocation on a paying plan, the downgrade grace, the two-phase teardown, the pool
 running out, and the orphan audit."""
 
+import contextlib
 from datetime import timedelta
 
 from application.egress_ledger import EgressLedger
@@ -9,8 +10,8 @@ from application.use_cases.egress_audit import AuditEgress
 from domain.egress import SYSTEM, EgressActor, EgressState
 from domain.users import UserStatus
 from tests.egress_doubles import FixedPool, GrowingProvider
-from tests.integration.egress_seed import pool
-from tests.integration.egress_world import EgressWorld, storage_url, world, world_engine  # noqa: F401
+from tests.integration.egress.seed import pool
+from tests.integration.egress.world import EgressWorld
 
 DAY = timedelta(days=1)
 ADMIN = EgressActor("admin")
@@ -140,7 +141,7 @@ async def test_a_widened_pool_is_picked_up_at_allocation(world_engine: object) -
 
 
 async def test_a_growing_provider_creates_adopts_by_label_and_releases_once_confirmed(
-    world_engine: object, tmp_path: object
+    world_engine: object,
 ) -> None:
     provider = GrowingProvider(quota=5)
     world = EgressWorld.wire(world_engine, provider)  # type: ignore[arg-type]
@@ -152,10 +153,8 @@ async def test_a_growing_provider_creates_adopts_by_label_and_releases_once_conf
             raise RuntimeError("crash between the provider's create and the ledger's record")
 
     world.ports.after_step = crash_after_acquire
-    try:
+    with contextlib.suppress(RuntimeError):
         await world.ledger.allocate(user, SYSTEM, "t")
-    except RuntimeError:
-        pass
     assert await world.live(user) is None and len(await provider.owned()) == 1
     allocation = await world.ledger.allocate(user, SYSTEM, "retry")
     assert allocation.address is not None

@@ -2,15 +2,12 @@
 cases and the job, a pinned clock, a recording mailer, and in-memory provider and gateway."""
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.storage.database import create_engine
 from adapters.storage.tables import egress_addresses, users
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from application.egress_job import RunEgressJob
@@ -20,8 +17,8 @@ from domain.egress import EgressState
 from domain.plans import PlanCatalog
 from domain.platform_admins import PlatformAdmin
 from domain.users import UserStatus
-from tests.egress_doubles import FixedPool, InMemoryGateway
-from tests.integration.egress_seed import NOW, pool, seed_users
+from tests.egress_doubles import InMemoryGateway
+from tests.integration.egress.seed import NOW, seed_users
 from tests.unit.fakes import FakeClock, FakeMailer
 
 PLANS = PlanCatalog.parse("free,pro,desk", "pro,desk")
@@ -92,23 +89,3 @@ class EgressWorld:
         async with self.ports.uow() as uow:
             found = await uow.egress.live_for_user(user_id)
         return None if found is None else found.address
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage_url(request: pytest.FixtureRequest) -> str:
-    fixture = "sqlite_url" if request.param == "sqlite" else "app_pg_url"
-    return str(request.getfixturevalue(fixture))
-
-
-@pytest.fixture
-async def world_engine(storage_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(storage_url, pool_size=10)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def world(world_engine: AsyncEngine) -> EgressWorld:
-    return EgressWorld.wire(world_engine, FixedPool(pool(3)))
