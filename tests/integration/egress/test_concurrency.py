@@ -3,6 +3,7 @@ address nor block each other into a false "pool exhausted"; a teardown or a clos
 re-allocation of the same user never leaves them two live addresses, or one after closure."""
 
 import asyncio
+import uuid
 from collections import Counter
 
 import pytest
@@ -103,7 +104,7 @@ async def test_a_closure_racing_an_allocation_never_leaves_the_closed_account_an
     people = await world.users(12)
     for user in people:
 
-        async def close() -> None:
+        async def close(user: uuid.UUID = user) -> None:
             # As the closure pipeline does: the account closed in one commit, the teardown later.
             async with world_engine.begin() as connection:
                 await connection.execute(
