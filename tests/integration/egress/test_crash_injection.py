@@ -179,7 +179,7 @@ def test_killing_the_job_between_any_two_steps_loses_nothing_and_the_rerun_finis
         state_dir = tmp_path / f"{kind}-{crash_at}"
         state_dir.mkdir()
         scene = asyncio.run(_setup(url, kind, state_dir))
-        closed, draining, cooling, paying, downgraded, waiting = scene["users"]  # type: ignore[misc]
+        closed, draining, _cooling, paying, downgraded, waiting = scene["users"]  # type: ignore[misc]
         held: dict[str, str] = scene["held"]  # type: ignore[assignment]
         said = _run_job(url, kind, state_dir, crash_at)
         if said.startswith("crashed-never"):
