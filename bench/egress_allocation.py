@@ -186,9 +186,8 @@ def main() -> None:
             held, distinct = asyncio.run(_reset(owner_url))
             ceiling = _slice(app_url, users, "ceiling", args.seconds, args.concurrency)
             rows.append((round_ + 1, allocations, ceiling, held, distinct))
-            print(
-                f"round {round_ + 1}: {allocations:.0f} allocations/s, ceiling {ceiling:.0f} tx/s, {held} held by {distinct} users"
-            )
+            said = f"round {round_ + 1}: {allocations:.0f} allocations/s, ceiling {ceiling:.0f} tx/s"
+            print(f"{said}, {held} held by {distinct} users")
     finally:
         asyncio.run(drop())
     alloc = sorted(r[1] for r in rows)[len(rows) // 2]
