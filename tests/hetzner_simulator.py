@@ -22,12 +22,11 @@ adapter depends on them:
 - `GET /v1/actions/{id}` -> {action}; actions start `running` and finish on a later read.
 
 Unassigning an IP that is not assigned is answered with a finished action (the documentation
-does not say; the adapter never relies on it, it checks first).
+does not say; the adapter checks first, so only a retried unassign whose answer was lost meets it).
 
-Fault knobs (plain attributes) make the failures tests need: `lose_create_answers` (the IP is
-created, then the connection closes with no answer), `fail_creates` / `fail_deletes` (5xx,
-nothing created / deleted),
-`fail_requests` (5xx on any request, nothing done), `throttle(seconds)` (429 until then), plus
+Fault knobs (plain attributes) make the failures tests need: `lose_create_answers` and
+`lose_delete_answers` (carried out, then the connection closes with no answer), `fail_creates`,
+`fail_deletes` and `fail_requests` (5xx, nothing done), `throttle(seconds)` (429 until then), plus
 `create_behind_back()` for an IP the ledger never heard of."""
 
 import asyncio
@@ -126,6 +125,7 @@ class HetznerSimulator:
         # Fault knobs.
         self.lose_create_answers = 0
         self.fail_creates = 0
+        self.lose_delete_answers = 0
         self.fail_deletes = 0
         self.fail_requests = 0
         self.fail_status = 503
@@ -492,6 +492,9 @@ class HetznerSimulator:
         if ip["assignee_id"] is not None:
             raise _error(422, "must_be_unassigned", "Primary IP must be unassigned before it can be deleted")
         del self.state.primary_ips[ip["id"]]
+        if self.lose_delete_answers > 0:
+            self.lose_delete_answers -= 1
+            raise _LoseAnswer
         return 204, None
 
     # --- actions ---------------------------------------------------------------------------------

@@ -272,3 +272,19 @@ async def test_a_ledger_row_naming_another_address_for_the_id_is_refused(sim: He
     with pytest.raises(NotOurPrimaryIp, match="left alone"):
         await hetzner.release(ProviderAddress("5.75.99.99", address.provider_ref))
     assert len(sim.primary_ips) == 1
+
+
+async def test_a_delete_whose_answer_was_lost_counts_as_done_when_the_retry_finds_it_gone(
+    sim: HetznerSimulator,
+) -> None:
+    hetzner = provider(sim)
+    address = await hetzner.acquire("user-20")
+    sim.lose_delete_answers = 1
+    assert await hetzner.release(address) is True
+    assert [r.status for r in sim.calls("DELETE")] == [0, 404] and sim.primary_ips == []
+
+
+async def test_a_404_from_a_wrong_api_url_is_an_error_not_an_empty_list(sim: HetznerSimulator) -> None:
+    api = HetznerApiClient(base_url=sim.base_url.removesuffix("/v1"), token=TOKEN, retry=FAST)
+    with pytest.raises(HetznerApiError, match="404 not_found"):
+        await HetznerPrimaryIpProvider(api, server_id=EGRESS_HOST, datacenter="fsn1-dc14").owned()

@@ -68,8 +68,10 @@ class HetznerApiClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
         repeatable: bool = True,
+        gone_ok: bool = False,
     ) -> tuple[int, dict[str, Any]]:
-        """(status, JSON body or {}) of a 2xx or 404 answer (404 is the caller's to read: "gone").
+        """(status, JSON body or {}) of a 2xx answer, or of a 404 when `gone_ok` (the caller reads
+        it as "that IP is gone"; anywhere else a 404 is a wrong URL and an error).
         Raises HetznerApiError for other 4xx, HetznerNoAnswer for a lost answer or 5xx of a call
         that is not `repeatable`, EgressProviderUnavailable once the retries are spent."""
         problem = ""
@@ -92,7 +94,7 @@ class HetznerApiClient:
                     raise HetznerNoAnswer(f"Hetzner API {method} {path}: {problem}") from None
             else:
                 status = response.status_code
-                if status < 300 or status == 404:
+                if status < 300 or (status == 404 and gone_ok):
                     return status, _body(response)
                 code, message = _error_of(response)
                 problem = f"{status} {code}: {message}"

@@ -122,8 +122,9 @@ class HetznerPrimaryIpProvider:
             return True  # already gone
         if ip.get("assignee_id") is not None:
             await self._unassign(address)  # Hetzner refuses to delete an assigned IP
-        status, _body = await self._api.call("DELETE", f"/primary_ips/{address.provider_ref}")
-        return status in (204, 200, 404)  # 404: a delete whose answer we lost took it
+        # 404: a delete whose answer was lost took it already.
+        await self._api.call("DELETE", f"/primary_ips/{address.provider_ref}", gone_ok=True)
+        return True
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class HetznerPrimaryIpProvider:
         """The IP the ledger names, None when gone; refuses one that is not ours or not that IP."""
         if not address.provider_ref.isdigit():
             raise NotOurPrimaryIp(f"{address.provider_ref!r} is not a Hetzner Primary IP id")
-        status, body = await self._api.call("GET", f"/primary_ips/{address.provider_ref}")
+        status, body = await self._api.call("GET", f"/primary_ips/{address.provider_ref}", gone_ok=True)
         if status == 404:
             return None
         ip: dict[str, Any] = body["primary_ip"]
