@@ -288,3 +288,12 @@ async def test_a_404_from_a_wrong_api_url_is_an_error_not_an_empty_list(sim: Het
     api = HetznerApiClient(base_url=sim.base_url.removesuffix("/v1"), token=TOKEN, retry=FAST)
     with pytest.raises(HetznerApiError, match="404 not_found"):
         await HetznerPrimaryIpProvider(api, server_id=EGRESS_HOST, datacenter="fsn1-dc14").owned()
+
+
+async def test_a_name_taken_by_an_ip_without_our_labels_is_not_adopted_and_the_error_says_why(
+    sim: HetznerSimulator,
+) -> None:
+    sim.create_behind_back(labels={}, name="bulwark-egress-user-21")
+    with pytest.raises(EgressProviderUnavailable, match="without our labels"):
+        await provider(sim).acquire("user-21")
+    assert len(sim.primary_ips) == 1

@@ -62,6 +62,7 @@ class HetznerPrimaryIpProvider:
         _check_label(label)
         selector = _selector(label)
         attempts = self._api.retry.attempts
+        problem = ""
         for attempt in range(1, attempts + 1):
             existing = [ip for ip in await self._list(selector) if ip.get("type") == "ipv4"]
             if existing:
@@ -77,19 +78,22 @@ class HetznerPrimaryIpProvider:
                 )
             except HetznerNoAnswer as error:
                 # Created or not, we cannot tell: look it up by label before trying again.
+                problem = str(error)
                 log.warning("egress create for %s unanswered (%s); looking it up", label, error)
             except HetznerApiError as error:
                 if error.code in EXHAUSTED_CODES:
                     raise EgressProviderExhausted(str(error)) from None
                 if error.code != "uniqueness_error":
                     raise
-                # Our name exists: a create we never heard back from made it. Adopt it.
+                # Our name exists: a create we never heard back from made it; the next look-up
+                # adopts it, unless someone took our labels off it (then the message says so).
+                problem = f"{error} (does bulwark-egress-{label} exist without our labels?)"
             else:
                 return _address(body["primary_ip"])
             if attempt < attempts:
                 await asyncio.sleep(self._api.retry.backoff(attempt))
         raise EgressProviderUnavailable(
-            f"Hetzner: no Primary IP for egress label {label} after {attempts} tries"
+            f"Hetzner: no Primary IP for egress label {label} after {attempts} tries: {problem}"
         )
 
     async def attach(self, address: ProviderAddress) -> None:
