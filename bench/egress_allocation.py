@@ -58,8 +58,7 @@ def _addresses(count: int) -> list[str]:
     return [f"198.18.{n // 250}.{n % 250 + 1}" for n in range(count)]
 
 
-async def _setup(owner_url: str, app_url: str, count: int) -> list[uuid.UUID]:
-    migrations.upgrade(owner_url)
+async def _setup(owner_url: str, count: int) -> list[uuid.UUID]:
     owner = create_engine(owner_url, pool_size=1)
     await grant_service_role(owner, ROLE)
     await owner.dispose()
@@ -140,7 +139,11 @@ def _worker(
         await engine.dispose()
         return done / elapsed
 
-    out.put(asyncio.run(run()))
+    try:
+        out.put(asyncio.run(run()))
+    except Exception as error:  # the parent reports it instead of waiting for a figure
+        out.put(f"{type(error).__name__}: {error}")  # type: ignore[arg-type]
+        raise
 
 
 def _slice(app_url: str, users: list[uuid.UUID], mode: str, seconds: float, concurrency: int) -> float:
@@ -151,10 +154,13 @@ def _slice(app_url: str, users: list[uuid.UUID], mode: str, seconds: float, conc
     for p in procs:
         p.start()
     # Each worker's rate over its own window (process start-up and imports are outside it).
-    total = sum(out.get(timeout=seconds + 120) for _ in procs)
+    rates = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
-    return total
+    failed = [r for r in rates if isinstance(r, str)]
+    if failed:
+        raise SystemExit(f"a worker failed: {failed[0]}")
+    return sum(rates)
 
 
 def main() -> None:
@@ -179,7 +185,8 @@ def main() -> None:
 
     asyncio.run(create())
     try:
-        users = asyncio.run(_setup(owner_url, app_url, POOL_SIZE))
+        migrations.upgrade(owner_url)  # runs its own event loop
+        users = asyncio.run(_setup(owner_url, POOL_SIZE))
         rows = []
         for round_ in range(args.rounds):
             allocations = _slice(app_url, users, "allocate", args.seconds, args.concurrency)
