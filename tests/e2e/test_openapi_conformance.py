@@ -158,7 +158,8 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 _BOUNDED = settings(
-    max_examples=12,
+    # CI's bound; a deeper run by hand: BULWARK_TEST_SCHEMA_EXAMPLES=200.
+    max_examples=int(os.environ.get("BULWARK_TEST_SCHEMA_EXAMPLES", "12")),
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
