@@ -17,6 +17,7 @@ from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.admin_user_deletion import AdminUserDeletionController
 from entrypoints.controllers.admin_users import AdminUserController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
+from entrypoints.http.openapi_problems import document_problems
 
 ADMIN_CONTROLLERS: tuple[type, ...] = (
     AdminAuthController,
@@ -45,6 +46,7 @@ def admin_openapi_json(api_version: str) -> bytes:
         ),
         logging_config=None,
     )
+    document_problems(documented)
     return encode_json(documented.openapi_schema.to_schema())
 
 
