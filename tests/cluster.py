@@ -253,7 +253,22 @@ async def stale_for(
     deadline: float = 3.0,
     probes: int = 8,
 ) -> float:
-    """Seconds after `since` during which `instance` still answered the old way (0: never).
+    """Seconds after `since` during which `instance` still answered the old way (0: never)."""
+    stale, _ = await settle(instance, probe, still_old, since, deadline, probes)
+    return stale
+
+
+async def settle(
+    instance: str,
+    probe: Any,
+    still_old: Any,
+    since: float,
+    deadline: float = 3.0,
+    probes: int = 8,
+) -> tuple[float, float]:
+    """(stale, bound): seconds after `since` during which `instance` still answered the old way
+    (0: never), and when the first round of all-new answers after the last old one completed
+    (an upper bound on the propagation, as fine as one round trip).
 
     Each round sends `probes` requests at once, each on a new connection, so every worker of the
     instance takes some of them; the answer is settled once three rounds in a row are all new.
@@ -261,15 +276,17 @@ async def stale_for(
     import asyncio
 
     last_old = since
+    first_new: float | None = None
     settled = 0
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=instance, limits=limits, headers={"origin": FRONTEND}) as client:
         while time.monotonic() - since < deadline:
             answers = await asyncio.gather(*(probe(client) for _ in range(probes)))
             if any(still_old(answer) for answer in answers):
-                last_old, settled = time.monotonic(), 0
+                last_old, settled, first_new = time.monotonic(), 0, None
             else:
                 settled += 1
+                first_new = first_new or time.monotonic()
                 if settled == 3:
-                    return max(0.0, last_old - since)
+                    return max(0.0, last_old - since), first_new - since
     raise AssertionError(f"{instance} still answered the old way {deadline} s after the change")
