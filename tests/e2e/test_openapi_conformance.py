@@ -3,6 +3,7 @@ loopback, a verified user's real session (and a platform administrator's, for th
 document), bounded generated requests per operation. Every answer must be documented (status,
 content type, body schema) and none may be a 5xx."""
 
+import contextlib
 import email
 import email.policy
 import json
@@ -29,6 +30,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.cluster import private_redis
 from tests.e2e.test_cli_serve import clean_env, free_port
 from tests.e2e.test_mail_smtp import Inbox
 
@@ -41,7 +43,6 @@ ADMIN_PASSWORD = "an entirely separate admin passphrase 9"
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 # Operations that end the very session the run uses: answered once, last, by their own tests.
 ENDS_THE_SESSION = {"logout", "adminLogout"}
-SCHEMA_REDIS = os.environ.get("BULWARK_TEST_SCHEMA_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @dataclass
@@ -124,37 +125,41 @@ def _admin_session(base: str, tmp: Path, env: dict[str, str]) -> tuple[str, str]
 @pytest.fixture(scope="module", params=["embedded", "postgres+redis"])
 def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("schema")
-    inbox, smtp_port = Inbox(), free_port()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port, server_hostname="mx.test")
-    smtp.start()
-    env = clean_env(
-        BULWARK_DATA_DIR=str(tmp / "data"),
-        BULWARK_FRONTEND_URL=FRONTEND,
-        BULWARK_SMTP_HOST="127.0.0.1",
-        BULWARK_SMTP_PORT=str(smtp_port),
-        BULWARK_SMTP_STARTTLS="false",
-        BULWARK_ARGON2_MEMORY_KIB="19456",
-    )
-    if request.param == "postgres+redis":
-        env["BULWARK_DATABASE_URL"] = request.getfixturevalue("pg_url")
-        # A server process has no key prefix: a database of its own keeps its keys apart.
-        env["BULWARK_REDIS_URL"] = SCHEMA_REDIS
-    migrated = subprocess.run(
-        [str(BULWARK), "db", "upgrade"], cwd=tmp, env=env, capture_output=True, timeout=120
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    process, base = _start(tmp, env)
-    try:
+    with contextlib.ExitStack() as stack:
+        inbox, smtp_port = Inbox(), free_port()
+        smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port, server_hostname="mx.test")
+        smtp.start()
+        stack.callback(smtp.stop)
+        env = clean_env(
+            BULWARK_DATA_DIR=str(tmp / "data"),
+            BULWARK_FRONTEND_URL=FRONTEND,
+            BULWARK_SMTP_HOST="127.0.0.1",
+            BULWARK_SMTP_PORT=str(smtp_port),
+            BULWARK_SMTP_STARTTLS="false",
+            BULWARK_ARGON2_MEMORY_KIB="19456",
+        )
+        if request.param == "postgres+redis":
+            env["BULWARK_DATABASE_URL"] = request.getfixturevalue("pg_url")
+            # A server process has no key prefix: a Redis of its own keeps its keys and channels apart.
+            env["BULWARK_REDIS_URL"] = stack.enter_context(private_redis(tmp))
+        migrated = subprocess.run(
+            [str(BULWARK), "db", "upgrade"], cwd=tmp, env=env, capture_output=True, timeout=120
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        process, base = _start(tmp, env)
+        stack.callback(_stop, process)
         token, org_id = _verified_session(base, inbox)
         name, cookie = _admin_session(base, tmp, env)
         yield Running(base, token, org_id, cookie, name)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        smtp.stop()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 _BOUNDED = settings(
