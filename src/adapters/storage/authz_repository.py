@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.row_security import RowSecurity
-from application.errors import Conflict
 from adapters.storage.tables import (
     group_members,
     group_roles,
@@ -23,6 +22,7 @@ from adapters.storage.tables import (
     roles,
     users,
 )
+from application.errors import Conflict
 from domain.groups import Group
 from domain.invitations import Invitation
 from domain.orgs import Membership, OrgRole
