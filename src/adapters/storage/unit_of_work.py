@@ -22,6 +22,7 @@ from adapters.storage.platform_admin_repository import SqlPlatformAdminRepositor
 from adapters.storage.row_security import RowSecurity
 from adapters.storage.service_client_repository import SqlServiceClientRepository
 from adapters.storage.session_repository import SqlSessionRepository, refresh_alone
+from adapters.storage.sso_repository import SqlSsoRepository
 from adapters.storage.user_repository import SqlUserRepository
 from application.ports.unit_of_work import RefreshAttempt
 
@@ -43,6 +44,7 @@ class SqlUnitOfWork:
     platform_admins: SqlPlatformAdminRepository
     account_closures: SqlAccountClosureRepository
     deletion_tokens: SqlDeletionTokenRepository
+    sso: SqlSsoRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -76,6 +78,7 @@ class SqlUnitOfWork:
         self.platform_admins = SqlPlatformAdminRepository(connection)
         self.account_closures = SqlAccountClosureRepository(connection)
         self.deletion_tokens = SqlDeletionTokenRepository(connection)
+        self.sso = SqlSsoRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -17,6 +17,7 @@ from application.ports.integration_secret_repository import IntegrationSecretRep
 from application.ports.mfa_repository import MfaRepository
 from application.ports.platform_admin_repository import PlatformAdminRepository
 from application.ports.service_client_repository import ServiceClientRepository
+from application.ports.sso_repository import SsoRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
@@ -218,6 +219,9 @@ class UnitOfWork(Protocol):
 
     @property
     def deletion_tokens(self) -> DeletionTokenRepository: ...
+
+    @property
+    def sso(self) -> SsoRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
