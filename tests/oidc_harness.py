@@ -3,10 +3,11 @@ Node.js provider, pinned by tests/oidc_provider/package-lock.json) run on loopba
 tests/oidc_provider/server.mjs. One Node process per test session serves three issuers:
 
     profile  issuer                                  claims (scope)
-    google   {base}/google                           sub; email, email_verified (email); name... (profile)
-    oidc     {base}/oidc                             sub; email, email_verified (email); name, preferred_username
-    azure    {base}/azure/{tid}/v2.0                 sub, tid, ver (openid); email, xms_edov (email);
-             (authority {base}/azure)                oid, preferred_username, name (profile); NO email_verified
+    google   {base}/google               sub; email, email_verified (email); name... (profile)
+    oidc     {base}/oidc                 sub; email, email_verified (email); name, preferred_username
+    azure    {base}/azure/{tid}/v2.0     sub, tid, ver (openid); email, xms_edov (email);
+             (authority {base}/azure)    oid, preferred_username, name (profile); NO email_verified
+    all                                  amr, acr (openid) from the user's `amr`/`acr`
 
 Each issuer has its own discovery document ({issuer}/.well-known/openid-configuration) and JWKS.
 The Azure-like profile follows Entra ID v2.0 multi-tenant discovery: `{authority}/{tenant}/v2.0/
@@ -31,7 +32,7 @@ Fixture API (import the fixture into your conftest: `from tests.oidc_harness imp
     callback = drive_login(httpx.Client(), authorize_url, login=user.login, password=user.password)
     callback = await drive_login_async(httpx.AsyncClient(), authorize_url, login=..., password=...)
     provider.rotate_keys("google", keep_old=False)  -> {"signing_kid", "previous_kid", "kids"}
-    provider.tamper_next_id_token("google", "aud" | "nonce" | "expired" | "issuer" | "foreign_key" | "claims", value=None)
+    provider.tamper_next_id_token("google", mode, value=None)  # modes below; next token response only
     provider.tamper_next_authorization_iss("google", value=None); provider.reset("google")
 
 drive_login needs its OWN httpx client for the provider (Bulwark's e2e client is an ASGI transport
@@ -48,7 +49,8 @@ relying party with error=access_denied. A wrong password re-renders the login fo
 Control endpoints (JSON, loopback only, test-only: the server binds 127.0.0.1 and refuses others):
     GET  /_control/health                      readiness
     GET  /_control/{profile}                   issuer, discovery_url, kids, signing_kid, clients, users
-    POST /_control/{profile}/clients           {client_id, client_secret?, redirect_uris, token_endpoint_auth_method?}
+    POST /_control/{profile}/clients           {client_id, client_secret?, redirect_uris,
+                                                token_endpoint_auth_method?}
     POST /_control/{profile}/users             {login?, password?, sub?, claims: {...}, amr?: [...], acr?}
     POST /_control/{profile}/rotate            {keep_old: bool}: a new RSA key (new kid) signs from now
                                                on; the old one stays in the JWKS only with keep_old
@@ -98,6 +100,7 @@ OTHER_AZURE_TENANT = "22222222-2222-4222-8222-222222222222"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 STARTUP_SECONDS = 30.0
 NPM_CI_SECONDS = 300.0
+DEFAULT_PASSWORD = "correct horse"  # a test user's, on a loopback test provider
 _STAMP = ".bulwark-lock-sha256"
 
 
@@ -227,7 +230,7 @@ class OidcProvider:
         *,
         sub: str | None = None,
         login: str | None = None,
-        password: str = "password",
+        password: str = DEFAULT_PASSWORD,
         amr: list[str] | None = None,
         acr: str | None = None,
         **claims: Any,
@@ -430,7 +433,7 @@ def drive_login(
     authorize_url: str,
     *,
     login: str,
-    password: str = "password",
+    password: str,
     consent: bool = True,
     max_steps: int = 12,
 ) -> str:
@@ -455,7 +458,7 @@ async def drive_login_async(
     authorize_url: str,
     *,
     login: str,
-    password: str = "password",
+    password: str,
     consent: bool = True,
     max_steps: int = 12,
 ) -> str:
@@ -498,6 +501,7 @@ def authorization_request(
     scope: str = "openid email profile",
     redirect_uri: str | None = None,
     extra: dict[str, str] | None = None,
+    pkce: bool = True,
 ) -> AuthorizationRequest:
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -508,8 +512,7 @@ def authorization_request(
         "scope": scope,
         "state": state,
         "nonce": nonce,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
+        **({"code_challenge": challenge, "code_challenge_method": "S256"} if pkce else {}),
         **(extra or {}),
     }
     return AuthorizationRequest(
