@@ -78,6 +78,7 @@ import hashlib
 import json
 import os
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -101,7 +102,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 STARTUP_SECONDS = 30.0
 NPM_CI_SECONDS = 300.0
 DEFAULT_PASSWORD = "correct horse"  # a test user's, on a loopback test provider
-_STAMP = ".bulwark-lock-sha256"
+_STAMP = ".bulwark-lock-sha256"  # .ci/run writes it too, after its own npm ci
+MIN_NODE_MAJOR = 18
 
 
 class OidcProviderUnavailable(RuntimeError):
@@ -138,16 +140,29 @@ def _lock_hash() -> str:
     return hashlib.sha256((PROVIDER_DIR / "package-lock.json").read_bytes()).hexdigest()
 
 
-def ensure_node_modules() -> None:
-    """`npm ci` from the committed lockfile unless node_modules already matches it."""
+def _check_node() -> None:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise OidcProviderUnavailable(f"{tool} is not installed (needed for the oidc-provider harness)")
+    version = subprocess.run(["node", "-v"], capture_output=True, text=True, check=False).stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < MIN_NODE_MAJOR:
+        raise OidcProviderUnavailable(
+            f"node {version or '?'} is too old: oidc-provider 8 needs >= {MIN_NODE_MAJOR}"
+        )
+
+
+def ensure_node_modules() -> None:
+    """`npm ci` from the committed lockfile unless node_modules already matches it."""
+    _check_node()
     stamp = PROVIDER_DIR / "node_modules" / _STAMP
     wanted = _lock_hash()
     with open(PROVIDER_DIR / ".npm-ci.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest runs in one worktree must not interleave npm ci
-        if stamp.is_file() and stamp.read_text() == wanted:
+        if stamp.is_file() and stamp.read_text().strip() == wanted:
             return
         done = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -266,6 +281,8 @@ class OidcProvider:
 
     def stop(self) -> None:
         self._http.close()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -299,16 +316,19 @@ def start_oidc_provider() -> OidcProvider:
         process = subprocess.Popen(
             ["node", str(PROVIDER_DIR / "server.mjs"), "0"],
             cwd=PROVIDER_DIR,
+            stdin=subprocess.PIPE,  # the server exits when this closes: no orphan if pytest dies
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
     assert process.stdout is not None
     deadline = time.monotonic() + STARTUP_SECONDS
-    line = process.stdout.readline()  # the server writes exactly one line, once listening
+    ready, _, _ = select.select([process.stdout], [], [], STARTUP_SECONDS)
+    line = process.stdout.readline() if ready else b""  # one line, written once listening
     if not line:
+        process.kill()
         process.wait(timeout=5)
         raise OidcProviderUnavailable(
-            f"oidc-provider exited ({process.returncode}): {log.read_text()[-2000:]}"
+            f"oidc-provider did not start ({process.returncode}): {log.read_text()[-2000:]}"
         )
     base_url = json.loads(line)["base_url"]
     handle = OidcProvider(base_url, process, log, httpx.Client(timeout=10))
@@ -422,10 +442,21 @@ def _walk(authorize_url: str, login: str, password: str, consent: bool, max_step
             form, data = forms["login"], {"login": login, "password": password}
         elif "consent" in forms:
             form, data = (forms["consent"], {}) if consent else (forms["abort"], {})
+        elif len(page.forms) == 1 and _origin(urljoin(url, page.forms[0].action)) == provider:
+            # oidc-provider's self-submitting form (e.g. resuming after the signed-in user changed)
+            form, data = page.forms[0], {}
         else:
-            raise OidcLoginError(f"no login or consent form at {url}")
-        response = yield _Request("POST", urljoin(url, form.action), {**form.fields, **data})
+            raise OidcLoginError(f"no login, consent or provider form at {url} (form_post is not supported)")
+        method = "POST" if form.method == "post" else "GET"
+        response = yield _Request(method, urljoin(url, form.action), {**form.fields, **data})
     raise OidcLoginError(f"more than {max_steps} steps without leaving the provider")
+
+
+def _build(client: httpx.Client | httpx.AsyncClient, request: _Request) -> httpx.Request:
+    # build_request, not a bare Request: it adds the client's cookies (the provider's session)
+    if request.method == "GET":
+        return client.build_request("GET", request.url, params=request.data)
+    return client.build_request(request.method, request.url, data=request.data)
 
 
 def drive_login(
@@ -442,8 +473,7 @@ def drive_login(
     walk = _walk(authorize_url, login, password, consent, max_steps)
     request = next(walk)
     while True:
-        # build_request, not a bare Request: it adds the client's cookies (the provider's session)
-        built = client.build_request(request.method, request.url, data=request.data)
+        built = _build(client, request)
         response = client.send(built, follow_redirects=False)
         response.read()
         try:
@@ -466,7 +496,7 @@ async def drive_login_async(
     walk = _walk(authorize_url, login, password, consent, max_steps)
     request = next(walk)
     while True:
-        built = client.build_request(request.method, request.url, data=request.data)
+        built = _build(client, request)
         response = await client.send(built, follow_redirects=False)
         await response.aread()
         try:

@@ -16,10 +16,13 @@ from tests.oidc_harness import (
     OidcClient,
     OidcLoginError,
     OidcProvider,
+    OidcProviderUnavailable,
     OidcUser,
     authorization_request,
     drive_login,
     drive_login_async,
+    ensure_node_modules,
+    start_oidc_provider,
     token_request,
 )
 
@@ -142,6 +145,17 @@ def test_code_flow_with_pkce_nonce_state_and_iss(
     # The code is single use, as at any real provider.
     again = token_request(discovery, google, params["code"], request.code_verifier)(browser)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_every_flow_signs_in_afresh_even_with_a_provider_session(
+    oidc_provider: OidcProvider, browser: httpx.Client, google: OidcClient
+) -> None:
+    first = oidc_provider.add_user("google", email="first@example.test", email_verified=True)
+    second = oidc_provider.add_user("google", email="second@example.test", email_verified=False)
+    _, _, tokens, _ = sign_in(oidc_provider, browser, "google", google, first)
+    _, _, again, _ = sign_in(oidc_provider, browser, "google", google, second)  # same cookie jar
+    assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["sub"] == first.sub
+    assert jwt.decode(again["id_token"], options={"verify_signature": False})["sub"] == second.sub
 
 
 async def test_async_driver_and_client_secret_post(oidc_provider: OidcProvider) -> None:
@@ -335,3 +349,20 @@ def test_tampered_authorization_response_iss(
         )
     )
     assert params["iss"] == oidc_provider.issuer("google")
+
+
+def test_without_node_the_harness_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(OidcProviderUnavailable, match="node is not installed"):
+        ensure_node_modules()
+
+
+def test_the_server_exits_when_its_parent_goes(oidc_provider: OidcProvider) -> None:
+    other = start_oidc_provider()
+    try:
+        assert other.base_url != oidc_provider.base_url
+        assert other.process.stdin is not None
+        other.process.stdin.close()  # what the kernel does when pytest is killed
+        assert other.process.wait(timeout=10) == 0
+    finally:
+        other.stop()

@@ -18,7 +18,7 @@ import { randomUUID, generateKeyPairSync, createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:http';
 
 import * as jose from 'jose';
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 // oidc-provider prints development warnings with console.log; stdout carries only the readiness line.
 console.log = console.error;
@@ -89,6 +89,18 @@ function initProfile(name) {
   build(profiles[name]);
 }
 
+// Every authorization request asks for a login, even with a provider session from an earlier flow:
+// a test signing in as another user through the same httpx client gets that user, not the last one.
+function freshLoginPolicy() {
+  const policy = interactionPolicy.base();
+  policy.get('login').checks.add(
+    new interactionPolicy.Check('fresh_login', 'each flow signs in afresh', (ctx) =>
+      ctx.oidc.result?.login ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT,
+    ),
+  );
+  return policy;
+}
+
 function findUserBySub(state, sub) {
   for (const user of state.users.values()) if (user.sub === sub) return user;
   return undefined;
@@ -119,7 +131,10 @@ function build(state) {
       id_token_signed_response_alg: 'RS256',
     },
     ttl: { IdToken: 3600, AccessToken: 3600, AuthorizationCode: 60, Interaction: 600, Session: 3600, Grant: 3600 },
-    interactions: { url: (_ctx, interaction) => `/interaction/${name}/${interaction.uid}` },
+    interactions: {
+      policy: freshLoginPolicy(),
+      url: (_ctx, interaction) => `/interaction/${name}/${interaction.uid}`,
+    },
     findAccount: (_ctx, sub) => {
       const user = findUserBySub(state, sub);
       if (!user) return undefined;
@@ -467,6 +482,10 @@ server.listen(port, HOST, () => {
   // The harness reads this one line to learn the port; everything else goes to stderr.
   process.stdout.write(`${JSON.stringify({ ready: true, base_url: baseUrl, profiles: Object.keys(profiles) })}\n`);
 });
+
+// The harness holds our stdin open; when it dies (even by SIGKILL) stdin closes and we go too.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
