@@ -207,7 +207,7 @@ class AuthlibOidcClient:
         except ExpiredTokenError:
             raise OidcRefused("expired") from None
         except JoseError as error:
-            raise OidcRefused(f"invalid_claim:{error.error}:{getattr(error, 'claim', '')}") from None
+            raise OidcRefused(f"invalid_claim:{getattr(error, 'claim', None) or error.error}") from None
         return claims
 
 
