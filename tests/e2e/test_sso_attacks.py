@@ -30,9 +30,12 @@ __all__ = ["sso", "sso_config"]
 async def test_a_state_works_once(sso: SsoWorld) -> None:
     user = google_user(sso)
     started = await start(sso.client, "google")
+    binding = started.headers["set-cookie"].split(";")[0]  # the flow cookie, kept to replay it
     callback = await at_provider(started.headers["location"], user)
     await signed_in(sso, await sso.client.get(callback))
-    assert_refused(await sso.client.get(callback), "invalid_state")
+    # the same browser, its cookie sent again: the state record is spent
+    assert_refused(await sso.client.get(callback, headers={"cookie": binding}), "invalid_state")
+    assert (await sso_failures(sso))[-1] == "unknown_or_used_state"
 
 
 async def test_a_callback_in_another_browser_is_refused_and_spends_the_state(sso: SsoWorld) -> None:

@@ -130,7 +130,7 @@ class AuthlibOidcClient:
             raise OidcRefused("no_id_token")
         claims = await self._validated(metadata, id_token, nonce, tokens.get("access_token"))
         if iss_parameter is not None and iss_parameter != claims["iss"]:
-            raise OidcRefused("iss_parameter_mismatch")
+            raise OidcRefused("iss_parameter_not_the_tokens")
         return _sso_claims(claims)
 
     def _check_iss_parameter(self, metadata: dict[str, Any], iss_parameter: str | None) -> None:
