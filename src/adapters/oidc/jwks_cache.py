@@ -7,7 +7,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+from application.ports.oidc import OidcUnavailable
 
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -53,5 +56,8 @@ class JwksCache:
 
     async def _load(self) -> None:
         document = await self._fetch()
-        self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
+        try:
+            self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
+        except (JoseError, ValueError, TypeError, KeyError) as error:
+            raise OidcUnavailable(f"the provider's JWKS is not usable: {type(error).__name__}") from None
         self._fetched_at = self._monotonic()
