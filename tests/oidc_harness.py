@@ -24,8 +24,9 @@ nonce echoed, state echoed, client_secret_basic (default) or client_secret_post,
 registered by the test with its redirect URIs (Bulwark's: {base}/api/v1/auth/sso/{provider}/callback).
 Claims go into the id_token (like Google and Entra ID), filtered by the granted scopes.
 
-Fixture API (import the fixture into your conftest: `from tests.oidc_harness import oidc_provider`):
+Fixture API (tests/conftest.py registers this module with pytest_plugins: just ask for the fixture):
     provider = oidc_provider                       # OidcProvider, session-scoped, one Node process
+    provider = clean_oidc_provider                 # the same, reset_all() after each test
     provider.issuer("google") / .discovery_url("azure", tenant="common") / .azure_authority
     client = provider.add_client("google", [callback_url], auth_method="client_secret_post")
     user = provider.add_user("azure", email="a@x.test", xms_edov=True, tid=..., oid=..., amr=["pwd", "mfa"])
@@ -61,9 +62,12 @@ Control endpoints (JSON, loopback only, test-only: the server binds 127.0.0.1 an
 Tamper modes (one-shot, queued in order): `aud` (aud and azp = value or "another-client"), `nonce`
 (a foreign nonce), `expired` (iat 2 h ago, exp value-or-3600 s ago), `issuer` (iss = value or another
 profile's issuer: mix-up), `foreign_key` (unchanged claims signed by a key the issuer never published,
-under a fresh kid), `claims` (merge the dict `value` into the payload), and `authz_iss` (via
+under a fresh kid), `claims` (merge the dict `value` into the payload, after the Azure iss: e.g.
+{"tid": OTHER_AZURE_TENANT, "iss": provider.azure_issuer(OTHER_AZURE_TENANT)} is a token of another
+tenant, {"tid": OTHER_AZURE_TENANT} alone a tid that contradicts iss), and `authz_iss` (via
 tamper_next_authorization_iss: the next authorization response carries `iss` = value or another
-issuer). Implementation: a Koa middleware (`provider.use`) after oidc-provider's token endpoint
+issuer). `aud` with value=another registered client's id is a token genuinely meant for that client.
+Implementation: a Koa middleware (`provider.use`) after oidc-provider's token endpoint
 rewrites the id_token with jose; the Azure profile's per-tid `iss` is done the same way.
 
 Keys and clients are oidc-provider configuration, so rotating or adding a client rebuilds that
@@ -279,6 +283,10 @@ class OidcProvider:
         """Drops tampering still queued (call it in teardown of tests that queue some)."""
         self._control("POST", f"/{_known(profile)}/reset", {})
 
+    def reset_all(self) -> None:
+        for profile in PROFILES:
+            self.reset(profile)
+
     def stop(self) -> None:
         self._http.close()
         if self.process.stdin is not None:
@@ -356,6 +364,14 @@ def oidc_provider() -> Iterator[OidcProvider]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture
+def clean_oidc_provider(oidc_provider: OidcProvider) -> Iterator[OidcProvider]:
+    """The session's provider, with tampering a test queued but did not consume dropped afterwards
+    (so a failing negative test cannot tamper with the next test's sign-in)."""
+    yield oidc_provider
+    oidc_provider.reset_all()
 
 
 # --- driving the browser part with httpx --------------------------------------------------------
