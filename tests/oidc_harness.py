@@ -2,7 +2,7 @@
 Node.js provider, pinned by tests/oidc_provider/package-lock.json) run on loopback by
 tests/oidc_provider/server.mjs. One Node process per test session serves three issuers:
 
-    profile  issuer                                  claims (scope)
+    profile  issuer                      claims (scope)
     google   {base}/google               sub; email, email_verified (email); name... (profile)
     oidc     {base}/oidc                 sub; email, email_verified (email); name, preferred_username
     azure    {base}/azure/{tid}/v2.0     sub, tid, ver (openid); email, xms_edov (email);
@@ -22,7 +22,9 @@ authorization-response parameter (Entra ID does not), google and oidc do (and ad
 Protocol: authorization code only, PKCE S256 REQUIRED (a request without it gets an error page),
 nonce echoed, state echoed, client_secret_basic (default) or client_secret_post, static clients
 registered by the test with its redirect URIs (Bulwark's: {base}/api/v1/auth/sso/{provider}/callback).
-Claims go into the id_token (like Google and Entra ID), filtered by the granted scopes.
+Claims go into the id_token (like Google and Entra ID), filtered by the granted scopes. Every
+authorization request asks for a fresh login (no silent SSO from an earlier flow), so one httpx
+client can sign in as different users in turn; consent is asked once per user and client.
 
 Fixture API (tests/conftest.py registers this module with pytest_plugins: just ask for the fixture):
     provider = oidc_provider                       # OidcProvider, session-scoped, one Node process
@@ -35,6 +37,7 @@ Fixture API (tests/conftest.py registers this module with pytest_plugins: just a
     provider.rotate_keys("google", keep_old=False)  -> {"signing_kid", "previous_kid", "kids"}
     provider.tamper_next_id_token("google", mode, value=None)  # modes below; next token response only
     provider.tamper_next_authorization_iss("google", value=None); provider.reset("google")
+    authorization_request(discovery, client) / token_request(...)(httpx.Client())  # a minimal RP
 
 drive_login needs its OWN httpx client for the provider (Bulwark's e2e client is an ASGI transport
 that cannot reach other hosts); it returns the absolute URL of the redirect to the relying party
