@@ -2,7 +2,7 @@
 Node.js provider, pinned by tests/oidc_provider/package-lock.json) run on loopback by
 tests/oidc_provider/server.mjs. One Node process per test session serves three issuers:
 
-    profile  issuer                                  claims (scope)
+    profile  issuer                      claims (scope)
     google   {base}/google               sub; email, email_verified (email); name... (profile)
     oidc     {base}/oidc                 sub; email, email_verified (email); name, preferred_username
     azure    {base}/azure/{tid}/v2.0     sub, tid, ver (openid); email, xms_edov (email);
@@ -22,10 +22,13 @@ authorization-response parameter (Entra ID does not), google and oidc do (and ad
 Protocol: authorization code only, PKCE S256 REQUIRED (a request without it gets an error page),
 nonce echoed, state echoed, client_secret_basic (default) or client_secret_post, static clients
 registered by the test with its redirect URIs (Bulwark's: {base}/api/v1/auth/sso/{provider}/callback).
-Claims go into the id_token (like Google and Entra ID), filtered by the granted scopes.
+Claims go into the id_token (like Google and Entra ID), filtered by the granted scopes. Every
+authorization request asks for a fresh login (no silent SSO from an earlier flow), so one httpx
+client can sign in as different users in turn; consent is asked once per user and client.
 
-Fixture API (import the fixture into your conftest: `from tests.oidc_harness import oidc_provider`):
+Fixture API (tests/conftest.py registers this module with pytest_plugins: just ask for the fixture):
     provider = oidc_provider                       # OidcProvider, session-scoped, one Node process
+    provider = clean_oidc_provider                 # the same, reset_all() after each test
     provider.issuer("google") / .discovery_url("azure", tenant="common") / .azure_authority
     client = provider.add_client("google", [callback_url], auth_method="client_secret_post")
     user = provider.add_user("azure", email="a@x.test", xms_edov=True, tid=..., oid=..., amr=["pwd", "mfa"])
@@ -34,6 +37,7 @@ Fixture API (import the fixture into your conftest: `from tests.oidc_harness imp
     provider.rotate_keys("google", keep_old=False)  -> {"signing_kid", "previous_kid", "kids"}
     provider.tamper_next_id_token("google", mode, value=None)  # modes below; next token response only
     provider.tamper_next_authorization_iss("google", value=None); provider.reset("google")
+    authorization_request(discovery, client) / token_request(...)(httpx.Client())  # a minimal RP
 
 drive_login needs its OWN httpx client for the provider (Bulwark's e2e client is an ASGI transport
 that cannot reach other hosts); it returns the absolute URL of the redirect to the relying party
@@ -61,9 +65,12 @@ Control endpoints (JSON, loopback only, test-only: the server binds 127.0.0.1 an
 Tamper modes (one-shot, queued in order): `aud` (aud and azp = value or "another-client"), `nonce`
 (a foreign nonce), `expired` (iat 2 h ago, exp value-or-3600 s ago), `issuer` (iss = value or another
 profile's issuer: mix-up), `foreign_key` (unchanged claims signed by a key the issuer never published,
-under a fresh kid), `claims` (merge the dict `value` into the payload), and `authz_iss` (via
+under a fresh kid), `claims` (merge the dict `value` into the payload, after the Azure iss: e.g.
+{"tid": OTHER_AZURE_TENANT, "iss": provider.azure_issuer(OTHER_AZURE_TENANT)} is a token of another
+tenant, {"tid": OTHER_AZURE_TENANT} alone a tid that contradicts iss), and `authz_iss` (via
 tamper_next_authorization_iss: the next authorization response carries `iss` = value or another
-issuer). Implementation: a Koa middleware (`provider.use`) after oidc-provider's token endpoint
+issuer). `aud` with value=another registered client's id is a token genuinely meant for that client.
+Implementation: a Koa middleware (`provider.use`) after oidc-provider's token endpoint
 rewrites the id_token with jose; the Azure profile's per-tid `iss` is done the same way.
 
 Keys and clients are oidc-provider configuration, so rotating or adding a client rebuilds that
@@ -279,6 +286,10 @@ class OidcProvider:
         """Drops tampering still queued (call it in teardown of tests that queue some)."""
         self._control("POST", f"/{_known(profile)}/reset", {})
 
+    def reset_all(self) -> None:
+        for profile in PROFILES:
+            self.reset(profile)
+
     def stop(self) -> None:
         self._http.close()
         if self.process.stdin is not None:
@@ -356,6 +367,14 @@ def oidc_provider() -> Iterator[OidcProvider]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture
+def clean_oidc_provider(oidc_provider: OidcProvider) -> Iterator[OidcProvider]:
+    """The session's provider, with tampering a test queued but did not consume dropped afterwards
+    (so a failing negative test cannot tamper with the next test's sign-in)."""
+    yield oidc_provider
+    oidc_provider.reset_all()
 
 
 # --- driving the browser part with httpx --------------------------------------------------------

@@ -189,6 +189,16 @@ def test_pkce_is_enforced(oidc_provider: OidcProvider, browser: httpx.Client, go
     assert refused["error"] == "invalid_request" and "PKCE" in refused["error_description"]
 
 
+def test_an_unregistered_redirect_uri_is_refused_at_the_provider(
+    oidc_provider: OidcProvider, browser: httpx.Client, google: OidcClient
+) -> None:
+    user = oidc_provider.add_user("google", email="ru@example.test", email_verified=True)
+    discovery = oidc_provider.discovery("google")
+    request = authorization_request(discovery, google, redirect_uri="http://127.0.0.1:9/elsewhere")
+    with pytest.raises(OidcLoginError, match="redirect_uri"):
+        drive_login(browser, request.url, login=user.login, password=user.password)
+
+
 def test_wrong_secret_wrong_password_and_denied_consent(
     oidc_provider: OidcProvider, browser: httpx.Client, google: OidcClient
 ) -> None:
@@ -320,7 +330,8 @@ def test_tamper_with_a_key_the_issuer_never_published(
     assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["sub"] == user.sub
 
 
-def test_tamper_claims_and_azure_issuer_mix_up(oidc_provider: OidcProvider) -> None:
+def test_tamper_claims_and_azure_issuer_mix_up(clean_oidc_provider: OidcProvider) -> None:
+    oidc_provider = clean_oidc_provider
     client = oidc_provider.add_client("azure", [CALLBACK.format(provider="azure")])
     user = oidc_provider.add_user("azure", email="mx@contoso.test")
     oidc_provider.tamper_next_id_token("azure", "claims", {"tid": OTHER_AZURE_TENANT})
@@ -366,3 +377,11 @@ def test_the_server_exits_when_its_parent_goes(oidc_provider: OidcProvider) -> N
         assert other.process.wait(timeout=10) == 0
     finally:
         other.stop()
+
+
+def test_control_endpoints_refuse_nonsense(oidc_provider: OidcProvider) -> None:
+    control = f"{oidc_provider.base_url}/_control"
+    assert httpx.post(f"{control}/google/tamper", content=b"{not json").status_code == 400
+    assert httpx.post(f"{control}/google/tamper", json={"mode": "everything"}).status_code == 400
+    assert httpx.post(f"{control}/nowhere/rotate", json={}).status_code == 404
+    assert httpx.post(f"{control}/google/clients", json={"client_id": "x"}).status_code == 400

@@ -428,8 +428,9 @@ async function handleControl(req, res, parts) {
   if (parts[0] === 'health') return sendJson(res, 200, { ok: true, profiles: Object.keys(profiles) });
   const state = profiles[parts[0]];
   if (!state) return sendJson(res, 404, { error: `unknown profile ${parts[0]}` });
-  const body = req.method === 'POST' ? JSON.parse((await readBody(req)) || '{}') : {};
+  const raw = req.method === 'POST' ? await readBody(req) : '';
   try {
+    const body = raw ? JSON.parse(raw) : {};
     if (req.method === 'GET' && parts.length === 1) return sendJson(res, 200, profileInfo(state));
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST expected' });
     const actions = { clients: addClient, users: addUser, rotate, tamper: queueTamper, reset };
