@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import FRONTEND
+from tests.e2e.identity_helpers import service_with
 from tests.e2e.sso_helpers import (
     MFA_COOKIE,
     SsoWorld,
@@ -22,7 +23,7 @@ from tests.e2e.sso_helpers import (
     sso_config,
     start,
 )
-from tests.oidc_harness import OTHER_AZURE_TENANT
+from tests.oidc_harness import AZURE_TENANT, OTHER_AZURE_TENANT
 
 __all__ = ["sso", "sso_config"]
 
@@ -186,3 +187,16 @@ async def sso_failures(world: SsoWorld) -> list[str]:
             select(audit_events).where(audit_events.c.action == "sso.failure").order_by(audit_events.c.id)
         )
         return [str(row.details["reason"]) for row in rows]
+
+
+async def test_a_single_tenant_azure_takes_its_own_tenants_issuer(
+    sso: SsoWorld, redis_namespace: str
+) -> None:
+    """BULWARK_SSO_AZURE_TENANT = a tenant id: that tenant's discovery names its issuer, and a
+    token of that tenant signs in (the `common` world above covers the multi-tenant template)."""
+    base = sso.service.container.settings
+    async with service_with(base, f"{redis_namespace}:tenant", sso_azure_tenant=AZURE_TENANT) as single:
+        world = SsoWorld(single, sso.provider, sso.clock, sso.client_ids)
+        user = azure_user(world, xms_edov=True)
+        session = await signed_in(world, await round_trip(world, "azure", user))
+        assert session["me"]["email"] == user.claims["email"]
