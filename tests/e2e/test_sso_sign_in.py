@@ -183,3 +183,19 @@ async def test_the_password_of_an_sso_only_account_can_be_set_by_the_reset_flow(
     r = await sso.client.post("/api/v1/auth/password/reset", json={"token": token, "new_password": PASSWORD})
     assert r.status_code == 204, r.text
     assert (await login(sso.client, email)).access
+
+
+async def test_a_vouched_email_claims_an_unverified_account_and_its_password_dies(sso: SsoWorld) -> None:
+    """Pre-account hijacking: an attacker registers the victim's address with a password of their
+    own and never verifies it. The victim's Google sign-in takes the account over, the
+    attacker's password does not come to life with the verification."""
+    from tests.e2e.identity_helpers import register
+
+    email = unique_address("victim")
+    assert (await register(sso.client, email, PASSWORD)).status_code == 202
+    victim = google_user(sso, email=email)
+    session = await signed_in(sso, await round_trip(sso, "google", victim))
+    assert session["me"]["email"] == email and session["me"]["email_verified"] is True
+    r = await sso.client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_credentials", r.text
+    assert await audit(sso, "sso.unverified_account_claimed")

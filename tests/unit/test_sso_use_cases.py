@@ -276,3 +276,14 @@ async def test_an_unusable_jwks_is_the_provider_being_unavailable() -> None:
 
     with pytest.raises(OidcUnavailable):
         await JwksCache(fetch).keys()
+
+
+async def test_a_vouched_email_claims_an_unverified_account_and_drops_its_password(world: World) -> None:
+    """Pre-account hijacking: someone registered the address with their own password and never
+    verified it; the provider's proof of the address wins and that password is gone."""
+    squatter = seed_user(world.fakes, verified=False)
+    outcome = await world.round_trip("google", google(email=squatter.email))
+    assert isinstance(outcome, SsoSignedIn)
+    claimed = world.fakes.db.user_by_email(squatter.email)
+    assert claimed.is_verified and claimed.password_hash == NO_PASSWORD
+    assert world.fakes.db.audit_events("sso.unverified_account_claimed")

@@ -315,6 +315,8 @@ class CompleteSsoSignIn:
                         raise SsoCallbackFailed("Try signing in again.", code="try_again")
                     user = found
                     if decision.outcome is LinkOutcome.LINK_AND_SIGN_IN:
+                        if not user.is_verified:
+                            user = await self._claim_unverified(uow, user, provider, ctx)
                         await self._add_identity(uow, user, provider, key, claims, ctx, via="verified_email")
                     elif linked is not None:
                         await uow.sso.touch_identity(linked.id, deps.clock.now())
@@ -327,6 +329,31 @@ class CompleteSsoSignIn:
             raise SsoCallbackFailed("Try signing in again.", code="try_again") from None
         await send_mail(deps, verification_mail(deps, verification[0], verification[1]))
         raise SsoCallbackFailed("Verify your email address before signing in.", code="email_not_verified")
+
+    async def _claim_unverified(
+        self, uow: UnitOfWork, user: User, provider: SsoProvider, ctx: RequestContext
+    ) -> User:
+        """Pre-account hijacking: anyone can register someone else's address with a password of
+        their own and wait. The provider proves the address now, the password never proved
+        anything: it goes (the owner sets one through the reset flow) and the address counts as
+        verified."""
+        now = self.ports.identity.clock.now()
+        user.password_hash = NO_PASSWORD
+        user.email_verified_at = now
+        user.updated_at = now
+        await uow.users.update(user)
+        await uow.one_time_tokens.invalidate_for_user(user.id, TokenPurpose.VERIFY_EMAIL, now)
+        await uow.one_time_tokens.invalidate_for_user(user.id, TokenPurpose.RESET_PASSWORD, now)
+        await uow.audit.append(
+            ctx.event(
+                "sso.unverified_account_claimed",
+                actor=user.id,
+                target_type="user",
+                target_id=user.id,
+                provider=str(provider),
+            )
+        )
+        return user
 
     async def _create(
         self,
