@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
@@ -100,6 +101,7 @@ class SsoController(Controller):
         "/mfa",
         status_code=200,
         operation_id="ssoMfaToken",
+        responses={200: ResponseSpec(MfaRequiredResponse, description="The mfa_token, handed over once")},
         summary="After an SSO sign-in of a two-factor account: the mfa_token for POST /login/2fa.",
     )
     async def mfa_token(self, request: Req) -> ASGIResponse:
