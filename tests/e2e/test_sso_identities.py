@@ -191,3 +191,20 @@ async def test_an_org_may_trust_the_providers_mfa(sso: SsoWorld) -> None:
     r = await sso.client.patch(f"/api/v1/orgs/{org_id}", json={"trust_sso_mfa": False}, headers=admin)
     assert r.status_code == 200 and r.json()["trust_sso_mfa"] is False
     await mfa_step(sso, await round_trip(sso, "google", with_mfa))
+
+
+async def test_closing_the_account_erases_its_linked_identities(sso: SsoWorld) -> None:
+    email = await register_verified(sso.service)
+    session = await login(sso.client, email)
+    user = google_user(sso)
+    await link(sso, session.access, "google", user)
+    assert len(await identities(sso, session.access)) == 1
+    r = await sso.client.request("DELETE", "/api/v1/me", json={"password": PASSWORD}, headers=session.headers)
+    assert r.status_code in (200, 202, 204), r.text
+    from adapters.storage.tables import sso_identities
+
+    async with sso.service.container.engine.connect() as conn:
+        assert (await conn.execute(select(sso_identities))).all() == []
+    # the provider's identity names nobody now: a sign-in makes a new account, not the closed one
+    fresh = await signed_in(sso, await round_trip(sso, "google", user))
+    assert fresh["me"]["email"] == user.claims["email"] != email
