@@ -56,7 +56,9 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_sso_identities_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sso_identities")),
-        sa.UniqueConstraint("provider", "issuer", "subject", name="uq_sso_identities_provider_issuer_subject"),
+        sa.UniqueConstraint(
+            "provider", "issuer", "subject", name="uq_sso_identities_provider_issuer_subject"
+        ),
     )
     op.create_index("ix_sso_identities_user_id", "sso_identities", ["user_id"])
 
