@@ -4,7 +4,7 @@ cache's rate-limited refetch."""
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +17,8 @@ from application.identity import RequestContext
 from application.ports.oidc import AuthorizationRequest, OidcRefused, OidcUnavailable
 from application.sso_ports import ProviderNotConfigured, SsoCallbackFailed, SsoPorts
 from application.step_up import ReauthRequired
-from application.use_cases.sessions import Principal
+from application.use_cases.login import Login, LoginResult
+from application.use_cases.sessions import Logout, Principal
 from application.use_cases.sso_identities import ListIdentities, StartIdentityLink, UnlinkIdentity
 from application.use_cases.sso_sign_in import (
     CompleteSsoSignIn,
@@ -226,14 +227,18 @@ async def test_unlinking_the_last_method_of_an_sso_only_account_is_refused(world
 
 async def test_link_mode_links_to_the_signed_in_account_whatever_the_email(world: World) -> None:
     user = seed_user(world.fakes)
-    session_user = replace(principal_of(world, user.id))
-    started = await StartIdentityLink(world.ports)(session_user, "azure", None, CTX)
-    state = parse_qs(urlsplit(started.authorization_url).query)["state"][0]
-    world.clients[SsoProvider.AZURE].claims = azure(email="elsewhere@example.com")
+    signed_in = await Login(world.fakes.deps)(user.email, "a long enough pass phrase", CTX)
+    assert isinstance(signed_in, LoginResult)
+    principal = Principal(
+        user.id, signed_in.session.id, signed_in.session.org_id, "user", signed_in.session.auth_time
+    )
     complete = CompleteSsoSignIn(world.ports)
-    # the session that started the link has ended (none was stored here): refused
-    with pytest.raises(SsoCallbackFailed) as refused:
-        await complete(
+
+    async def link(claims: SsoClaims) -> object:
+        started = await StartIdentityLink(world.ports)(principal, "azure", None, CTX)
+        state = parse_qs(urlsplit(started.authorization_url).query)["state"][0]
+        world.clients[SsoProvider.AZURE].claims = claims
+        return await complete(
             "azure",
             code="c",
             state=state,
@@ -242,9 +247,29 @@ async def test_link_mode_links_to_the_signed_in_account_whatever_the_email(world
             browser_binding=started.browser_binding,
             ctx=CTX,
         )
-    assert refused.value.code == "invalid_state"
-    assert world.fakes.db.rows("sso_identities") == []
-    assert isinstance(SsoLinked("/x"), SsoLinked)
+
+    # another address, not vouched: a sign-in would refuse it, the signed-in owner links it
+    outcome = await link(azure(email="elsewhere@example.com"))
+    assert isinstance(outcome, SsoLinked) and outcome.return_to == "/settings/identities"
+    [identity] = await ListIdentities(world.ports)(principal)
+    assert identity.user_id == user.id and identity.email == "elsewhere@example.com"
+    assert world.fakes.db.audit_events("sso.identity_linked")[-1].details["via"] == "link"
+    # a second account cannot take the same identity
+    other = seed_user(world.fakes, email="other@example.com")
+    theirs = await Login(world.fakes.deps)(other.email, "a long enough pass phrase", CTX)
+    assert isinstance(theirs, LoginResult)
+    principal = Principal(
+        other.id, theirs.session.id, theirs.session.org_id, "user", theirs.session.auth_time
+    )
+    with pytest.raises(SsoCallbackFailed) as refused:
+        await link(azure(email="elsewhere@example.com"))
+    assert refused.value.code == "identity_in_use"
+    # and once the starting session has ended, the link is refused
+    await Logout(world.fakes.deps)(principal, None, CTX)
+    with pytest.raises(SsoCallbackFailed) as ended:
+        await link(azure(email="third@example.com", oid="o-3"))
+    assert ended.value.code == "invalid_state"
+    assert len(world.fakes.db.rows("sso_identities")) == 1
 
 
 async def test_jwks_refetch_for_unknown_kids_is_rate_limited() -> None:

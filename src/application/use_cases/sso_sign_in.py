@@ -11,7 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from application.errors import Conflict, Forbidden, RateLimited
+from application.errors import Conflict, Forbidden, InvalidInput, RateLimited
 from application.identity import RequestContext
 from application.ports.oidc import OidcClient, OidcRefused, OidcUnavailable
 from application.ports.unit_of_work import UnitOfWork
@@ -373,7 +373,7 @@ class CompleteSsoSignIn:
             raise SsoCallbackFailed("The provider did not tell us your email address.", code="email_required")
         try:
             address = validated_email(email)
-        except Exception:
+        except InvalidInput:
             raise SsoCallbackFailed(
                 "The provider's email address is not usable.", code="email_required"
             ) from None
