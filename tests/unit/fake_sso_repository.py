@@ -39,7 +39,9 @@ class FakeSsoRepository:
         found: SsoIdentity | None = self.tx.get(IDENTITIES, identity_id) if identity_id else None
         return found
 
-    async def identities_of(self, user_id: UUID) -> list[SsoIdentity]:
+    async def identities_of(self, user_id: UUID, *, lock: bool = False) -> list[SsoIdentity]:
+        if lock:
+            await self.tx.lock(IDENTITIES, ("user", user_id))
         rows = [row for row in self.tx.rows(IDENTITIES) if row.user_id == user_id]
         return sorted(rows, key=lambda row: (row.linked_at, row.id))
 

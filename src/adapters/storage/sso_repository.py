@@ -88,10 +88,11 @@ class SqlSsoRepository:
         ).first()
         return _to_identity(row) if row else None
 
-    async def identities_of(self, user_id: UUID) -> list[SsoIdentity]:
-        rows = await self.connection.execute(
-            select(sso_identities).where(_I.user_id == user_id).order_by(_I.linked_at, _I.id)
-        )
+    async def identities_of(self, user_id: UUID, *, lock: bool = False) -> list[SsoIdentity]:
+        query = select(sso_identities).where(_I.user_id == user_id).order_by(_I.linked_at, _I.id)
+        if lock and self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE already serialises writers
+        rows = await self.connection.execute(query)
         return [_to_identity(row) for row in rows]
 
     async def add_identity(self, identity: SsoIdentity) -> None:

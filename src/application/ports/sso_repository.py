@@ -19,7 +19,10 @@ class SsoRepository(Protocol):
 
     async def identity_by_key(self, key: IdentityKey) -> SsoIdentity | None: ...
 
-    async def identities_of(self, user_id: UUID) -> list[SsoIdentity]: ...
+    async def identities_of(self, user_id: UUID, *, lock: bool = False) -> list[SsoIdentity]:
+        """`lock`: hold the rows until commit, so two unlinks of one account are decided one
+        after the other (neither may leave it without a way in)."""
+        ...
 
     async def add_identity(self, identity: SsoIdentity) -> None:
         """Raises application.errors.Conflict when the identity is linked already."""

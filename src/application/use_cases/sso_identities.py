@@ -70,7 +70,7 @@ class UnlinkIdentity:
         require_recent_auth(principal.auth_time, deps.clock.now(), deps.policy.stepup_window)
         async with deps.uow() as uow:
             user = await uow.users.get(principal.user_id)
-            mine = await uow.sso.identities_of(principal.user_id)
+            mine = await uow.sso.identities_of(principal.user_id, lock=True)
             target = next((i for i in mine if i.id == identity_id), None)
             if user is None or target is None:
                 raise NotFound("No such identity.")  # another user's id reads as a missing one
