@@ -6,13 +6,14 @@ Nothing of the token is trusted before all of that holds."""
 import math
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
@@ -22,6 +23,13 @@ from adapters.oidc.discovery import DiscoveryCache, get_json
 from adapters.oidc.jwks_cache import JwksCache
 from application.ports.oidc import AuthorizationRequest, OidcRefused, OidcUnavailable
 from domain.sso import SsoClaims
+
+with warnings.catch_warnings():
+    # authlib >= 1.9 would rather run on the `httpx2` fork and says so once, on stderr, at import
+    # (every CLI command would print it); httpx is this project's HTTP client, and authlib's own
+    # shim falls back to it.
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 # Signatures by a key only the provider holds; never `none`, never a shared-secret HMAC.
 ASYMMETRIC_ALGORITHMS = frozenset(
