@@ -21,6 +21,9 @@ from adapters.storage import migrations
 from adapters.storage.database import create_engine
 from adapters.storage.service_role import grant_service_role
 
+# The real OpenID provider for the SSO tests: its `oidc_provider` fixture, available everywhere.
+pytest_plugins = ["tests.oidc_harness"]
+
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -24,6 +24,9 @@ class Organisation:
     personal: bool = False
     status: OrgStatus = OrgStatus.ACTIVE
     require_2fa: bool = False
+    # An SSO sign-in whose id_token says the provider did MFA (`amr` contains `mfa`) may skip
+    # our own second factor. Off by default: the provider's word is trusted only when asked.
+    trust_sso_mfa: bool = False
 
     @property
     def is_disabled(self) -> bool:

@@ -20,9 +20,11 @@ from entrypoints.controllers.broker_connections import BrokerCallbackController,
 from entrypoints.controllers.egress import MyEgressController
 from entrypoints.controllers.forward_auth import ForwardAuthController
 from entrypoints.controllers.health import HealthController
+from entrypoints.controllers.identities import IdentityController
 from entrypoints.controllers.integration_secrets import IntegrationSecretController
 from entrypoints.controllers.me import MeController
 from entrypoints.controllers.orgs import OrgController
+from entrypoints.controllers.sso import SsoController
 from entrypoints.controllers.two_factor import TwoFactorController
 from entrypoints.controllers.well_known import WellKnownController
 from entrypoints.http.admin_allowlist import UNKNOWN_ROUTE_PATH, AdminAllowlist
@@ -49,8 +51,10 @@ def route_handlers() -> list[Any]:
     return [
         HealthController,
         AuthController,
+        SsoController,
         MeController,
         MyEgressController,
+        IdentityController,
         TwoFactorController,
         WellKnownController,
         OrgController,

@@ -166,6 +166,13 @@ def prepare_to_serve(settings: Settings) -> None:
             "BULWARK_EGRESS_PROVIDER=hetzner needs hetzner_api_token in the keyring "
             "(`bulwark keys set-secret hetzner_api_token`)"
         )
+    if settings.is_production:
+        for provider in settings.sso_providers_on:
+            if not keyring.provider_secrets.get(f"sso_{provider}_client_secret"):
+                raise StartupError(
+                    f"production needs sso_{provider}_client_secret in the keyring "
+                    f"(`bulwark keys set-secret sso_{provider}_client_secret`)"
+                )
     if development:
         log.warning("DEVELOPMENT MODE -- not for production: %s", "; ".join(development))
     if settings.embedded_database:
@@ -330,7 +337,18 @@ def keys_import_sealing_key(key_id: str, public_key: str) -> None:
 
 
 @keys.command("set-secret")
-@click.argument("name", type=click.Choice(["ctrader_client_secret", "hetzner_api_token"]))
+@click.argument(
+    "name",
+    type=click.Choice(
+        [
+            "ctrader_client_secret",
+            "hetzner_api_token",
+            "sso_google_client_secret",
+            "sso_azure_client_secret",
+            "sso_oidc_client_secret",
+        ]
+    ),
+)
 @click.option("--vault", is_flag=True, help="Store it in BULWARK_VAULT_KEYS_FILE instead.")
 @one_line_errors
 def keys_set_secret(name: str, vault: bool) -> None:

@@ -42,6 +42,7 @@ from adapters.limiter.in_process import InProcessSlidingWindowLimiter
 from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from adapters.mail.dev_outbox import DevOutboxMailer
 from adapters.mail.smtp_mailer import SmtpMailer
+from adapters.oidc.authlib_client import TENANT_PLACEHOLDER, AuthlibOidcClient, OidcProviderConfig
 from adapters.otp.pyotp_totp import PyOtpTotpService
 from adapters.otp.segno_qr import SegnoQrRenderer
 from adapters.passwords import Argon2PasswordHasher, is_common_password
@@ -76,8 +77,10 @@ from application.ports.clock import Clock
 from application.ports.egress_gateway import EgressGateway
 from application.ports.egress_provider import EgressProvider
 from application.ports.mailer import Mailer
+from application.ports.oidc import OidcClient
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
+from application.sso_ports import SsoPorts
 from application.use_cases.account_closure import CloseOwnAccount
 from application.use_cases.accounts import RegisterUser, ResendVerification, VerifyEmail
 from application.use_cases.admin_administrators import (
@@ -214,6 +217,8 @@ from application.use_cases.service_clients import (
     ServiceClientPorts,
 )
 from application.use_cases.sessions import ListSessions, Logout, RevokeOtherSessions, RevokeSession
+from application.use_cases.sso_identities import ListIdentities, StartIdentityLink, UnlinkIdentity
+from application.use_cases.sso_sign_in import CompleteSsoSignIn, StartSsoSignIn
 from application.use_cases.two_factor import (
     CompleteMfaLogin,
     ConfirmTotp,
@@ -225,6 +230,7 @@ from application.use_cases.two_factor import (
 )
 from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
 from domain.plans import PlanCatalog
+from domain.sso import SsoProvider
 from entrypoints.settings import Settings, parse_duration, parse_durations, parse_limits
 
 log = logging.getLogger("bulwark")
@@ -358,6 +364,95 @@ class EgressApi:
 
 
 HETZNER_TOKEN_SECRET = "hetzner_api_token"  # noqa: S105 -- the keyring entry's name, not a secret
+SSO_CALLBACK_PATH = "/api/v1/auth/sso/{provider}/callback"
+_MULTI_TENANT = ("common", "organizations", "consumers")
+
+
+def sso_redirect_uri(settings: Settings, provider: SsoProvider) -> str:
+    return settings.effective_sso_redirect_base_url + SSO_CALLBACK_PATH.format(provider=provider)
+
+
+def sso_clients(settings: Settings, provider_secrets: dict[str, str]) -> dict[SsoProvider, OidcClient]:
+    """One OIDC client per provider whose client id is set. Production reads the secrets only
+    from the keyring (settings refuse them in the environment there)."""
+
+    def secret(provider: SsoProvider) -> str:
+        name = f"sso_{provider}_client_secret"
+        return provider_secrets.get(name) or ("" if settings.is_production else getattr(settings, name))
+
+    configs: list[OidcProviderConfig] = []
+    if settings.sso_google_client_id:
+        issuer = settings.sso_google_issuer.rstrip("/")
+        configs.append(
+            OidcProviderConfig(
+                name=SsoProvider.GOOGLE,
+                display_name="Google",
+                discovery_url=f"{issuer}/.well-known/openid-configuration",
+                issuer=issuer,
+                client_id=settings.sso_google_client_id,
+                client_secret=secret(SsoProvider.GOOGLE),
+                redirect_uri=sso_redirect_uri(settings, SsoProvider.GOOGLE),
+            )
+        )
+    if settings.sso_azure_client_id:
+        authority = settings.sso_azure_authority.rstrip("/")
+        tenant = settings.sso_azure_tenant
+        # v2.0 endpoints; a multi-tenant endpoint's issuer carries `{tenantid}`, which each token's
+        # own `tid` fills in. A named tenant's issuer is the one its discovery document states.
+        multi_tenant = tenant.lower() in _MULTI_TENANT
+        configs.append(
+            OidcProviderConfig(
+                name=SsoProvider.AZURE,
+                display_name="Microsoft",
+                discovery_url=f"{authority}/{tenant}/v2.0/.well-known/openid-configuration",
+                issuer=f"{authority}/{TENANT_PLACEHOLDER}/v2.0" if multi_tenant else None,
+                client_id=settings.sso_azure_client_id,
+                client_secret=secret(SsoProvider.AZURE),
+                redirect_uri=sso_redirect_uri(settings, SsoProvider.AZURE),
+            )
+        )
+    if settings.sso_oidc_client_id:
+        issuer = settings.sso_oidc_issuer.rstrip("/")
+        configs.append(
+            OidcProviderConfig(
+                name=SsoProvider.OIDC,
+                display_name=settings.sso_oidc_name,
+                discovery_url=f"{issuer}/.well-known/openid-configuration",
+                issuer=settings.sso_oidc_issuer,
+                client_id=settings.sso_oidc_client_id,
+                client_secret=secret(SsoProvider.OIDC),
+                redirect_uri=sso_redirect_uri(settings, SsoProvider.OIDC),
+            )
+        )
+    return {SsoProvider(config.name): AuthlibOidcClient(config) for config in configs}
+
+
+@dataclass
+class SsoApi:
+    """Single sign-on and the user's linked identities, wired."""
+
+    start: StartSsoSignIn
+    complete: CompleteSsoSignIn
+    list_identities: ListIdentities
+    start_link: StartIdentityLink
+    unlink: UnlinkIdentity
+    clients: dict[SsoProvider, OidcClient]
+
+    @classmethod
+    def wire(cls, ports: SsoPorts) -> "SsoApi":
+        return cls(
+            start=StartSsoSignIn(ports),
+            complete=CompleteSsoSignIn(ports),
+            list_identities=ListIdentities(ports),
+            start_link=StartIdentityLink(ports),
+            unlink=UnlinkIdentity(ports),
+            clients=dict(ports.clients),
+        )
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            if isinstance(client, AuthlibOidcClient):
+                await client.close()
 
 
 @dataclass
@@ -673,6 +768,7 @@ class Container:
     admin_panel: AdminPanelApi
     closures: ClosureApi
     egress: EgressApi
+    sso: SsoApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -690,6 +786,7 @@ class Container:
         await self.bridge_versions.stop()
         await self.versions.stop()
         await self.revocations.stop()
+        await self.sso.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -936,6 +1033,9 @@ def build_container(
         ),
         closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
         egress=egress,
+        sso=SsoApi.wire(
+            SsoPorts(identity=deps, clients=sso_clients(settings, dict(keyring.provider_secrets)))
+        ),
     )
 
 

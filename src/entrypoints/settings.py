@@ -6,6 +6,7 @@ table is printed from this list by `bulwark config`, so the two cannot drift apa
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -379,9 +380,88 @@ class Settings:
         metadata=_doc("The egress audit reports the address of an account paused longer than this as stale."),
     )
 
+    sso_google_client_id: str = field(
+        default="", metadata=_doc("Google OAuth client id (sign-in with Google). Empty: Google is off (404).")
+    )
+    sso_google_client_secret: str = field(
+        default="",
+        metadata=_doc(
+            "Google OAuth client secret (development only; production reads "
+            "`provider_secrets.sso_google_client_secret` from the keyring).",
+            "refused",
+        ),
+    )
+    sso_google_issuer: str = field(
+        default="https://accounts.google.com",
+        metadata=_doc("Google's issuer (overridable for tests; plain http:// only outside production)."),
+    )
+    sso_azure_client_id: str = field(
+        default="",
+        metadata=_doc("Azure AD / Entra ID application (client) id. Empty: Microsoft sign-in is off (404)."),
+    )
+    sso_azure_client_secret: str = field(
+        default="",
+        metadata=_doc(
+            "Azure application client secret (development only; production reads "
+            "`provider_secrets.sso_azure_client_secret` from the keyring).",
+            "refused",
+        ),
+    )
+    sso_azure_tenant: str = field(
+        default="organizations",
+        metadata=_doc(
+            "Azure tenant: a tenant id (one organisation), `organizations` or `common` (multi-tenant: "
+            "each token's issuer is checked against its own `tid`)."
+        ),
+    )
+    sso_azure_authority: str = field(
+        default="https://login.microsoftonline.com",
+        metadata=_doc("Azure's authority (sovereign clouds, tests; plain http:// only outside production)."),
+    )
+    sso_oidc_issuer: str = field(
+        default="",
+        metadata=_doc("Issuer URL of a generic OpenID provider (enterprise IdPs); discovery is read there."),
+    )
+    sso_oidc_client_id: str = field(
+        default="", metadata=_doc("Client id at the generic OpenID provider. Empty: it is off (404).")
+    )
+    sso_oidc_client_secret: str = field(
+        default="",
+        metadata=_doc(
+            "Client secret at the generic OpenID provider (development only; production reads "
+            "`provider_secrets.sso_oidc_client_secret` from the keyring).",
+            "refused",
+        ),
+    )
+    sso_oidc_name: str = field(
+        default="Single sign-on", metadata=_doc("Display name of the generic OpenID provider.")
+    )
+    sso_redirect_base_url: str = field(
+        default="",
+        metadata=_doc(
+            "Public base URL of this API as the providers' redirect URIs name it "
+            "(`{base}/api/v1/auth/sso/{provider}/callback`). Empty: `http://{BULWARK_HOST}:{BULWARK_PORT}`.",
+            "required (https) when a provider is on",
+        ),
+    )
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def sso_providers_on(self) -> tuple[str, ...]:
+        """A provider is on when its client id is set."""
+        ids = {
+            "google": self.sso_google_client_id,
+            "azure": self.sso_azure_client_id,
+            "oidc": self.sso_oidc_client_id,
+        }
+        return tuple(name for name, client_id in ids.items() if client_id)
+
+    @property
+    def effective_sso_redirect_base_url(self) -> str:
+        return (self.sso_redirect_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_ctrader_redirect_uri(self) -> str:
@@ -593,6 +673,7 @@ def validate(settings: Settings) -> None:
         "egress_paused_stale_after",
     ):
         parse_duration(name, getattr(settings, name))
+    _check_sso(settings)
     if settings.is_production:
         check_production(settings)
 
@@ -670,6 +751,32 @@ def _check_egress(settings: Settings) -> None:
         )
 
 
+_SSO_URLS = ("sso_google_issuer", "sso_azure_authority", "sso_oidc_issuer", "sso_redirect_base_url")
+_AZURE_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}")
+
+
+def _check_sso(settings: Settings) -> None:
+    """TLS for every provider in production; plain http:// only for a provider on a developer's
+    machine or in tests."""
+    allowed = {"https"} if settings.is_production else {"https", "http"}
+    for name in _SSO_URLS:
+        value = getattr(settings, name)
+        if not value:
+            continue
+        parts = urlsplit(value)
+        if parts.scheme not in allowed or not parts.hostname or parts.query or parts.fragment:
+            raise SettingsError(
+                f"{env_name(name)}={value!r} is not valid: expected {' or '.join(sorted(allowed))}://host..."
+            )
+    if settings.sso_azure_client_id and not _AZURE_TENANT.fullmatch(settings.sso_azure_tenant):
+        raise SettingsError(
+            f"BULWARK_SSO_AZURE_TENANT={settings.sso_azure_tenant!r} is not valid: expected a tenant id, "
+            "organizations or common"
+        )
+    if settings.sso_oidc_client_id and not settings.sso_oidc_issuer:
+        raise SettingsError("BULWARK_SSO_OIDC_CLIENT_ID needs BULWARK_SSO_OIDC_ISSUER")
+
+
 def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
     """`count/seconds[,count/seconds...]` -> ((count, seconds), ...)."""
     tiers: list[tuple[int, float]] = []
@@ -741,6 +848,16 @@ def check_production(settings: Settings) -> None:
         raise SettingsError(
             "production refuses BULWARK_CTRADER_CLIENT_SECRET in the environment: put it in the "
             "keyring's and the vault key file's provider_secrets (`bulwark keys set-secret`)"
+        )
+    for provider in ("google", "azure", "oidc"):
+        if getattr(settings, f"sso_{provider}_client_secret"):
+            raise SettingsError(
+                f"production refuses BULWARK_SSO_{provider.upper()}_CLIENT_SECRET in the environment: put "
+                f"it in the keyring (`bulwark keys set-secret sso_{provider}_client_secret`)"
+            )
+    if settings.sso_providers_on and not settings.sso_redirect_base_url:
+        raise SettingsError(
+            "production needs BULWARK_SSO_REDIRECT_BASE_URL (the https URL registered with the providers)"
         )
     if settings.ctrader_client_id and not settings.ctrader_redirect_uri:
         raise SettingsError(

@@ -48,6 +48,7 @@ from domain.refresh_rules import may_rotate
 from domain.sessions import RefreshToken, Session
 from domain.users import User, UserStatus
 from tests.unit.fake_authz_repository import FakeAuthzRepository, MemberRoleRow
+from tests.unit.fake_sso_repository import FakeSsoRepository
 
 T = TypeVar("T")
 
@@ -601,6 +602,7 @@ class FakeUnitOfWork:
     mfa: FakeMfaRepository
     authz: FakeAuthzRepository
     audit_query: FakeAuditQuery
+    sso: FakeSsoRepository
 
     def __init__(self, db: InMemoryDatabase) -> None:
         self.db = db
@@ -616,6 +618,7 @@ class FakeUnitOfWork:
         self.mfa = FakeMfaRepository(tx)
         self.authz = FakeAuthzRepository(tx)
         self.audit_query = FakeAuditQuery(tx)
+        self.sso = FakeSsoRepository(tx)
         return self
 
     async def commit(self) -> None:

@@ -17,6 +17,8 @@ from adapters.storage.tables import (
     platform_admins,
     recovery_codes,
     sessions,
+    sso_identities,
+    sso_states,
     totp_credentials,
     users,
 )
@@ -95,6 +97,8 @@ class SqlAccountClosureRepository:
             one_time_tokens,
             broker_oauth_states,
             platform_admin_enrolments,
+            sso_states,
+            sso_identities,  # the provider's ids and the address at link time
         )
         for table in pending_admin:
             await self.connection.execute(delete(table).where(table.c.user_id == user_id))

@@ -20,6 +20,7 @@ def _to_org(row: Any) -> Organisation:
         personal=row.personal,
         status=OrgStatus(row.status),
         require_2fa=row.require_2fa,
+        trust_sso_mfa=bool(getattr(row, "trust_sso_mfa", False)),
     )
 
 
@@ -49,6 +50,7 @@ class SqlOrgRepository:
                 personal=org.personal,
                 status=str(org.status),
                 require_2fa=org.require_2fa,
+                trust_sso_mfa=org.trust_sso_mfa,
                 created_at=org.created_at,
             )
         )
@@ -70,7 +72,12 @@ class SqlOrgRepository:
         await self.connection.execute(
             update(organisations)
             .where(organisations.c.id == org.id)
-            .values(name=org.name, status=str(org.status), require_2fa=org.require_2fa)
+            .values(
+                name=org.name,
+                status=str(org.status),
+                require_2fa=org.require_2fa,
+                trust_sso_mfa=org.trust_sso_mfa,
+            )
         )
 
     async def add_membership(self, membership: Membership) -> None:
@@ -101,6 +108,7 @@ class SqlOrgRepository:
                 personal=row["personal"],
                 status=OrgStatus(row["status"]),
                 require_2fa=row["require_2fa"],
+                trust_sso_mfa=row["trust_sso_mfa"],
             )
             result.append((membership, org))
         return result

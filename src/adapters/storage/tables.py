@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 
@@ -42,6 +43,9 @@ organisations = Table(
     Column("status", String(20), nullable=False),
     Column("require_2fa", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Off by default: an SSO sign-in of a two-factor account still asks for its code unless the
+    # org trusts the provider's own MFA (`amr` contains `mfa`).
+    Column("trust_sso_mfa", Boolean, nullable=False, server_default=false()),
     # Bumped in the same transaction as any change to who may do what in this org; permission
     # caches are keyed by it, so a bump makes every cached answer for the org unreachable.
     Column("authz_version", BigInteger, nullable=False, server_default="0"),
@@ -578,6 +582,42 @@ egress_waiting = Table(
     Column("notified_at", UTCDateTime, nullable=True),
 )
 
+# --- Single sign-on: pending sign-ins (looked up by the digest of `state`), and the provider
+# identities linked to accounts (one account per identity).
+
+sso_states = Table(
+    "sso_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("provider", String(20), nullable=False),
+    Column("purpose", String(10), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("browser_hash", String(64), nullable=False),
+    Column("return_to", String(512), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("session_id", Uuid, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_sso_states_expires_at", "expires_at"),
+)
+
+sso_identities = Table(
+    "sso_identities",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("linked_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    UniqueConstraint("provider", "issuer", "subject", name="uq_sso_identities_provider_issuer_subject"),
+    Index("ix_sso_identities_user_id", "user_id"),
+)
+
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
     "audit_chain_head",
@@ -623,6 +663,8 @@ __all__ = [
     "roles",
     "service_clients",
     "sessions",
+    "sso_identities",
+    "sso_states",
     "totp_credentials",
     "users",
 ]

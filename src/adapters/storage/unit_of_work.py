@@ -23,6 +23,7 @@ from adapters.storage.platform_admin_repository import SqlPlatformAdminRepositor
 from adapters.storage.row_security import RowSecurity
 from adapters.storage.service_client_repository import SqlServiceClientRepository
 from adapters.storage.session_repository import SqlSessionRepository, refresh_alone
+from adapters.storage.sso_repository import SqlSsoRepository
 from adapters.storage.user_repository import SqlUserRepository
 from application.ports.unit_of_work import RefreshAttempt
 
@@ -45,6 +46,7 @@ class SqlUnitOfWork:
     account_closures: SqlAccountClosureRepository
     deletion_tokens: SqlDeletionTokenRepository
     egress: SqlEgressRepository
+    sso: SqlSsoRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -79,6 +81,7 @@ class SqlUnitOfWork:
         self.account_closures = SqlAccountClosureRepository(connection)
         self.deletion_tokens = SqlDeletionTokenRepository(connection)
         self.egress = SqlEgressRepository(connection)
+        self.sso = SqlSsoRepository(connection)
         return self
 
     async def commit(self) -> None:

@@ -18,6 +18,7 @@ from application.ports.integration_secret_repository import IntegrationSecretRep
 from application.ports.mfa_repository import MfaRepository
 from application.ports.platform_admin_repository import PlatformAdminRepository
 from application.ports.service_client_repository import ServiceClientRepository
+from application.ports.sso_repository import SsoRepository
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
 from domain.orgs import Membership, Organisation
 from domain.sessions import RefreshToken, Session
@@ -222,6 +223,9 @@ class UnitOfWork(Protocol):
 
     @property
     def egress(self) -> EgressRepository: ...
+
+    @property
+    def sso(self) -> SsoRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -84,6 +84,7 @@ class UpdateOrg(OrgUseCase):
         name: str | None,
         require_2fa: bool | None,
         ctx: RequestContext,
+        trust_sso_mfa: bool | None = None,
     ) -> Organisation:
         new_name = valid_org_name(name) if name is not None else None
         async with self.deps.identity.uow() as uow:
@@ -91,7 +92,12 @@ class UpdateOrg(OrgUseCase):
             org = await uow.orgs.get(org_id)
             if org is None:
                 raise NotFound("No such organisation.")
-            before = {"name": org.name, "require_2fa": org.require_2fa}
+            before: dict[str, object] = {"name": org.name, "require_2fa": org.require_2fa}
+            after: dict[str, object] = {}
+            if trust_sso_mfa is not None:
+                before["trust_sso_mfa"] = org.trust_sso_mfa
+                org.trust_sso_mfa = trust_sso_mfa
+                after["trust_sso_mfa"] = trust_sso_mfa
             if new_name is not None:
                 org.name = new_name
             if require_2fa is not None:
@@ -105,7 +111,7 @@ class UpdateOrg(OrgUseCase):
                     target_type="org",
                     target_id=org_id,
                     before=before,
-                    after={"name": org.name, "require_2fa": org.require_2fa},
+                    after={"name": org.name, "require_2fa": org.require_2fa, **after},
                 )
             )
             await uow.commit()

@@ -46,5 +46,10 @@ def group_view(
 
 def org_detail(org: Organisation) -> OrgDetail:
     return OrgDetail(
-        id=org.id, name=org.name, personal=org.personal, status=str(org.status), require_2fa=org.require_2fa
+        id=org.id,
+        name=org.name,
+        personal=org.personal,
+        status=str(org.status),
+        require_2fa=org.require_2fa,
+        trust_sso_mfa=org.trust_sso_mfa,
     )

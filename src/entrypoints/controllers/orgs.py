@@ -76,7 +76,12 @@ class OrgController(Controller):
         request: Req,
     ) -> OrgDetail:
         org = await container.authz.update_org(
-            principal, org_id, data.name, data.require_2fa, request_context(request)
+            principal,
+            org_id,
+            data.name,
+            data.require_2fa,
+            request_context(request),
+            trust_sso_mfa=data.trust_sso_mfa,
         )
         return org_detail(org)
 

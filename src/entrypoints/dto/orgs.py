@@ -18,6 +18,8 @@ class CreateOrgRequest(WriteBody):
 class UpdateOrgRequest(WriteBody):
     name: str | None = None
     require_2fa: bool | None = None
+    # SSO sign-ins whose provider did MFA (`amr` contains `mfa`) skip our second factor.
+    trust_sso_mfa: bool | None = None
 
 
 class SwitchOrgRequest(WriteBody):
@@ -30,6 +32,7 @@ class OrgDetail(msgspec.Struct):
     personal: bool
     status: str
     require_2fa: bool
+    trust_sso_mfa: bool = False
 
 
 class MyOrg(msgspec.Struct):

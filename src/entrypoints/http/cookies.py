@@ -92,3 +92,35 @@ def admin_cookie_header(name: str, value: str, max_age: int) -> str:
 
 def cleared_admin_cookie_header(name: str) -> str:
     return f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_ADMIN_ATTRIBUTES}"
+
+
+# Single sign-on. The flow cookie binds a pending sign-in to the browser that started it (login
+# CSRF): `__Host-` pins it to this exact host (no subdomain can set or shadow it), and Lax lets
+# the top-level GET back from the provider carry it. Short: the state record lives ten minutes.
+SSO_FLOW_COOKIE = "__Host-bulwark_sso"
+_SSO_FLOW_ATTRIBUTES = "Path=/; HttpOnly; Secure; SameSite=Lax"
+# After an SSO sign-in of a two-factor account, the `mfa_token` waits here for the SPA to fetch
+# it by POST (never in a URL); only that endpoint's path sees it.
+SSO_MFA_COOKIE = "__Secure-bulwark_sso_mfa"
+SSO_MFA_PATH = "/api/v1/auth/sso/mfa"
+_SSO_MFA_ATTRIBUTES = f"Path={SSO_MFA_PATH}; HttpOnly; Secure; SameSite=Strict"
+
+
+def sso_flow_cookie_header(value: str, max_age: int) -> str:
+    if not _SAFE_VALUE.fullmatch(value):
+        raise ValueError("the flow binding must be URL-safe base64")
+    return f"{SSO_FLOW_COOKIE}={value}; Max-Age={int(max_age)}; {_SSO_FLOW_ATTRIBUTES}"
+
+
+def cleared_sso_flow_cookie_header() -> str:
+    return f"{SSO_FLOW_COOKIE}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_SSO_FLOW_ATTRIBUTES}"
+
+
+def sso_mfa_cookie_header(value: str, max_age: int) -> str:
+    if not _SAFE_VALUE.fullmatch(value):
+        raise ValueError("an mfa_token must be URL-safe base64")
+    return f"{SSO_MFA_COOKIE}={value}; Max-Age={int(max_age)}; {_SSO_MFA_ATTRIBUTES}"
+
+
+def cleared_sso_mfa_cookie_header() -> str:
+    return f"{SSO_MFA_COOKIE}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {_SSO_MFA_ATTRIBUTES}"
