@@ -143,6 +143,10 @@ def safe_return_to(value: str | None) -> str | None:
         return None
     if any(ch.isspace() for ch in value):
         return None
+    if not value.isascii() or not value.isprintable():
+        # It goes into a Location header, which carries only ASCII: anything else would fail to
+        # encode after the session was made (the SPA percent-encodes its own paths).
+        return None
     return value
 
 

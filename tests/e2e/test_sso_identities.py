@@ -192,6 +192,15 @@ async def test_an_org_may_trust_the_providers_mfa(sso: SsoWorld) -> None:
     assert r.status_code == 200 and r.json()["trust_sso_mfa"] is False
     await mfa_step(sso, await round_trip(sso, "google", with_mfa))
 
+    # Trusted again, but the user also belongs to an org that does not trust the provider: the
+    # session could switch there without a factor, so our own factor is asked for.
+    r = await sso.client.patch(f"/api/v1/orgs/{org_id}", json={"trust_sso_mfa": True}, headers=admin)
+    assert r.status_code == 200, r.text
+    await signed_in(sso, await round_trip(sso, "google", with_mfa))
+    r = await sso.client.post("/api/v1/orgs", json={"name": "Corporate"}, headers=admin)
+    assert r.status_code == 201, r.text
+    await mfa_step(sso, await round_trip(sso, "google", with_mfa))
+
 
 async def test_closing_the_account_erases_its_linked_identities(sso: SsoWorld) -> None:
     email = await register_verified(sso.service)

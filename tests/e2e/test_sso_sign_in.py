@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.storage.tables import audit_events, organisations, sso_identities, users
-from tests.e2e.identity_helpers import PASSWORD, login, register_verified, set_user_status
+from tests.e2e.identity_helpers import PASSWORD, link_token, login, register_verified, set_user_status
 from tests.e2e.sso_helpers import (
     FLOW_COOKIE,
     SsoWorld,
@@ -77,6 +77,16 @@ async def test_sign_up_without_a_vouched_email_needs_the_mailed_link_first(sso: 
     async with sso.service.container.engine.connect() as conn:
         row = (await conn.execute(select(users).where(users.c.email == user.claims["email"]))).one()
     assert row.email_verified_at is None
+    # Pre-account takeover: the unvouched identity is not linked, so proving the address later
+    # (by this mail, a reset, another provider) never hands the account to whoever signed up.
+    assert await identities_in_db(sso) == []
+    verified = await sso.client.post(
+        "/api/v1/auth/verify-email", json={"token": link_token(mails[-1], "verify-email")}
+    )
+    assert verified.status_code == 200, verified.text
+    again = await round_trip(sso, "oidc", user)
+    assert_refused(again, "sso_link_requires_login")
+    assert await identities_in_db(sso) == []
 
 
 async def test_a_second_sign_in_uses_the_link(sso: SsoWorld) -> None:

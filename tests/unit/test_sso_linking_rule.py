@@ -109,6 +109,8 @@ def test_return_to_paths_on_the_frontend(good: str) -> None:
         "/" + "a" * 600,
         "/ /evil",
         "/\u202eevil",
+        "/\u200b/x",
+        "/caf\u00e9",
     ],
 )
 def test_return_to_refuses_anything_that_could_leave(bad: str) -> None:

@@ -174,6 +174,9 @@ class AuthlibOidcClient:
     ) -> dict[str, Any]:
         offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = [a for a in offered if a in ASYMMETRIC_ALGORITHMS]
+        if not algorithms:
+            # An empty list would let joserfc fall back to its defaults, HS256 among them.
+            raise OidcRefused("unsupported_algorithm")
         keys = await self._jwks.keys()
         try:
             try:

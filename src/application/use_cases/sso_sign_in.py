@@ -409,9 +409,14 @@ class CompleteSsoSignIn:
                 method=f"sso:{provider}",
             )
         )
-        await self._add_identity(uow, user, provider, key, claims, ctx, via="sign_up")
         if decision.email_verified:
+            await self._add_identity(uow, user, provider, key, claims, ctx, via="sign_up")
             return user, None
+        # An address the provider does not vouch for: the account waits for its mailed link, and
+        # the identity is NOT linked. Linked now, it would outlive the proof: whoever typed the
+        # victim's address into their own tenant would sign in to the victim's account as soon
+        # as the victim verified it (by that mail, a reset, or another provider). Once verified,
+        # the owner sets a password through the reset flow and links the provider from settings.
         raw = await issue_one_time_token(deps, uow, user.id, TokenPurpose.VERIFY_EMAIL)
         return user, (address, raw)
 
@@ -444,7 +449,12 @@ class CompleteSsoSignIn:
             await self._login_failure(uow, ctx, user, refused.code, method)
             raise SsoCallbackFailed(refused.detail, code=refused.code) from None
         totp = await uow.mfa.get_totp(user.id)
-        if totp is not None and totp.enabled and not (org.trust_sso_mfa and claims.provider_mfa):
+        # The session can switch into any of the user's orgs without another factor, so the
+        # provider's MFA stands in for ours only when every active org of theirs trusts it: one
+        # org's setting must not waive another's second factor.
+        active = [o for _, o in await uow.orgs.memberships_of(user.id) if not o.is_disabled]
+        provider_mfa_trusted = claims.provider_mfa and all(o.trust_sso_mfa for o in active)
+        if totp is not None and totp.enabled and not provider_mfa_trusted:
             challenge = await begin_mfa_challenge(deps, uow, user, ctx)
             await uow.commit()
             return SsoMfaStep(challenge.mfa_token, pending.return_to)
