@@ -278,6 +278,52 @@ class Settings:
             "After `bulwark service-clients rotate-secret`, the old secret keeps working this long."
         ),
     )
+    # --- the egress gateway (Squid + `bulwark egress squid-helper`) -------------------------
+    egress_credential_ttl_seconds: int = field(
+        default=300,
+        metadata=_doc(
+            "Life of the egress proxy credential the vault hands out with broker credentials "
+            "(60-3600 s). It names one user and one address."
+        ),
+    )
+    egress_broker_targets: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Comma-separated `host:port` list of broker endpoints the egress gateway lets CONNECT "
+            "reach (`bulwark egress render-squid`); everything else is denied.",
+            "required on the egress host",
+        ),
+    )
+    egress_squid_listen: str = field(
+        default="127.0.0.1:3128",
+        metadata=_doc("`address:port` Squid listens on for workers (rendered into squid.conf)."),
+    )
+    egress_squid_credentials_ttl_seconds: int = field(
+        default=5,
+        metadata=_doc(
+            "How long Squid may reuse a helper's answer (`credentialsttl`); at most the credential's "
+            "life. A detach is confirmed only after this long, so no cached answer outlives it."
+        ),
+    )
+    egress_squid_manager_url: str = field(
+        default="http://127.0.0.1:3128/squid-internal-mgr/",
+        metadata=_doc("Squid's cache manager (loopback only): open tunnels for the gateway's view."),
+    )
+    egress_cut_tunnels: bool = field(
+        default=True,
+        metadata=_doc(
+            "A detach cuts the address's open tunnels with `ss -K` (needs CAP_NET_ADMIN on the "
+            "egress host). Off: a detach waits until they have ended."
+        ),
+    )
+    egress_verify_keys_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Public keys the Squid helper checks egress credentials with "
+            "(`bulwark egress verify-keys`). Empty: the development vault key file's.",
+            "required on the egress host",
+        ),
+    )
     ctrader_client_id: str = field(
         default="", metadata=_doc("cTrader Open API application id. Empty: cTrader is off (404).")
     )
@@ -514,6 +560,7 @@ def validate(settings: Settings) -> None:
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)
+    _check_egress_gateway(settings)
     if settings.is_production:
         check_production(settings)
 
@@ -552,6 +599,34 @@ def _check_ctrader_urls(settings: Settings) -> None:
             raise SettingsError(
                 f"{env_name(name)}={value!r} is not valid: expected {' or '.join(sorted(allowed))}://host..."
             )
+
+
+def _check_egress_gateway(settings: Settings) -> None:
+    if not 60 <= settings.egress_credential_ttl_seconds <= 3600:
+        raise SettingsError("BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS must be 60-3600")
+    if not 1 <= settings.egress_squid_credentials_ttl_seconds <= settings.egress_credential_ttl_seconds:
+        raise SettingsError(
+            "BULWARK_EGRESS_SQUID_CREDENTIALS_TTL_SECONDS must be 1 s to the credential's life "
+            "(BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS): Squid must not admit a credential longer"
+        )
+    for name in ("egress_squid_listen",):
+        parse_host_port(name, getattr(settings, name))
+    for target in settings.egress_broker_targets:
+        parse_host_port("egress_broker_targets", target)
+
+
+def parse_host_port(name: str, text: str) -> tuple[str, int]:
+    """`host:port` (a name or an IPv4 address; `[v6]:port`) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    valid = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    if valid and not host.replace(".", "").replace("-", "").replace(":", "").isalnum():
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"{env_name(name)}={text!r} is not valid: expected host:port, e.g. live.ctraderapi.com:5035"
+        )
+    return host, int(port)
 
 
 def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
