@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from application.bridge_keys import BridgeKeys
+from application.egress_ledger import start_teardown_of
 from application.errors import Conflict
 from application.ports.authz_cache import AuthzVersions
 from application.ports.clock import Clock
@@ -31,6 +32,7 @@ from domain.account_closure import (
 from domain.audit import ActorKind, AuditEvent
 from domain.bridges import BridgeStatus
 from domain.brokers import ConnectionStatus
+from domain.egress import SYSTEM
 from domain.orgs import Organisation, OrgRole, OrgStatus
 from domain.users import User, UserStatus
 
@@ -153,9 +155,7 @@ class ClosurePipeline:
         elif step is ClosureStep.BROKER_CREDENTIALS_DESTROYED:
             await self._destroy_broker_credentials(user_id)
         elif step is ClosureStep.EGRESS_RELEASED:
-            # No dedicated egress addresses exist yet. When they do, this step hands the
-            # account's address to its teardown; the slot keeps the order visible meanwhile.
-            return
+            await self._start_egress_teardown(user_id)
         elif step is ClosureStep.MEMBERSHIPS_REMOVED:
             await self._remove_memberships(user_id)
         elif step is ClosureStep.PERSONAL_DATA_ERASED:
@@ -221,6 +221,17 @@ class ClosurePipeline:
                                 "broker_connection.revoked", user_id, org.id, connection_id=str(connection.id)
                             )
                         )
+            await uow.commit()
+
+    async def _start_egress_teardown(self, user_id: UUID) -> None:
+        """The address stops being the account's live binding at once (the gateway's next
+        admission refuses it); the egress job detaches it, cools it down and frees it."""
+        async with self.ports.uow() as uow:
+            moves = await start_teardown_of(uow, user_id, self.ports.clock.now(), SYSTEM, "account closed")
+            for move in moves:
+                await uow.audit.append(
+                    _system_event("egress.teardown_started", user_id, address=move.after.address)
+                )
             await uow.commit()
 
     async def _remove_memberships(self, user_id: UUID) -> None:

@@ -17,6 +17,7 @@ from entrypoints.controllers.authorization import AuthzController
 from entrypoints.controllers.bridge_api import BridgeApiController, BridgeAuthzController
 from entrypoints.controllers.bridges import BridgeController
 from entrypoints.controllers.broker_connections import BrokerCallbackController, BrokerConnectionController
+from entrypoints.controllers.egress import MyEgressController
 from entrypoints.controllers.forward_auth import ForwardAuthController
 from entrypoints.controllers.health import HealthController
 from entrypoints.controllers.integration_secrets import IntegrationSecretController
@@ -48,6 +49,7 @@ def route_handlers() -> list[Any]:
         HealthController,
         AuthController,
         MeController,
+        MyEgressController,
         TwoFactorController,
         WellKnownController,
         OrgController,

@@ -324,7 +324,7 @@ def keys_import_sealing_key(key_id: str, public_key: str) -> None:
 
 
 @keys.command("set-secret")
-@click.argument("name", type=click.Choice(["ctrader_client_secret"]))
+@click.argument("name", type=click.Choice(["ctrader_client_secret", "hetzner_api_token"]))
 @click.option("--vault", is_flag=True, help="Store it in BULWARK_VAULT_KEYS_FILE instead.")
 @one_line_errors
 def keys_set_secret(name: str, vault: bool) -> None:
@@ -699,9 +699,67 @@ def jobs() -> None:
 @jobs.command("run")
 @one_line_errors
 def jobs_run() -> None:
-    """Resume every unfinished account closure once (each step is idempotent)."""
+    """Resume every unfinished account closure and run the egress job once (every step of both
+    is idempotent)."""
     finished = _run_admin(lambda c: c.closures.resume())
     click.echo(f"account closures finished: {finished}")
+    report = _run_admin(lambda c: c.egress.job())
+    click.echo(
+        f"egress: allocated {report.allocated}, waiting {report.waiting}, graces started "
+        f"{report.graces_started}, teardowns started {report.teardowns_started}, detached "
+        f"{report.detached}, back in the pool {report.returned_to_pool}, released {report.released}"
+    )
+    for why in report.held_back:
+        click.echo(f"egress: held back: {why}")
+
+
+@main.group()
+def egress() -> None:
+    """Dedicated egress addresses."""
+
+
+@egress.command("audit")
+@one_line_errors
+def egress_audit() -> None:
+    """Compare the ledger, the provider's list and the gateway's bindings; exit 1 on findings."""
+    report = _run_admin(lambda c: c.egress.audit.run())
+    click.echo(
+        f"egress audit at {report.checked_at.isoformat()}: {report.ledger_size} addresses in the ledger"
+    )
+    sections: list[tuple[str, list[str]]] = [
+        (
+            "leaks (the provider bills, the ledger does not hold)",
+            [f"{p.address} ({p.provider_ref})" for p in report.leaks],
+        ),
+        ("missing at the provider", [f"{a.address} ({a.state})" for a in report.missing]),
+        (
+            "stale allocations",
+            [f"{s.address.address} user {s.address.user_id}: {s.why}" for s in report.stale],
+        ),
+        (
+            "broken (allocated, not bound by the gateway)",
+            [f"{a.address} user {a.user_id}" for a in report.broken],
+        ),
+        (
+            "dangerous (bound by the gateway, unknown to the ledger)",
+            [f"{b.address} user {b.user_id}" for b in report.dangerous],
+        ),
+        ("stuck teardowns", [f"{a.address} {a.state} since {a.since.isoformat()}" for a in report.stuck]),
+        (
+            "waiting for an address (pool exhausted)",
+            [f"user {w.user_id} since {w.since.isoformat()}" for w in report.waiting],
+        ),
+        ("not checked", list(report.unchecked)),
+    ]
+    for title, lines in sections:
+        if lines:
+            click.echo(f"{title}: {len(lines)}")
+            for line in lines:
+                click.echo(f"  {line}")
+    if report.clean:
+        click.echo("clean")
+    else:
+        sys.exit(1)
 
 
 @main.command("config")

@@ -26,6 +26,7 @@ from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
 from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer, ReloadingHpkeOpener
 from adapters.crypto.secret_box import EnvelopeSecretBox
+from adapters.egress.static_pool import StaticPoolProvider
 from adapters.health import DependencyProbe
 from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
 from adapters.keys.local_key_provider import LocalKeyProvider
@@ -50,6 +51,7 @@ from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
 from adapters.storage.audit_log import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
+from adapters.storage.egress_repository import SqlEgressBindingLookup
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.storage.vault_reader import SqlVaultReader
@@ -62,11 +64,15 @@ from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
 from application.bridge_lookups import BridgeKeyLookups
 from application.bridge_sightings import BridgeSightings
+from application.egress_job import RunEgressJob
+from application.egress_ledger import EgressLedger, EgressPolicy, EgressPorts
 from application.identity import IdentityDeps, IdentityPolicy
 from application.periodic_job import PeriodicJob
 from application.ports.authz_cache import AuthzVersions
 from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
+from application.ports.egress_gateway import EgressGateway
+from application.ports.egress_provider import EgressProvider
 from application.ports.mailer import Mailer
 from application.ports.rate_limiter import RateLimit, RateLimiter
 from application.ports.revocation_store import RevocationStore
@@ -137,6 +143,13 @@ from application.use_cases.broker_credentials import (
     VaultPolicy,
     VaultPorts,
 )
+from application.use_cases.egress_addresses import (
+    ForceEgressAllocation,
+    ListEgressAddresses,
+    MyEgressAddress,
+    ReleaseEgressAddress,
+)
+from application.use_cases.egress_audit import AuditEgress
 from application.use_cases.forward_auth import ForwardAuth
 from application.use_cases.integration_secrets import (
     CreateIntegrationSecret,
@@ -210,7 +223,7 @@ from application.use_cases.two_factor import (
 )
 from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
 from domain.plans import PlanCatalog
-from entrypoints.settings import Settings, parse_durations, parse_limits
+from entrypoints.settings import Settings, parse_duration, parse_durations, parse_limits
 
 log = logging.getLogger("bulwark")
 
@@ -271,6 +284,65 @@ def ctrader_adapters(
         client_id=settings.ctrader_client_id, client_secret=secret, api_url=settings.ctrader_api_url
     )
     return oauth, accounts
+
+
+def egress_provider(settings: Settings, provider_secrets: dict[str, str]) -> EgressProvider:
+    """The provider BULWARK_EGRESS_PROVIDER names; settings validation already checked its config."""
+    if settings.egress_provider == "hetzner":
+        raise NotImplementedError("the hetzner egress provider arrives in the next commit")
+    return StaticPoolProvider(settings.egress_pool_addresses)
+
+
+def egress_gateway(settings: Settings) -> EgressGateway | None:
+    """The egress gateway (Squid with Bulwark's helper) as the ledger sees it. Its adapter comes
+    with the gateway's branch and is wired here then. Until one is configured this answers None,
+    and teardowns wait in `draining` (reported by the audit as stuck): a detach nobody can
+    confirm is never assumed done."""
+    return None
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    return EgressPolicy(
+        downgrade_grace=timedelta(
+            seconds=parse_duration("egress_downgrade_grace", settings.egress_downgrade_grace)
+        ),
+        cooldown=timedelta(seconds=parse_duration("egress_cooldown", settings.egress_cooldown)),
+        stuck_after=timedelta(seconds=parse_duration("egress_stuck_after", settings.egress_stuck_after)),
+        paused_stale_after=timedelta(
+            seconds=parse_duration("egress_paused_stale_after", settings.egress_paused_stale_after)
+        ),
+    )
+
+
+@dataclass
+class EgressApi:
+    """Dedicated egress addresses: the ledger, its job, the admin panel's and the user's views."""
+
+    ledger: EgressLedger
+    job: RunEgressJob
+    scheduler: PeriodicJob  # runs the job (started and stopped with the container)
+    list_addresses: ListEgressAddresses
+    release: ReleaseEgressAddress
+    force_allocation: ForceEgressAllocation
+    mine: MyEgressAddress
+    audit: AuditEgress
+    bindings: SqlEgressBindingLookup  # what the gateway's helper asks on every admission
+
+    @classmethod
+    def wire(cls, ports: EgressPorts, engine: AsyncEngine, interval_seconds: float) -> "EgressApi":
+        ledger = EgressLedger(ports)
+        job = RunEgressJob(ports, ledger)
+        return cls(
+            ledger=ledger,
+            job=job,
+            scheduler=PeriodicJob(job, interval_seconds),
+            list_addresses=ListEgressAddresses(ports),
+            release=ReleaseEgressAddress(ports),
+            force_allocation=ForceEgressAllocation(ports, ledger),
+            mine=MyEgressAddress(ports),
+            audit=AuditEgress(ports),
+            bindings=SqlEgressBindingLookup(engine),
+        )
 
 
 @dataclass
@@ -459,7 +531,7 @@ class AdminPanelApi:
     plans: PlanCatalog
 
     @classmethod
-    def wire(cls, ports: AdminPanelPorts) -> "AdminPanelApi":
+    def wire(cls, ports: AdminPanelPorts, egress: EgressLedger) -> "AdminPanelApi":
         return cls(
             plans=ports.plans,
             list_users=ListUsers(ports),
@@ -467,7 +539,7 @@ class AdminPanelApi:
             pause_user=PauseUser(ports),
             unpause_user=UnpauseUser(ports),
             logout_user_everywhere=LogoutUserEverywhere(ports),
-            set_user_plan=SetUserPlan(ports),
+            set_user_plan=SetUserPlan(ports, egress),
             list_orgs=ListOrgs(ports),
             get_org=GetOrgOverview(ports),
             set_org_status=SetOrgStatus(ports),
@@ -585,6 +657,7 @@ class Container:
     admin: AdminApi
     admin_panel: AdminPanelApi
     closures: ClosureApi
+    egress: EgressApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -593,8 +666,10 @@ class Container:
         await self.bridge_versions.start()
         await self.bridges.sightings.start()
         await self.closures.scheduler.start()
+        await self.egress.scheduler.start()
 
     async def stop(self) -> None:
+        await self.egress.scheduler.stop()
         await self.closures.scheduler.stop()
         await self.bridges.sightings.stop()  # the last marks, before the pool closes
         await self.bridge_versions.stop()
@@ -806,6 +881,19 @@ def build_container(
             revocation_keep=deps.policy.session_absolute + deps.policy.access_token_ttl,
         )
     )
+    egress = EgressApi.wire(
+        EgressPorts(
+            uow=deps.uow,
+            clock=clock,
+            provider=egress_provider(settings, dict(keyring.provider_secrets)),
+            gateway=egress_gateway(settings),
+            mailer=mailer,
+            plans=settings.plan_catalog,
+            policy=egress_policy(settings),
+        ),
+        engine,
+        settings.jobs_interval_seconds,
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -829,9 +917,10 @@ def build_container(
         forward_auth=ForwardAuth(identity.authenticate, resolver, key_lookups),
         admin=admin,
         admin_panel=AdminPanelApi.wire(
-            AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)
+            AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog), egress.ledger
         ),
         closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
+        egress=egress,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from domain.egress_pool import EgressPool, EgressPoolError, parse_egress_pool
 from domain.plans import PlanCatalog, PlanCatalogError
 from domain.platform_admins import ADMIN_AUDIENCE
 
@@ -358,6 +359,71 @@ class Settings:
         default="https://id.ctrader.com/my/settings/openapi/grantedaccesses",
         metadata=_doc("Where users revoke the app in cTrader (shown after a connection is deleted)."),
     )
+    egress_provider: str = field(
+        default="static",
+        metadata=_doc(
+            "Where dedicated egress IPv4 addresses come from: `static` (the operator's routed block "
+            "in BULWARK_EGRESS_POOL) or `hetzner` (Hetzner Cloud Primary IPs, created on demand)."
+        ),
+    )
+    egress_pool: str = field(
+        default="",
+        metadata=_doc(
+            "The static provider's addresses: comma-separated IPv4 CIDR blocks and single addresses, "
+            "e.g. `203.0.113.0/28,198.51.100.7`. A block of /30 or larger leaves out its network and "
+            "broadcast addresses; at most 4096 addresses. Empty: no address to give (paying users wait "
+            "`egress_pending`).",
+            "globally routable only",
+        ),
+    )
+    egress_hetzner_api_url: str = field(
+        default="https://api.hetzner.cloud/v1",
+        metadata=_doc(
+            "Hetzner Cloud API base URL (the hetzner provider). Its token is the keyring's "
+            "`provider_secrets.hetzner_api_token` (`bulwark keys set-secret hetzner_api_token`).",
+            "https",
+        ),
+    )
+    egress_hetzner_server_id: int = field(
+        default=0,
+        metadata=_doc(
+            "Id of the Hetzner Cloud server that is the egress host: Primary IPs are assigned to it. "
+            "0: unset (required by the hetzner provider)."
+        ),
+    )
+    egress_hetzner_datacenter: str = field(
+        default="",
+        metadata=_doc(
+            "Datacenter new Primary IPs are created in, the egress host's (e.g. `fsn1-dc14`); "
+            "required by the hetzner provider."
+        ),
+    )
+    egress_downgrade_grace: str = field(
+        default="7d",
+        metadata=_doc(
+            "After a user leaves a paying plan they keep their dedicated egress address this long "
+            "(re-upgrading inside keeps the same address), then its teardown starts. A duration: "
+            "`7d`, `12h`, `30m` or seconds."
+        ),
+    )
+    egress_cooldown: str = field(
+        default="7d",
+        metadata=_doc(
+            "A torn-down egress address rests this long before another user gets it (or it is "
+            "released at the provider), so nobody inherits a broker-side association."
+        ),
+    )
+    egress_stuck_after: str = field(
+        default="6h",
+        metadata=_doc(
+            "The egress audit reports a teardown that has not moved for this long (a detach the "
+            "gateway never confirms, a release the provider never confirms)."
+        ),
+    )
+    egress_paused_stale_after: str = field(
+        default="30d",
+        metadata=_doc("The egress audit reports the address of an account paused longer than this as stale."),
+    )
 
     @property
     def is_production(self) -> bool:
@@ -368,6 +434,11 @@ class Settings:
         if self.ctrader_redirect_uri:
             return self.ctrader_redirect_uri
         return f"http://{self.host}:{self.port}/api/v1/broker-connections/ctrader/callback"
+
+    @property
+    def egress_pool_addresses(self) -> EgressPool:
+        """BULWARK_EGRESS_POOL parsed; validate() has already refused a bad one."""
+        return parse_egress_pool(self.egress_pool, production=self.is_production)
 
     @property
     def in_process_vault(self) -> bool:
@@ -561,6 +632,14 @@ def validate(settings: Settings) -> None:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)
     _check_egress_gateway(settings)
+    _check_egress(settings)
+    for name in (
+        "egress_downgrade_grace",
+        "egress_cooldown",
+        "egress_stuck_after",
+        "egress_paused_stale_after",
+    ):
+        parse_duration(name, getattr(settings, name))
     if settings.is_production:
         check_production(settings)
 
@@ -629,6 +708,43 @@ def parse_host_port(name: str, text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+EGRESS_PROVIDERS = ("static", "hetzner")
+
+
+def _check_egress(settings: Settings) -> None:
+    if settings.egress_provider not in EGRESS_PROVIDERS:
+        raise SettingsError(
+            f"BULWARK_EGRESS_PROVIDER={settings.egress_provider!r} is not valid: expected static or hetzner"
+        )
+    try:
+        settings.egress_pool_addresses  # noqa: B018 -- parsing is the check
+    except EgressPoolError as error:
+        raise SettingsError(f"BULWARK_EGRESS_POOL is not valid: {error}") from None
+    if settings.egress_provider != "hetzner":
+        return
+    if settings.egress_pool.strip():
+        # The pool would be ignored; say so rather than let the operator believe it is used.
+        raise SettingsError(
+            "BULWARK_EGRESS_POOL is for the static provider; the hetzner provider creates IPs"
+        )
+    if settings.egress_hetzner_server_id <= 0:
+        raise SettingsError(
+            "BULWARK_EGRESS_PROVIDER=hetzner needs BULWARK_EGRESS_HETZNER_SERVER_ID (the egress host's id)"
+        )
+    if not settings.egress_hetzner_datacenter.strip():
+        raise SettingsError(
+            "BULWARK_EGRESS_PROVIDER=hetzner needs BULWARK_EGRESS_HETZNER_DATACENTER (e.g. fsn1-dc14)"
+        )
+    parts = urlsplit(settings.egress_hetzner_api_url)
+    allowed = {"https"} if settings.is_production else {"https", "http"}
+    if parts.scheme not in allowed or not parts.hostname:
+        # The API token travels in every request: plain http only for a simulator on a laptop.
+        raise SettingsError(
+            f"BULWARK_EGRESS_HETZNER_API_URL={settings.egress_hetzner_api_url!r} is not valid: "
+            f"expected {' or '.join(sorted(allowed))}://host..."
+        )
+
+
 def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
     """`count/seconds[,count/seconds...]` -> ((count, seconds), ...)."""
     tiers: list[tuple[int, float]] = []
@@ -647,6 +763,24 @@ def parse_limits(name: str, text: str) -> tuple[tuple[int, float], ...]:
             )
         tiers.append(tier)
     return tuple(tiers)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, text: str) -> float:
+    """`7d`, `12h`, `30m`, `45s` or plain seconds -> seconds (0 allowed: at once)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:], 0)
+    try:
+        seconds = float(raw[:-1] if unit else raw) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SettingsError(
+            f"{env_name(name)}={text!r} is not valid: expected a duration such as 7d, 12h or 900"
+        )
+    return seconds
 
 
 def parse_durations(name: str, text: str) -> tuple[float, ...]:

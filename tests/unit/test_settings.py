@@ -233,3 +233,70 @@ def test_the_redirect_uri_defaults_to_this_servers_callback_and_the_vault_is_in_
     )
     assert settings.in_process_vault
     assert not load({"BULWARK_VAULT_KEYS_FILE": "/run/secrets/vault.json"}).in_process_vault
+
+
+def test_egress_defaults_to_the_static_provider_with_an_empty_pool() -> None:
+    settings = load({})
+    assert settings.egress_provider == "static"
+    assert settings.egress_pool_addresses.addresses == ()
+
+
+def test_the_egress_pool_is_parsed_and_loopback_is_allowed_in_development() -> None:
+    settings = load({"BULWARK_EGRESS_POOL": "127.0.0.2, 127.0.0.3"})
+    assert settings.egress_pool_addresses.addresses == ("127.0.0.2", "127.0.0.3")
+
+
+def test_production_refuses_an_egress_pool_that_is_not_globally_routable() -> None:
+    message = refusal({**PRODUCTION, "BULWARK_EGRESS_POOL": "5.9.10.0/29,127.0.0.2"})
+    assert "BULWARK_EGRESS_POOL" in message and "entry 127.0.0.2" in message
+    assert load({**PRODUCTION, "BULWARK_EGRESS_POOL": "5.9.10.0/29"}).egress_pool_addresses.addresses[0] == (
+        "5.9.10.1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"BULWARK_EGRESS_PROVIDER": "aws"}, "BULWARK_EGRESS_PROVIDER='aws'"),
+        ({"BULWARK_EGRESS_POOL": "2001:db8::1"}, "IPv4 only"),
+        (
+            {"BULWARK_EGRESS_PROVIDER": "hetzner", "BULWARK_EGRESS_HETZNER_DATACENTER": "fsn1-dc14"},
+            "BULWARK_EGRESS_HETZNER_SERVER_ID",
+        ),
+        (
+            {"BULWARK_EGRESS_PROVIDER": "hetzner", "BULWARK_EGRESS_HETZNER_SERVER_ID": "42"},
+            "BULWARK_EGRESS_HETZNER_DATACENTER",
+        ),
+        (
+            {
+                "BULWARK_EGRESS_PROVIDER": "hetzner",
+                "BULWARK_EGRESS_HETZNER_SERVER_ID": "42",
+                "BULWARK_EGRESS_HETZNER_DATACENTER": "fsn1-dc14",
+                "BULWARK_EGRESS_POOL": "127.0.0.2",
+            },
+            "for the static provider",
+        ),
+        (
+            {
+                "BULWARK_EGRESS_PROVIDER": "hetzner",
+                "BULWARK_EGRESS_HETZNER_SERVER_ID": "42",
+                "BULWARK_EGRESS_HETZNER_DATACENTER": "fsn1-dc14",
+                "BULWARK_EGRESS_HETZNER_API_URL": "ftp://x",
+            },
+            "BULWARK_EGRESS_HETZNER_API_URL",
+        ),
+    ],
+)
+def test_bad_egress_settings_are_refused_by_name(environ: dict[str, str], named: str) -> None:
+    assert named in refusal(environ)
+
+
+def test_production_sends_the_hetzner_token_only_over_https() -> None:
+    hetzner = {
+        "BULWARK_EGRESS_PROVIDER": "hetzner",
+        "BULWARK_EGRESS_HETZNER_SERVER_ID": "42",
+        "BULWARK_EGRESS_HETZNER_DATACENTER": "fsn1-dc14",
+        "BULWARK_EGRESS_HETZNER_API_URL": "http://127.0.0.1:9/v1",
+    }
+    assert load(hetzner).egress_hetzner_server_id == 42  # a simulator on a laptop
+    assert "expected https://" in refusal({**PRODUCTION, **hetzner})

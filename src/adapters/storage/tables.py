@@ -5,6 +5,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from adapters.storage.types import UTCDateTime
@@ -516,6 +518,65 @@ admin_deletion_tokens = Table(
     Column("used_at", UTCDateTime, nullable=True),
 )
 
+# --- Dedicated egress addresses (issue 19): the ledger is the truth about who holds an address.
+
+egress_addresses = Table(
+    "egress_addresses",
+    metadata,
+    Column("address", String(15), primary_key=True),  # dotted IPv4
+    Column("provider_ref", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    # The holder while allocated, and the last holder while its teardown runs; never otherwise.
+    Column("user_id", Uuid, ForeignKey("users.id"), nullable=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("grace_until", UTCDateTime, nullable=True),
+    Column("cool_until", UTCDateTime, nullable=True),
+    CheckConstraint("state IN ('available', 'allocated', 'draining', 'cooling', 'released')", name="state"),
+    # No address is both somebody's and in the pool: the database refuses it, whatever the code.
+    CheckConstraint(
+        "(state IN ('allocated', 'draining', 'cooling') AND user_id IS NOT NULL) OR "
+        "(state IN ('available', 'released') AND user_id IS NULL)",
+        name="holder",
+    ),
+    # One live address per user, enforced by the database (not only by the allocating code).
+    Index(
+        "uq_egress_addresses_live_user",
+        "user_id",
+        unique=True,
+        postgresql_where=text("state = 'allocated'"),
+        sqlite_where=text("state = 'allocated'"),
+    ),
+    Index("ix_egress_addresses_state", "state"),
+)
+
+# Every transition, who caused it and why (append-only by convention; the audit log has the
+# administrators' requests in full).
+egress_transitions = Table(
+    "egress_transitions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("address", String(15), ForeignKey("egress_addresses.address"), nullable=False),
+    Column("from_state", String(20), nullable=True),
+    Column("to_state", String(20), nullable=False),
+    Column("user_id", Uuid, nullable=True),
+    Column("actor", String(60), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_egress_transitions_address_at", "address", "at"),
+)
+
+# Paying users the pool had no address for: retried by the job; administrators are told once.
+egress_waiting = Table(
+    "egress_waiting",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("attempt_id", Uuid, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(200), nullable=False),
+    Column("notified_at", UTCDateTime, nullable=True),
+)
+
 # Single row the audit writer locks so that chain appends are serialised across workers.
 audit_chain_head = Table(
     "audit_chain_head",
@@ -539,6 +600,9 @@ __all__ = [
     "broker_connections",
     "broker_oauth_states",
     "data_keys",
+    "egress_addresses",
+    "egress_transitions",
+    "egress_waiting",
     "group_members",
     "group_roles",
     "groups",

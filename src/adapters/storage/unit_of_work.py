@@ -14,6 +14,7 @@ from adapters.storage.bridge_report_repository import SqlBridgeReportRepository
 from adapters.storage.bridge_repository import SqlBridgeRepository
 from adapters.storage.broker_connection_repository import SqlBrokerConnectionRepository
 from adapters.storage.deletion_token_repository import SqlDeletionTokenRepository
+from adapters.storage.egress_repository import SqlEgressRepository
 from adapters.storage.integration_secret_repository import SqlIntegrationSecretRepository
 from adapters.storage.mfa_repository import SqlMfaRepository
 from adapters.storage.one_time_token_repository import SqlOneTimeTokenRepository
@@ -43,6 +44,7 @@ class SqlUnitOfWork:
     platform_admins: SqlPlatformAdminRepository
     account_closures: SqlAccountClosureRepository
     deletion_tokens: SqlDeletionTokenRepository
+    egress: SqlEgressRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self.engine = engine
@@ -76,6 +78,7 @@ class SqlUnitOfWork:
         self.platform_admins = SqlPlatformAdminRepository(connection)
         self.account_closures = SqlAccountClosureRepository(connection)
         self.deletion_tokens = SqlDeletionTokenRepository(connection)
+        self.egress = SqlEgressRepository(connection)
         return self
 
     async def commit(self) -> None:

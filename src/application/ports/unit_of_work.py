@@ -13,6 +13,7 @@ from application.ports.authz_repository import AuthzRepository
 from application.ports.bridge_report_repository import BridgeReportRepository
 from application.ports.bridge_repository import BridgeRepository
 from application.ports.broker_connection_repository import BrokerConnectionRepository
+from application.ports.egress_repository import EgressRepository
 from application.ports.integration_secret_repository import IntegrationSecretRepository
 from application.ports.mfa_repository import MfaRepository
 from application.ports.platform_admin_repository import PlatformAdminRepository
@@ -218,6 +219,9 @@ class UnitOfWork(Protocol):
 
     @property
     def deletion_tokens(self) -> DeletionTokenRepository: ...
+
+    @property
+    def egress(self) -> EgressRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

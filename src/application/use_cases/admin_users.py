@@ -5,6 +5,7 @@ database and in the revocation store (a still-valid access token is refused at o
 of every org they belong to is bumped (their bridges' cached keys die), and every other check
 (login, refresh, bridges, the vault) reads the account's status from the database."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -19,15 +20,19 @@ from application.admin_actions import (
     require_admin_principal,
 )
 from application.admin_principal import AdminPrincipal
+from application.egress_ledger import EgressLedger
 from application.errors import Conflict, InvalidInput, NotFound
 from application.identity import RequestContext
 from application.platform_admin_guard import keep_an_admin, refuse_self, still_an_admin
 from application.ports.unit_of_work import UnitOfWork, UserSearch
 from domain.bridges import BridgeStatus
 from domain.brokers import ConnectionStatus
+from domain.egress import EgressActor
 from domain.orgs import Membership, Organisation
 from domain.text_rules import has_control_characters
 from domain.users import User, UserStatus, normalise_email
+
+log = logging.getLogger("bulwark.admin")
 
 _MAX_PREFIX = 320
 
@@ -62,7 +67,7 @@ class UserDetail:
     live_sessions: int
     broker_connections: int
     bridges: int
-    egress_address: str | None  # no dedicated egress addresses are stored yet: always None
+    egress_address: str | None  # the live (allocated) dedicated egress address, if any
     last_login_at: datetime | None
 
 
@@ -161,6 +166,7 @@ class GetUserDetail:
                 )
             platform_admin = await uow.platform_admins.get(user_id) is not None
             last_login = await uow.sessions.last_started(user_id)
+            live_egress = await uow.egress.live_for_user(user_id)
         return UserDetail(
             user=user,
             paying=self.ports.plans.is_paying(user.plan),
@@ -170,7 +176,7 @@ class GetUserDetail:
             live_sessions=len(live),
             broker_connections=connections,
             bridges=bridges,
-            egress_address=None,
+            egress_address=None if live_egress is None else live_egress.address,
             last_login_at=last_login,
         )
 
@@ -294,7 +300,12 @@ class LogoutUserEverywhere:
 
 @dataclass
 class SetUserPlan:
+    """A plan change, then its egress consequence: becoming paying allocates a dedicated address
+    (or waits for one), leaving a paying plan starts the downgrade grace. The plan change stands
+    even when the egress step fails (logged); the egress job catches up."""
+
     ports: AdminPanelPorts
+    egress: EgressLedger
 
     async def __call__(self, admin: AdminPrincipal, user_id: UUID, plan: str, ctx: RequestContext) -> User:
         require_admin_principal(admin)
@@ -326,4 +337,8 @@ class SetUserPlan:
             )
             await uow.commit()
         identity.profiles.forget_user(user_id)
+        try:
+            await self.egress.follow_plan(user_id, EgressActor("admin", admin.user_id))
+        except Exception:
+            log.exception("egress after the plan change of %s failed; the egress job retries", user_id)
         return user

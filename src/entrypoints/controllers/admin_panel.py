@@ -16,6 +16,7 @@ from entrypoints.controllers.admin_auth import AdminAuthController
 from entrypoints.controllers.admin_orgs import AdminOrgController
 from entrypoints.controllers.admin_user_deletion import AdminUserDeletionController
 from entrypoints.controllers.admin_users import AdminUserController
+from entrypoints.controllers.egress import AdminEgressController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
 
 ADMIN_CONTROLLERS: tuple[type, ...] = (
@@ -26,6 +27,7 @@ ADMIN_CONTROLLERS: tuple[type, ...] = (
     AdministratorsController,
     AdminEnrolmentController,
     AdminAuditController,
+    AdminEgressController,
 )
 OPENAPI_JSON = "application/vnd.oai.openapi+json"  # what the public /schema answers with
 
