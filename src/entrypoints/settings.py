@@ -307,8 +307,20 @@ class Settings:
         ),
     )
     egress_squid_manager_url: str = field(
-        default="http://127.0.0.1:3128/squid-internal-mgr/",
-        metadata=_doc("Squid's cache manager (loopback only): open tunnels for the gateway's view."),
+        default="",
+        metadata=_doc(
+            "Squid's cache manager on the egress host, e.g. `http://127.0.0.1:3129/squid-internal-mgr/` "
+            "(its own loopback port): the gateway's open tunnels, and detach confirmation. Empty: no "
+            "gateway is configured, so teardowns wait in `draining`.",
+            "required",
+        ),
+    )
+    egress_helper_children: int = field(
+        default=4,
+        metadata=_doc("Squid helper processes (`auth_param basic children`), 64 logins each at once."),
+    )
+    egress_helper_pool_size: int = field(
+        default=4, metadata=_doc("PostgreSQL connections each Squid helper process keeps for ledger reads.")
     )
     egress_cut_tunnels: bool = field(
         default=True,
@@ -688,8 +700,16 @@ def _check_egress_gateway(settings: Settings) -> None:
             "BULWARK_EGRESS_SQUID_CREDENTIALS_TTL_SECONDS must be 1 s to the credential's life "
             "(BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS): Squid must not admit a credential longer"
         )
-    for name in ("egress_squid_listen",):
-        parse_host_port(name, getattr(settings, name))
+    parse_host_port("egress_squid_listen", settings.egress_squid_listen)
+    if settings.egress_helper_children < 1 or settings.egress_helper_pool_size < 1:
+        raise SettingsError("BULWARK_EGRESS_HELPER_CHILDREN and _POOL_SIZE must be at least 1")
+    if settings.egress_squid_manager_url:
+        manager = urlsplit(settings.egress_squid_manager_url)
+        if manager.scheme != "http" or manager.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError(
+                "BULWARK_EGRESS_SQUID_MANAGER_URL must be http://127.0.0.1:PORT/squid-internal-mgr/ "
+                "(the cache manager answers on loopback only)"
+            )
     for target in settings.egress_broker_targets:
         parse_host_port("egress_broker_targets", target)
 
