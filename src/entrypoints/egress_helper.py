@@ -43,18 +43,21 @@ async def answer_line(admit: Admit, line: bytes) -> bytes:
 
 
 async def serve(admit: Admit, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
-    """Until Squid closes stdin. Answers are written whole, as soon as each is decided."""
+    """Until Squid closes stdin. Each answer is written whole as soon as it is decided.
+
+    Answers are plain blocking writes: Squid may hand a helper one socket as both stdin and
+    stdout, and an asyncio write transport on it would take Squid's next request for the
+    peer closing the pipe."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin or sys.stdin.buffer)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, stdout or sys.stdout.buffer
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    out = stdout or sys.stdout.buffer
     pending: set[asyncio.Task[None]] = set()
 
     async def one(line: bytes) -> None:
-        writer.write(await answer_line(admit, line))
+        answer = await answer_line(admit, line)
+        out.write(answer)
+        out.flush()
 
     while True:
         try:
@@ -71,5 +74,3 @@ async def serve(admit: Admit, stdin: BinaryIO | None = None, stdout: BinaryIO | 
         task.add_done_callback(pending.discard)
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
-    await writer.drain()
-    writer.close()
