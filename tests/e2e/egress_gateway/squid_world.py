@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner
 from adapters.egress.squid_config import SquidLayout, render_squid_conf
 from adapters.keys.egress_verify_keys import dump_verify_keys
-from entrypoints.composition import egress_issuer, egress_squid_config
+from entrypoints.composition import egress_squid_config
 from entrypoints.settings import Settings
 from tests.conftest import IN_CI
 
