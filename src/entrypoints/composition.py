@@ -58,6 +58,7 @@ from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
 from adapters.storage.audit_log import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
+from adapters.storage.egress_binding_batches import BatchedEgressBindingLookup
 from adapters.storage.egress_repository import SqlEgressBindingLookup
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -1167,7 +1168,8 @@ def build_egress_helper(settings: Settings, *, clock: Clock | None = None) -> Eg
     )
     return EgressHelperContainer(
         engine=engine,
-        admit=AdmitEgress(verifier=verifier, bindings=SqlEgressBindingLookup(engine), clock=clock),
+        # The logins Squid sends together share one read of the ledger (never a cached one).
+        admit=AdmitEgress(verifier=verifier, bindings=BatchedEgressBindingLookup(engine), clock=clock),
     )
 
 

@@ -53,11 +53,19 @@ async def serve(admit: Admit, stdin: BinaryIO | None = None, stdout: BinaryIO | 
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin or sys.stdin.buffer)
     out = stdout or sys.stdout.buffer
     pending: set[asyncio.Task[None]] = set()
+    flushing = False
+
+    def flush() -> None:
+        nonlocal flushing
+        flushing = False
+        out.flush()
 
     async def one(line: bytes) -> None:
-        answer = await answer_line(admit, line)
-        out.write(answer)
-        out.flush()
+        nonlocal flushing
+        out.write(await answer_line(admit, line))
+        if not flushing:  # the answers decided in one turn of the loop leave in one write
+            flushing = True
+            loop.call_soon(flush)
 
     while True:
         try:
@@ -74,3 +82,4 @@ async def serve(admit: Admit, stdin: BinaryIO | None = None, stdout: BinaryIO | 
         task.add_done_callback(pending.discard)
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+    out.flush()
