@@ -36,6 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "src"))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from run import (  # noqa: E402  (bench/ sibling: database and process helpers)
     SERVICE_ROLE,
     bulwark_command,
@@ -46,7 +47,6 @@ from run import (  # noqa: E402  (bench/ sibling: database and process helpers)
     migrate,
 )
 from seed_rows import org_with_owner  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner  # noqa: E402
 from adapters.keys.egress_verify_keys import dump_verify_keys  # noqa: E402
