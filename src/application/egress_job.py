@@ -48,9 +48,9 @@ class RunEgressJob:
         report = EgressJobReport()
         await self._seed()
         await self._follow_holders(report)
-        await self._allocate_waiting(report)
         await self._phase_one(report)
-        await self._phase_two(report)
+        await self._phase_two(report)  # frees what it can before anybody waiting is served
+        await self._allocate_waiting(report)
         await self.ledger.tell_admins()
         return report
 

@@ -39,7 +39,8 @@ from domain.users import UserStatus
 
 log = logging.getLogger("bulwark.egress")
 
-_ATTEMPTS = 5  # an address taken from under us (SQLite's retry path) is tried again this often
+_ATTEMPTS = 5  # an address taken from under us is tried again this often
+_TAKEN_MEANWHILE = object()
 
 
 @dataclass(frozen=True)
@@ -113,20 +114,24 @@ class EgressLedger:
             try:
                 outcome = await self._take_available(user_id, actor, reason)
             except EgressUserAlreadyBound:
-                outcome = None  # a concurrent allocation for the same user won: read theirs
+                # A concurrent allocation for the same user won: theirs is the answer.
                 async with self.ports.uow() as uow:
                     live = await uow.egress.live_for_user(user_id)
                 if live is not None:
                     return Allocation(live)
                 continue
-            if outcome is not None:
+            if outcome is _TAKEN_MEANWHILE:
+                continue
+            if isinstance(outcome, Allocation):
                 return outcome
             if not await self._grow_pool():
                 break
         return await self._wait(user_id, actor, reason)
 
-    async def _take_available(self, user_id: UUID, actor: EgressActor, reason: str) -> Allocation | None:
-        """An Allocation, or None when no address is available."""
+    async def _take_available(
+        self, user_id: UUID, actor: EgressActor, reason: str
+    ) -> Allocation | object | None:
+        """An Allocation; None when no address is available; _TAKEN_MEANWHILE to try again."""
         now = self.ports.clock.now()
         async with self.ports.uow() as uow:
             refused = await self._refusal(uow, user_id)
@@ -142,7 +147,7 @@ class EgressLedger:
                 return None
             move = egress.allocate(picked, user_id, now, actor, reason)
             if move is None or not await uow.egress.apply(move):
-                return None
+                return _TAKEN_MEANWHILE
             await uow.egress.stop_waiting(user_id)
             await uow.commit()
         return Allocation(move.after, new=True)
@@ -154,8 +159,8 @@ class EgressLedger:
         return may_hold(holder[0], holder[1], self.ports.plans)
 
     async def _grow_pool(self) -> bool:
-        """A fixed pool: records the provider's addresses the ledger does not know yet (a pool
-        widened in the settings). True when that added any."""
+        """A fixed pool: records the provider's addresses the ledger does not know yet (a first
+        allocation, a pool widened in the settings). True when some were missing: worth a retry."""
         provider = self.ports.provider
         if provider.grows:
             return False
@@ -166,16 +171,16 @@ class EgressLedger:
         return await self.seed(owned) > 0
 
     async def seed(self, owned: Sequence[ProviderAddress]) -> int:
-        """Records the provider's addresses the ledger does not know as available."""
-        added = 0
+        """Records the provider's addresses the ledger did not know as available; answers how
+        many it did not know (a concurrent seed may have recorded some of them first)."""
         now = self.ports.clock.now()
         async with self.ports.uow() as uow:
             known = {a.address for a in await uow.egress.every()}
-            for found in owned:
-                if found.address not in known:
-                    added += await uow.egress.add(found, now, egress.SYSTEM, "in the provider's pool")
+            missing = [found for found in owned if found.address not in known]
+            for found in missing:
+                await uow.egress.add(found, now, egress.SYSTEM, "in the provider's pool")
             await uow.commit()
-        return added
+        return len(missing)
 
     async def _wait(self, user_id: UUID, actor: EgressActor, reason: str) -> Allocation:
         """No available address: a growing provider is asked for one (by the attempt's label, so a
@@ -202,7 +207,10 @@ class EgressLedger:
             await uow.egress.failed_attempt(user_id, error)
             await uow.commit()
         log.warning("egress pool exhausted: user %s waits for an address (%s)", user_id, error)
-        await self.tell_admins()
+        try:
+            await self.tell_admins()
+        except Exception:
+            log.exception("could not tell the administrators now; the egress job tries again")
         return Allocation(None)
 
     async def _record_acquired(
@@ -236,9 +244,12 @@ class EgressLedger:
         """Mails every platform administrator once about users newly waiting for an address."""
         now = self.ports.clock.now()
         async with self.ports.uow() as uow:
-            fresh = [w for w in await uow.egress.waiting() if w.notified_at is None]
-            if not fresh:
-                return 0
+            # Claimed before sending: concurrent callers never tell about the same user twice.
+            fresh = await uow.egress.claim_unnotified(now)
+            await uow.commit()
+        if not fresh:
+            return 0
+        async with self.ports.uow() as uow:
             recipients = []
             for admin in await uow.platform_admins.all():
                 user = await uow.users.get(admin.user_id)
@@ -257,10 +268,10 @@ class EgressLedger:
                 )
             except Exception:
                 log.exception("could not mail %s about the exhausted egress pool", email)
-                return 0  # not marked: the next run tries again
-        async with self.ports.uow() as uow:
-            await uow.egress.notified([w.user_id for w in fresh], now)
-            await uow.commit()
+                async with self.ports.uow() as uow:
+                    await uow.egress.unclaim([w.user_id for w in fresh])  # the next run tries again
+                    await uow.commit()
+                return 0
         return len(fresh)
 
     async def follow_plan(self, user_id: UUID, actor: EgressActor) -> Allocation | None:

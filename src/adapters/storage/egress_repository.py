@@ -284,10 +284,26 @@ class SqlEgressRepository:
             .values(attempts=_W.attempts + 1, last_error=error[:200])
         )
 
-    async def notified(self, user_ids: list[UUID], now: datetime) -> None:
+    async def claim_unnotified(self, now: datetime) -> list[EgressPending]:
+        # Rows another caller is claiming are skipped, not waited for (nor deadlocked on).
+        unclaimed = (
+            select(_W.user_id)
+            .where(_W.notified_at.is_(None))
+            .order_by(_W.user_id)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = await self.connection.execute(
+            update(egress_waiting)
+            .where(_W.user_id.in_(unclaimed.scalar_subquery()) & _W.notified_at.is_(None))
+            .values(notified_at=now)
+            .returning(*egress_waiting.c)
+        )
+        return sorted((_to_pending(row) for row in claimed), key=lambda w: w.since)
+
+    async def unclaim(self, user_ids: list[UUID]) -> None:
         if user_ids:
             await self.connection.execute(
-                update(egress_waiting).where(_W.user_id.in_(user_ids)).values(notified_at=now)
+                update(egress_waiting).where(_W.user_id.in_(user_ids)).values(notified_at=None)
             )
 
     async def stop_waiting(self, user_id: UUID) -> None:

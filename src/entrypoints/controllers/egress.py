@@ -1,12 +1,12 @@
 """Dedicated egress addresses: the admin panel's routes (under its prefix, admin session only)
 and the signed-in user's own address."""
 
-from typing import TypeAlias
+from typing import Annotated, TypeAlias
 from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from application.errors import NotFound
 from entrypoints.composition import EgressApi
@@ -47,12 +47,13 @@ class AdminEgressController(Controller):
         self,
         admin: AdminDep,
         egress: EgressDep,
-        state: FromQuery[str | None] = None,
+        # `state` is a name Litestar keeps for the app's state: the query parameter is renamed.
+        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
         user: FromQuery[UUID | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = 50,
     ) -> AdminEgressAddressList:
-        page = await egress.list_addresses(admin, state, user, cursor, limit)
+        page = await egress.list_addresses(admin, state_filter, user, cursor, limit)
         return AdminEgressAddressList(
             items=[admin_egress(a) for a in page.addresses], next_cursor=page.next_cursor
         )

@@ -2,7 +2,6 @@
 user and an address that is both somebody's and in the pool; transitions are conditional on the
 state they were computed from and recorded with who and why."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -10,30 +9,13 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.storage.database import create_engine
 from adapters.storage.egress_repository import SqlEgressBindingLookup
 from adapters.storage.tables import egress_addresses
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from application.ports.egress_repository import EgressSearch, EgressUserAlreadyBound
 from domain import egress
 from domain.egress import SYSTEM, EgressActor, EgressState
-from tests.integration.egress_seed import NOW, pool, seed_pool, seed_users
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage_url(request: pytest.FixtureRequest) -> str:
-    # PostgreSQL as the unprivileged service role: its grants must cover the new tables.
-    fixture = "sqlite_url" if request.param == "sqlite" else "app_pg_url"
-    return str(request.getfixturevalue(fixture))
-
-
-@pytest.fixture
-async def ledger_engine(storage_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(storage_url, pool_size=5)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+from tests.integration.egress.seed import NOW, pool, seed_pool, seed_users
 
 
 async def _allocate(engine: AsyncEngine, user_id: object) -> egress.EgressAddress:
@@ -46,14 +28,14 @@ async def _allocate(engine: AsyncEngine, user_id: object) -> egress.EgressAddres
     return move.after
 
 
-async def test_a_transition_is_written_once_and_recorded_with_who_and_why(ledger_engine: AsyncEngine) -> None:
-    (user,) = await seed_users(ledger_engine, 1)
-    await seed_pool(ledger_engine, pool(2))
-    held = await _allocate(ledger_engine, user)
+async def test_a_transition_is_written_once_and_recorded_with_who_and_why(world_engine: AsyncEngine) -> None:
+    (user,) = await seed_users(world_engine, 1)
+    await seed_pool(world_engine, pool(2))
+    held = await _allocate(world_engine, user)
     admin = EgressActor("admin", user)
     move = egress.start_teardown(held, NOW + timedelta(minutes=1), admin, "released by an admin")
     assert move is not None
-    uow_factory = SqlUnitOfWorkFactory(ledger_engine)
+    uow_factory = SqlUnitOfWorkFactory(world_engine)
     async with uow_factory() as uow:
         assert await uow.egress.apply(move)
         # The same transition again (a retry computed from the old read) changes nothing.
@@ -69,14 +51,14 @@ async def test_a_transition_is_written_once_and_recorded_with_who_and_why(ledger
         (EgressState.AVAILABLE, EgressState.ALLOCATED, "system", "test"),
         (None, EgressState.AVAILABLE, "system", "seeded by the test"),
     ]
-    assert await SqlEgressBindingLookup(ledger_engine).live_address(user) is None
+    assert await SqlEgressBindingLookup(world_engine).live_address(user) is None
 
 
-async def test_the_database_refuses_a_second_live_address_for_one_user(ledger_engine: AsyncEngine) -> None:
-    (user,) = await seed_users(ledger_engine, 1)
-    await seed_pool(ledger_engine, pool(2))
-    first = await _allocate(ledger_engine, user)
-    async with SqlUnitOfWorkFactory(ledger_engine)() as uow:
+async def test_the_database_refuses_a_second_live_address_for_one_user(world_engine: AsyncEngine) -> None:
+    (user,) = await seed_users(world_engine, 1)
+    await seed_pool(world_engine, pool(2))
+    first = await _allocate(world_engine, user)
+    async with SqlUnitOfWorkFactory(world_engine)() as uow:
         other = await uow.egress.pick_available()
         assert other is not None and other.address != first.address
         # The code's own check is bypassed on purpose: the constraint alone must refuse.
@@ -84,29 +66,29 @@ async def test_the_database_refuses_a_second_live_address_for_one_user(ledger_en
         assert move is not None
         with pytest.raises(EgressUserAlreadyBound):
             await uow.egress.apply(move)
-    assert await SqlEgressBindingLookup(ledger_engine).live_address(user) == first.address
+    assert await SqlEgressBindingLookup(world_engine).live_address(user) == first.address
 
 
-async def test_the_database_refuses_an_address_both_held_and_in_the_pool(ledger_engine: AsyncEngine) -> None:
-    (user,) = await seed_users(ledger_engine, 1)
-    await seed_pool(ledger_engine, pool(1))
-    async with ledger_engine.begin() as connection:
+async def test_the_database_refuses_an_address_both_held_and_in_the_pool(world_engine: AsyncEngine) -> None:
+    (user,) = await seed_users(world_engine, 1)
+    await seed_pool(world_engine, pool(1))
+    async with world_engine.begin() as connection:
         with pytest.raises(IntegrityError):
             await connection.execute(update(egress_addresses).values(user_id=user))
-    async with ledger_engine.begin() as connection:
+    async with world_engine.begin() as connection:
         with pytest.raises(IntegrityError):
             await connection.execute(update(egress_addresses).values(state="allocated"))
-    async with ledger_engine.begin() as connection:
+    async with world_engine.begin() as connection:
         with pytest.raises(IntegrityError):
             await connection.execute(text("UPDATE egress_addresses SET state = 'borrowed'"))
 
 
-async def test_seeding_twice_adds_nothing_and_search_filters(ledger_engine: AsyncEngine) -> None:
-    users = await seed_users(ledger_engine, 2)
-    await seed_pool(ledger_engine, pool(3))
-    await seed_pool(ledger_engine, pool(3))
-    await _allocate(ledger_engine, users[0])
-    async with SqlUnitOfWorkFactory(ledger_engine)() as uow:
+async def test_seeding_twice_adds_nothing_and_search_filters(world_engine: AsyncEngine) -> None:
+    users = await seed_users(world_engine, 2)
+    await seed_pool(world_engine, pool(3))
+    await seed_pool(world_engine, pool(3))
+    await _allocate(world_engine, users[0])
+    async with SqlUnitOfWorkFactory(world_engine)() as uow:
         assert len(await uow.egress.every()) == 3
         available = await uow.egress.search(EgressSearch(limit=10, state=EgressState.AVAILABLE))
         mine = await uow.egress.search(EgressSearch(limit=10, user_id=users[0]))
