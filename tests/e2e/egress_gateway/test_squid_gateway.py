@@ -37,7 +37,7 @@ from tests.e2e.egress_gateway.squid_world import (
     stop_squid,
     write_verify_keys,
 )
-from tests.integration.egress_seed import seed_users
+from tests.integration.egress.seed import seed_users
 
 pytestmark = pytest.mark.slow
 
