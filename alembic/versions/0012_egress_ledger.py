@@ -51,7 +51,9 @@ def upgrade() -> None:
         postgresql_where=_LIVE,
         sqlite_where=_LIVE,
     )
-    op.create_index("ix_egress_addresses_state", "egress_addresses", ["state"], unique=False)
+    op.create_index(
+        "ix_egress_addresses_state_since", "egress_addresses", ["state", "since", "address"], unique=False
+    )
     op.create_table(
         "egress_transitions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -89,6 +91,6 @@ def downgrade() -> None:
     op.drop_table("egress_waiting")
     op.drop_index("ix_egress_transitions_address_at", table_name="egress_transitions")
     op.drop_table("egress_transitions")
-    op.drop_index("ix_egress_addresses_state", table_name="egress_addresses")
+    op.drop_index("ix_egress_addresses_state_since", table_name="egress_addresses")
     op.drop_index("uq_egress_addresses_live_user", table_name="egress_addresses")
     op.drop_table("egress_addresses")

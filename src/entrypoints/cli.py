@@ -161,6 +161,12 @@ def prepare_to_serve(settings: Settings) -> None:
             raise StartupError(
                 "production needs ctrader_client_secret in the keyring (`bulwark keys set-secret`)"
             )
+    if settings.egress_provider == "hetzner" and not keyring.provider_secrets.get("hetzner_api_token"):
+        # Without it every allocation would fail later, one job run at a time; say so now.
+        raise StartupError(
+            "BULWARK_EGRESS_PROVIDER=hetzner needs hetzner_api_token in the keyring "
+            "(`bulwark keys set-secret hetzner_api_token`)"
+        )
     if development:
         log.warning("DEVELOPMENT MODE -- not for production: %s", "; ".join(development))
     if settings.embedded_database:

@@ -28,6 +28,8 @@ from adapters.clock import SystemClock
 from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer, ReloadingHpkeOpener
 from adapters.crypto.secret_box import EnvelopeSecretBox
 from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner, EdDsaEgressCredentialVerifier
+from adapters.egress.hetzner.api_client import HetznerApiClient
+from adapters.egress.hetzner.primary_ips import HetznerPrimaryIpProvider
 from adapters.egress.squid_config import EgressSquidConfig, SquidLayout
 from adapters.egress.squid_gateway import SquidEgressGateway
 from adapters.egress.squid_manager import SquidManager
@@ -35,7 +37,7 @@ from adapters.egress.static_pool import StaticPoolProvider
 from adapters.egress.tunnel_cutter import SsTunnelCutter
 from adapters.health import DependencyProbe
 from adapters.keys.egress_verify_keys import load_verify_keys, private_signing_keys, public_halves
-from adapters.keys.keyring import Keyring, ensure_development_keyring, load_keyring
+from adapters.keys.keyring import Keyring, KeyringError, ensure_development_keyring, load_keyring
 from adapters.keys.local_key_provider import LocalKeyProvider
 from adapters.keys.vault_keys import (
     VaultKeys,
@@ -297,9 +299,19 @@ def ctrader_adapters(
 
 
 def egress_provider(settings: Settings, provider_secrets: dict[str, str]) -> EgressProvider:
-    """The provider BULWARK_EGRESS_PROVIDER names; settings validation already checked its config."""
+    """The provider BULWARK_EGRESS_PROVIDER names; settings validation already checked its config.
+    The Hetzner token is read from the keyring only, never from the environment."""
     if settings.egress_provider == "hetzner":
-        raise NotImplementedError("the hetzner egress provider arrives in the next commit")
+        token = provider_secrets.get(HETZNER_TOKEN_SECRET, "")
+        if not token:
+            raise KeyringError(
+                f"BULWARK_EGRESS_PROVIDER=hetzner needs {HETZNER_TOKEN_SECRET} in the keyring "
+                f"(`bulwark keys set-secret {HETZNER_TOKEN_SECRET}`)"
+            )
+        api = HetznerApiClient(base_url=settings.egress_hetzner_api_url, token=token)
+        return HetznerPrimaryIpProvider(
+            api, server_id=settings.egress_hetzner_server_id, datacenter=settings.egress_hetzner_datacenter
+        )
     return StaticPoolProvider(settings.egress_pool_addresses)
 
 
@@ -359,6 +371,9 @@ class EgressApi:
             audit=AuditEgress(ports),
             bindings=SqlEgressBindingLookup(engine),
         )
+
+
+HETZNER_TOKEN_SECRET = "hetzner_api_token"  # noqa: S105 -- the keyring entry's name, not a secret
 
 
 @dataclass

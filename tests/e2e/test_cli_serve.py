@@ -220,3 +220,37 @@ def test_vault_rotate_adds_a_key_reseals_and_prints_the_public_half(tmp_path: Pa
     keys = json.loads((tmp_path / "vault.json").read_text())
     assert set(keys["opening_keys"]) == {first["sealing_key_id"], printed["sealing_key_id"]}
     assert keys["active_opening_key_id"] == printed["sealing_key_id"]
+
+
+def test_egress_settings_are_checked_at_start_and_the_hetzner_token_comes_from_the_keyring(
+    tmp_path: Path,
+) -> None:
+    bad_pool = run(
+        ["serve"],
+        tmp_path,
+        clean_env(BULWARK_DATA_DIR=str(tmp_path), BULWARK_EGRESS_POOL="127.0.0.2,2001:db8::1"),
+    )
+    assert_one_line_error(bad_pool, "BULWARK_EGRESS_POOL", "2001:db8::1", "IPv4 only")
+    keys = tmp_path / "keys.json"
+    hetzner = clean_env(
+        BULWARK_DATA_DIR=str(tmp_path),
+        BULWARK_KEYS_FILE=str(keys),
+        BULWARK_EGRESS_PROVIDER="hetzner",
+        BULWARK_EGRESS_HETZNER_SERVER_ID="42",
+        BULWARK_EGRESS_HETZNER_DATACENTER="fsn1-dc14",
+    )
+    assert run(["keys", "init", str(keys)], tmp_path, hetzner).returncode == 0
+    assert_one_line_error(run(["serve"], tmp_path, hetzner), "hetzner_api_token", "bulwark keys set-secret")
+    token = "hc-e2e-token-5c1d"
+    stored = subprocess.run(
+        [str(BULWARK), "keys", "set-secret", "hetzner_api_token"],
+        input=token + "\n",
+        cwd=tmp_path,
+        env=hetzner,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stored.returncode == 0 and "hetzner_api_token stored" in stored.stdout
+    assert token not in stored.stdout + stored.stderr and token in keys.read_text()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600

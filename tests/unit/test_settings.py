@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.settings import Settings, SettingsError, load_settings
+from entrypoints.settings import Settings, SettingsError, load_settings, parse_duration
 
 NO_DOTENV = Path("/nonexistent/.env")
 
@@ -300,3 +300,12 @@ def test_production_sends_the_hetzner_token_only_over_https() -> None:
     }
     assert load(hetzner).egress_hetzner_server_id == 42  # a simulator on a laptop
     assert "expected https://" in refusal({**PRODUCTION, **hetzner})
+
+
+def test_egress_durations_take_units_and_refuse_nonsense() -> None:
+    assert parse_duration("egress_cooldown", "7d") == 7 * 86400
+    assert parse_duration("egress_cooldown", "12h") == 12 * 3600
+    assert parse_duration("egress_cooldown", "900") == 900
+    for bad in ("", "-1d", "7 weeks", "nan", "inf", "d"):
+        with pytest.raises(SettingsError, match="BULWARK_EGRESS_COOLDOWN"):
+            load_settings({"BULWARK_EGRESS_COOLDOWN": bad}, dotenv=Path("/nonexistent"))

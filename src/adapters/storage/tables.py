@@ -546,7 +546,8 @@ egress_addresses = Table(
         postgresql_where=text("state = 'allocated'"),
         sqlite_where=text("state = 'allocated'"),
     ),
-    Index("ix_egress_addresses_state", "state"),
+    # The allocation's pick (longest-idle available first) reads this index, never sorts the pool.
+    Index("ix_egress_addresses_state_since", "state", "since", "address"),
 )
 
 # Every transition, who caused it and why (append-only by convention; the audit log has the

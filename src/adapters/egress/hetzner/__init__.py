@@ -1,0 +1,1 @@
+"""Hetzner Cloud Primary IPs as dedicated egress addresses (the `hetzner` egress provider)."""
