@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from adapters.egress.squid_gateway import SquidEgressGateway
-from adapters.egress.squid_manager import SquidManager, tunnels_in
+from adapters.egress.squid_manager import SquidManager, admitted_in, tunnels_in
 from application.ports.egress_gateway import GatewayBinding
 from tests.unit.fakes import FakeClock
 
@@ -40,12 +40,30 @@ def test_the_cache_manager_page_names_each_tunnels_user_and_address() -> None:
     assert tunnels_in("") == []
 
 
+# Squid 5.7's `mgr:username_cache`: a login still reusable, one whose check ran out, a refused one.
+CACHE = f"""Cached Usernames: 4
+Type            State     Check TTL Cache TTL Username\tKey
+--------------- --------- --------- --------- ------------------------------
+AUTH_BASIC      Ok        3         3600      {USER}@127.0.0.5\t{USER}@127.0.0.5
+AUTH_BASIC      Ok        -2        3600      {USER}@127.0.0.6\t{USER}@127.0.0.6
+AUTH_BASIC      Failed    3         3600      {USER}@127.0.0.7\t{USER}@127.0.0.7
+AUTH_BASIC      Ok        3         3600      alice\talice
+"""
+
+
+def test_logins_squid_would_admit_from_its_cache_count_as_bindings() -> None:
+    assert admitted_in(CACHE) == [GatewayBinding(USER, "127.0.0.5")]
+
+
 class Manager(SquidManager):
     def __init__(self, open_tunnels: list[GatewayBinding]) -> None:
         self.tunnels = open_tunnels
 
     async def open_tunnels(self) -> list[GatewayBinding]:
         return list(self.tunnels)
+
+    async def admitted_logins(self) -> list[GatewayBinding]:
+        return []
 
 
 class Cutter:

@@ -1,6 +1,7 @@
 """The egress gateway as the ledger sees it (EgressGateway), over Squid.
 
-bindings(): the open tunnels Squid's cache manager lists (each login names user and address).
+bindings(): the open tunnels and the logins Squid would admit from its cache right now, from
+Squid's cache manager (each login names user and address).
 detach(user, address): the ledger has already unbound the address, so the helper refuses the
 user's next login at once; this cuts the tunnels still leaving from the address (`ss -K`) and
 confirms only when (1) Squid lists none of that user on that address, (2) no TCP connection
@@ -45,7 +46,8 @@ class SquidEgressGateway:
         self._first_asked: dict[tuple[UUID, str], datetime] = {}
 
     async def bindings(self) -> Sequence[GatewayBinding]:
-        return sorted(set(await self.manager.open_tunnels()), key=lambda b: (b.address, str(b.user_id)))
+        seen = {*await self.manager.open_tunnels(), *await self.manager.admitted_logins()}
+        return sorted(seen, key=lambda b: (b.address, str(b.user_id)))
 
     async def detach(self, user_id: UUID, address: str) -> bool:
         # Remembered per process: a restart starts the wait again, which only delays.
