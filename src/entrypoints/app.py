@@ -33,6 +33,7 @@ from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.heartbeat_fast_path import HeartbeatFastPath
 from entrypoints.http.lifespan import container_lifespan
 from entrypoints.http.me_fast_path import MeFastPath
+from entrypoints.http.openapi_problems import document_problems
 from entrypoints.http.refresh_fast_path import RefreshFastPath
 from entrypoints.middleware.admin_gate import AdminGateMiddleware
 from entrypoints.middleware.content_type import JsonContentTypeMiddleware
@@ -101,6 +102,7 @@ def create_litestar(container: Container) -> Litestar:
         debug=False,
     )
     check_unknown_route_path(litestar)
+    document_problems(litestar)
     return litestar
 
 

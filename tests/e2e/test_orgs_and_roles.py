@@ -625,6 +625,32 @@ async def test_groups_are_created_renamed_given_members_and_roles_and_deleted(se
     assert deleted["details"]["before"]["role_ids"] == [TRADER_ROLE]
 
 
+async def test_a_name_taken_in_any_case_folding_is_a_409_never_a_500(service: Service) -> None:
+    """ "İ" lowers to "i̇" in Python and to "i" in PostgreSQL: a check folding case on one side
+    only let a second "İnvestors" reach the unique constraint (a 500). The same name twice, and a
+    rename onto a taken name, are 409 on both backends."""
+    alice = await new_user(service, "alice")
+    org_id, alice = await create_org(service, alice)
+    for kind, body in (("groups", {}), ("roles", {"permissions": ["orders:read"]})):
+        base = f"/api/v1/orgs/{org_id}/{kind}"
+        first = await service.client.post(base, json={"name": "İnvestors", **body}, headers=alice.headers)
+        assert first.status_code == 201, first.text
+        again = await service.client.post(base, json={"name": "İnvestors", **body}, headers=alice.headers)
+        assert again.status_code == 409, again.text
+        assert again.json()["code"] == f"{kind[:-1]}_name_taken"
+        other = await service.client.post(base, json={"name": "Other", **body}, headers=alice.headers)
+        assert other.status_code == 201, other.text
+        renamed = await service.client.patch(
+            f"{base}/{other.json()['id']}", json={"name": "İnvestors"}, headers=alice.headers
+        )
+        assert renamed.status_code == 409, renamed.text
+        listed = (await service.client.get(base, headers=alice.headers)).json()[kind]
+        assert sorted(x["name"] for x in listed if x["name"] in ("İnvestors", "Other")) == [
+            "Other",
+            "İnvestors",
+        ]
+
+
 async def test_my_permissions_name_each_source_direct_or_through_a_group(service: Service) -> None:
     alice = await new_user(service, "alice")
     org_id, alice = await create_org(service, alice)

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.row_security import RowSecurity
@@ -21,6 +22,7 @@ from adapters.storage.tables import (
     roles,
     users,
 )
+from application.errors import Conflict
 from domain.groups import Group
 from domain.invitations import Invitation
 from domain.orgs import Membership, OrgRole
@@ -144,37 +146,51 @@ class SqlAuthzRepository:
 
     async def custom_role_named(self, org_id: UUID, name: str) -> Role | None:
         await self.rls.org(org_id)
-        query = select(roles).where((roles.c.org_id == org_id) & (func.lower(roles.c.name) == name.lower()))
+        query = select(roles).where(
+            (roles.c.org_id == org_id) & (func.lower(roles.c.name) == func.lower(name))
+        )
         row = (await self.connection.execute(query)).first()
         return _to_role(row) if row else None
 
     async def add_role(self, role: Role, now: datetime) -> None:
         assert role.org_id is not None
         await self.rls.org(role.org_id)
-        await self.connection.execute(
-            insert(roles).values(
-                id=role.id,
-                org_id=role.org_id,
-                name=role.name,
-                description=role.description,
-                permissions=sorted(str(p) for p in role.permissions),
-                created_at=now,
-            )
-        )
+        try:
+            async with self.connection.begin_nested():
+                await self.connection.execute(
+                    insert(roles).values(
+                        id=role.id,
+                        org_id=role.org_id,
+                        name=role.name,
+                        description=role.description,
+                        permissions=sorted(str(p) for p in role.permissions),
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Two names that differ only where the database's case folding differs from
+            # the check's, or a concurrent twin: the unique constraint is the last word.
+            raise Conflict("A role with this name exists.", code="role_name_taken") from None
 
     async def update_role(self, role: Role, now: datetime) -> None:
         assert role.org_id is not None
         await self.rls.org(role.org_id)
-        await self.connection.execute(
-            update(roles)
-            .where((roles.c.org_id == role.org_id) & (roles.c.id == role.id))
-            .values(
-                name=role.name,
-                description=role.description,
-                permissions=sorted(str(p) for p in role.permissions),
-                updated_at=now,
-            )
-        )
+        try:
+            async with self.connection.begin_nested():
+                await self.connection.execute(
+                    update(roles)
+                    .where((roles.c.org_id == role.org_id) & (roles.c.id == role.id))
+                    .values(
+                        name=role.name,
+                        description=role.description,
+                        permissions=sorted(str(p) for p in role.permissions),
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Two names that differ only where the database's case folding differs from
+            # the check's, or a concurrent twin: the unique constraint is the last word.
+            raise Conflict("A role with this name exists.", code="role_name_taken") from None
 
     async def delete_role(self, org_id: UUID, role_id: UUID) -> None:
         await self.rls.org(org_id)
@@ -227,30 +243,42 @@ class SqlAuthzRepository:
     async def group_named(self, org_id: UUID, name: str) -> Group | None:
         await self.rls.org(org_id)
         query = select(groups).where(
-            (groups.c.org_id == org_id) & (func.lower(groups.c.name) == name.lower())
+            (groups.c.org_id == org_id) & (func.lower(groups.c.name) == func.lower(name))
         )
         row = (await self.connection.execute(query)).first()
         return _to_group(row) if row else None
 
     async def add_group(self, group: Group) -> None:
         await self.rls.org(group.org_id)
-        await self.connection.execute(
-            insert(groups).values(
-                id=group.id,
-                org_id=group.org_id,
-                name=group.name,
-                description=group.description,
-                created_at=group.created_at,
-            )
-        )
+        try:
+            async with self.connection.begin_nested():
+                await self.connection.execute(
+                    insert(groups).values(
+                        id=group.id,
+                        org_id=group.org_id,
+                        name=group.name,
+                        description=group.description,
+                        created_at=group.created_at,
+                    )
+                )
+        except IntegrityError:
+            # Two names that differ only where the database's case folding differs from
+            # the check's, or a concurrent twin: the unique constraint is the last word.
+            raise Conflict("A group with this name exists.", code="group_name_taken") from None
 
     async def update_group(self, group: Group) -> None:
         await self.rls.org(group.org_id)
-        await self.connection.execute(
-            update(groups)
-            .where((groups.c.org_id == group.org_id) & (groups.c.id == group.id))
-            .values(name=group.name, description=group.description)
-        )
+        try:
+            async with self.connection.begin_nested():
+                await self.connection.execute(
+                    update(groups)
+                    .where((groups.c.org_id == group.org_id) & (groups.c.id == group.id))
+                    .values(name=group.name, description=group.description)
+                )
+        except IntegrityError:
+            # Two names that differ only where the database's case folding differs from
+            # the check's, or a concurrent twin: the unique constraint is the last word.
+            raise Conflict("A group with this name exists.", code="group_name_taken") from None
 
     async def delete_group(self, org_id: UUID, group_id: UUID) -> None:
         await self.rls.org(org_id)

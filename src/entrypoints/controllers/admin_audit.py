@@ -72,7 +72,12 @@ class AdminAuditController(Controller):
         page = await container.admin.audit_list(admin, criteria, cursor, limit)
         return PlatformAuditList([audit_entry_view(r) for r in page.records], page.next_cursor)
 
-    @get("/export", operation_id="adminExportAudit", summary="The same filters as NDJSON, newest first.")
+    @get(
+        "/export",
+        operation_id="adminExportAudit",
+        summary="The same filters as NDJSON, newest first.",
+        media_type=NDJSON,
+    )
     async def export(
         self, admin: AdminDep, criteria: CriteriaDep, container: ContainerDep, request: Request[Any, Any, Any]
     ) -> Stream:

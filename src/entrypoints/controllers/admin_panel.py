@@ -18,6 +18,7 @@ from entrypoints.controllers.admin_user_deletion import AdminUserDeletionControl
 from entrypoints.controllers.admin_users import AdminUserController
 from entrypoints.controllers.egress import AdminEgressController
 from entrypoints.http.admin_allowlist import ADMIN_PREFIX, AdminAllowlist, admin_network_guard
+from entrypoints.http.openapi_problems import document_problems
 
 ADMIN_CONTROLLERS: tuple[type, ...] = (
     AdminAuthController,
@@ -47,6 +48,7 @@ def admin_openapi_json(api_version: str) -> bytes:
         ),
         logging_config=None,
     )
+    document_problems(documented)
     return encode_json(documented.openapi_schema.to_schema())
 
 

@@ -17,6 +17,7 @@ class HealthStatus(msgspec.Struct):
 class HealthController(Controller):
     path = "/healthz"
     tags = ["health"]
+    opt = {"public": True}
 
     @get("/live", operation_id="healthLive", summary="The process is up (touches nothing).")
     async def live(self) -> HealthStatus:

@@ -8,6 +8,7 @@ from entrypoints.http.dependencies import ContainerDep
 class WellKnownController(Controller):
     path = "/.well-known"
     tags = ["keys"]
+    opt = {"public": True}
 
     @get("/jwks.json", operation_id="jwks", summary="Public keys verifying access tokens.")
     async def jwks(self, container: ContainerDep) -> Response[dict[str, list[dict[str, str]]]]:
