@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from entrypoints.egress_gateway_cli import render_squid, squid_helper, verify_keys
 from entrypoints.settings import Settings, SettingsError, load_settings, settings_table
 
 log = logging.getLogger("bulwark")
@@ -740,6 +741,11 @@ def jobs_run() -> None:
 @main.group()
 def egress() -> None:
     """Dedicated egress addresses."""
+
+
+egress.add_command(squid_helper)
+egress.add_command(render_squid)
+egress.add_command(verify_keys)
 
 
 @egress.command("audit")

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -26,10 +27,16 @@ from adapters.brokers.ctrader.oauth_client import HttpxCtraderOAuth
 from adapters.clock import SystemClock
 from adapters.crypto.hpke_sealing import HpkeOpener, HpkeSealer, ReloadingHpkeOpener
 from adapters.crypto.secret_box import EnvelopeSecretBox
+from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner, EdDsaEgressCredentialVerifier
 from adapters.egress.hetzner.api_client import HetznerApiClient
 from adapters.egress.hetzner.primary_ips import HetznerPrimaryIpProvider
+from adapters.egress.squid_config import EgressSquidConfig, SquidLayout
+from adapters.egress.squid_gateway import SquidEgressGateway
+from adapters.egress.squid_manager import SquidManager
 from adapters.egress.static_pool import StaticPoolProvider
+from adapters.egress.tunnel_cutter import SsTunnelCutter
 from adapters.health import DependencyProbe
+from adapters.keys.egress_verify_keys import load_verify_keys, private_signing_keys, public_halves
 from adapters.keys.keyring import Keyring, KeyringError, ensure_development_keyring, load_keyring
 from adapters.keys.local_key_provider import LocalKeyProvider
 from adapters.keys.vault_keys import (
@@ -54,6 +61,7 @@ from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
 from adapters.storage.audit_log import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
+from adapters.storage.egress_binding_batches import BatchedEgressBindingLookup
 from adapters.storage.egress_repository import SqlEgressBindingLookup
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -67,6 +75,7 @@ from application.authorization import AuthzDeps, PermissionResolver
 from application.bridge_keys import BridgeKeys
 from application.bridge_lookups import BridgeKeyLookups
 from application.bridge_sightings import BridgeSightings
+from application.egress_issuance import EgressIssuer
 from application.egress_job import RunEgressJob
 from application.egress_ledger import EgressLedger, EgressPolicy, EgressPorts
 from application.identity import IdentityDeps, IdentityPolicy
@@ -154,6 +163,7 @@ from application.use_cases.egress_addresses import (
     MyEgressAddress,
     ReleaseEgressAddress,
 )
+from application.use_cases.egress_admission import AdmitEgress
 from application.use_cases.egress_audit import AuditEgress
 from application.use_cases.forward_auth import ForwardAuth
 from application.use_cases.integration_secrets import (
@@ -231,7 +241,7 @@ from application.use_cases.two_factor import (
 from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
 from domain.plans import PlanCatalog
 from domain.sso import SsoProvider
-from entrypoints.settings import Settings, parse_duration, parse_durations, parse_limits
+from entrypoints.settings import Settings, parse_duration, parse_durations, parse_host_port, parse_limits
 
 log = logging.getLogger("bulwark")
 
@@ -311,12 +321,18 @@ def egress_provider(settings: Settings, provider_secrets: dict[str, str]) -> Egr
     return StaticPoolProvider(settings.egress_pool_addresses)
 
 
-def egress_gateway(settings: Settings) -> EgressGateway | None:
-    """The egress gateway (Squid with Bulwark's helper) as the ledger sees it. Its adapter comes
-    with the gateway's branch and is wired here then. Until one is configured this answers None,
-    and teardowns wait in `draining` (reported by the audit as stuck): a detach nobody can
-    confirm is never assumed done."""
-    return None
+def egress_gateway(settings: Settings, clock: Clock) -> EgressGateway | None:
+    """The egress gateway (Squid with Bulwark's helper) as the ledger sees it, through Squid's
+    cache manager (BULWARK_EGRESS_SQUID_MANAGER_URL). Unset: None, and teardowns wait in
+    `draining` (reported by the audit as stuck): a detach nobody can confirm is never assumed done."""
+    if not settings.egress_squid_manager_url:
+        return None
+    return SquidEgressGateway(
+        SquidManager(settings.egress_squid_manager_url),
+        SsTunnelCutter() if settings.egress_cut_tunnels else None,
+        clock,
+        cached_answer_life=timedelta(seconds=settings.egress_squid_credentials_ttl_seconds),
+    )
 
 
 def egress_policy(settings: Settings) -> EgressPolicy:
@@ -998,7 +1014,7 @@ def build_container(
             uow=deps.uow,
             clock=clock,
             provider=egress_provider(settings, dict(keyring.provider_secrets)),
-            gateway=egress_gateway(settings),
+            gateway=egress_gateway(settings, clock),
             mailer=mailer,
             plans=settings.plan_catalog,
             policy=egress_policy(settings),
@@ -1177,6 +1193,16 @@ def build_vault_container(
         limiter=limiter,
         journal=GroupCommitAuditJournal(engine),
         reader=reader,
+        egress=EgressIssuer(
+            bindings=SqlEgressBindingLookup(engine),
+            signer=EdDsaEgressCredentialSigner(
+                private_signing_keys(keys.signing_keys),
+                keys.active_signing_kid,
+                issuer=egress_issuer(settings),
+            ),
+            clock=clock,
+            lifetime=timedelta(seconds=settings.egress_credential_ttl_seconds),
+        ),
         policy=VaultPolicy(
             frontend_url=settings.frontend_url,
             refresh_margin=timedelta(seconds=settings.vault_refresh_margin_seconds),
@@ -1214,4 +1240,67 @@ def build_vault_container(
         probe=DependencyProbe(engine, redis),
         reader=reader,
         oauth=oauth,
+    )
+
+
+# --- the egress gateway's helper: a third entrypoint on the same core (Squid runs it) ------------
+
+
+def egress_issuer(settings: Settings) -> str:
+    return f"{settings.jwt_issuer}/vault"
+
+
+def egress_verify_keys(settings: Settings) -> dict[str, Any]:
+    """The public halves of the vault's signing keys: from BULWARK_EGRESS_VERIFY_KEYS_FILE, or in
+    development from the generated vault key file. The egress host never holds a private key."""
+    if settings.egress_verify_keys_file is not None:
+        return dict(load_verify_keys(settings.egress_verify_keys_file))
+    if settings.is_production:
+        raise VaultKeysRefused(
+            "the Squid helper needs BULWARK_EGRESS_VERIFY_KEYS_FILE (`bulwark egress verify-keys`)"
+        )
+    return dict(public_halves(load_vault_keys_for(settings).signing_keys))
+
+
+@dataclass
+class EgressHelperContainer:
+    engine: AsyncEngine
+    admit: AdmitEgress
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.engine.dispose()
+
+
+def build_egress_helper(settings: Settings, *, clock: Clock | None = None) -> EgressHelperContainer:
+    """What one Squid helper process needs: the public verify keys and a read of the ledger."""
+    engine = create_engine(settings.effective_database_url, pool_size=settings.egress_helper_pool_size)
+    clock = clock or SystemClock()
+    verifier = EdDsaEgressCredentialVerifier(
+        egress_verify_keys(settings), issuer=egress_issuer(settings), clock=lambda: clock.now().timestamp()
+    )
+    return EgressHelperContainer(
+        engine=engine,
+        # The logins Squid sends together share one read of the ledger (never a cached one).
+        admit=AdmitEgress(verifier=verifier, bindings=BatchedEgressBindingLookup(engine), clock=clock),
+    )
+
+
+def egress_squid_config(
+    settings: Settings, helper_command: str, layout: SquidLayout | None = None
+) -> EgressSquidConfig:
+    """squid.conf's static part from the settings: the static pool's addresses (or the ones
+    given), the broker targets, the helper and how long Squid may reuse its answers."""
+    manager = urlsplit(settings.egress_squid_manager_url or "http://127.0.0.1:3129/")
+    return EgressSquidConfig(
+        listen=parse_host_port("egress_squid_listen", settings.egress_squid_listen),
+        manager_port=manager.port or 3129,
+        addresses=settings.egress_pool_addresses.addresses,
+        targets=[parse_host_port("egress_broker_targets", t) for t in settings.egress_broker_targets],
+        helper_command=helper_command,
+        credentials_ttl_seconds=settings.egress_squid_credentials_ttl_seconds,
+        helper_children=settings.egress_helper_children,
+        layout=layout or SquidLayout(),
     )

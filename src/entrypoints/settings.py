@@ -280,6 +280,64 @@ class Settings:
             "After `bulwark service-clients rotate-secret`, the old secret keeps working this long."
         ),
     )
+    # --- the egress gateway (Squid + `bulwark egress squid-helper`) -------------------------
+    egress_credential_ttl_seconds: int = field(
+        default=300,
+        metadata=_doc(
+            "Life of the egress proxy credential the vault hands out with broker credentials "
+            "(60-3600 s). It names one user and one address."
+        ),
+    )
+    egress_broker_targets: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Comma-separated `host:port` list of broker endpoints the egress gateway lets CONNECT "
+            "reach (`bulwark egress render-squid`); everything else is denied.",
+            "required on the egress host",
+        ),
+    )
+    egress_squid_listen: str = field(
+        default="127.0.0.1:3128",
+        metadata=_doc("`address:port` Squid listens on for workers (rendered into squid.conf)."),
+    )
+    egress_squid_credentials_ttl_seconds: int = field(
+        default=5,
+        metadata=_doc(
+            "How long Squid may reuse a helper's answer (`credentialsttl`); at most the credential's "
+            "life. A detach is confirmed only after this long, so no cached answer outlives it."
+        ),
+    )
+    egress_squid_manager_url: str = field(
+        default="",
+        metadata=_doc(
+            "Squid's cache manager on the egress host, e.g. `http://127.0.0.1:3129/squid-internal-mgr/` "
+            "(its own loopback port): the gateway's open tunnels, and detach confirmation. Empty: no "
+            "gateway is configured, so teardowns wait in `draining`.",
+            "required",
+        ),
+    )
+    egress_helper_children: int = field(
+        default=4,
+        metadata=_doc("Squid helper processes (`auth_param basic children`), 64 logins each at once."),
+    )
+    egress_helper_pool_size: int = field(
+        default=4, metadata=_doc("PostgreSQL connections each Squid helper process keeps for ledger reads.")
+    )
+    egress_cut_tunnels: bool = field(
+        default=True,
+        metadata=_doc(
+            "A detach cuts the address's open tunnels with `ss -K` (needs CAP_NET_ADMIN on the "
+            "egress host). Off: a detach waits until they have ended."
+        ),
+    )
+    egress_verify_keys_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Public keys the Squid helper checks egress credentials with "
+            "(`bulwark egress verify-keys`). Empty: the development vault key file's.",
+            "required on the egress host",
+        ),
+    )
     ctrader_client_id: str = field(
         default="", metadata=_doc("cTrader Open API application id. Empty: cTrader is off (404).")
     )
@@ -665,6 +723,7 @@ def validate(settings: Settings) -> None:
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)
+    _check_egress_gateway(settings)
     _check_egress(settings)
     for name in (
         "egress_downgrade_grace",
@@ -712,6 +771,42 @@ def _check_ctrader_urls(settings: Settings) -> None:
             raise SettingsError(
                 f"{env_name(name)}={value!r} is not valid: expected {' or '.join(sorted(allowed))}://host..."
             )
+
+
+def _check_egress_gateway(settings: Settings) -> None:
+    if not 60 <= settings.egress_credential_ttl_seconds <= 3600:
+        raise SettingsError("BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS must be 60-3600")
+    if not 1 <= settings.egress_squid_credentials_ttl_seconds <= settings.egress_credential_ttl_seconds:
+        raise SettingsError(
+            "BULWARK_EGRESS_SQUID_CREDENTIALS_TTL_SECONDS must be 1 s to the credential's life "
+            "(BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS): Squid must not admit a credential longer"
+        )
+    parse_host_port("egress_squid_listen", settings.egress_squid_listen)
+    if settings.egress_helper_children < 1 or settings.egress_helper_pool_size < 1:
+        raise SettingsError("BULWARK_EGRESS_HELPER_CHILDREN and _POOL_SIZE must be at least 1")
+    if settings.egress_squid_manager_url:
+        manager = urlsplit(settings.egress_squid_manager_url)
+        if manager.scheme != "http" or manager.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError(
+                "BULWARK_EGRESS_SQUID_MANAGER_URL must be http://127.0.0.1:PORT/squid-internal-mgr/ "
+                "(the cache manager answers on loopback only)"
+            )
+    for target in settings.egress_broker_targets:
+        parse_host_port("egress_broker_targets", target)
+
+
+def parse_host_port(name: str, text: str) -> tuple[str, int]:
+    """`host:port` (a name or an IPv4 address; `[v6]:port`) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    valid = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    if valid and not host.replace(".", "").replace("-", "").replace(":", "").isalnum():
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"{env_name(name)}={text!r} is not valid: expected host:port, e.g. live.ctraderapi.com:5035"
+        )
+    return host, int(port)
 
 
 EGRESS_PROVIDERS = ("static", "hetzner")

@@ -10,10 +10,11 @@ import json
 import logging
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from application.broker_reauth import needs_reauth
+from application.egress_issuance import EgressAccess, EgressIssuer
 from application.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput, NotFound, RateLimited
 from application.identity import RequestContext
 from application.ports.audit import AuditJournal
@@ -71,6 +72,8 @@ class VaultPorts:
     journal: AuditJournal
     reader: VaultReader
     policy: VaultPolicy = field(default_factory=VaultPolicy)
+    # The dedicated egress address and its proxy credential, handed out with the tokens.
+    egress: EgressIssuer | None = None
     # One refresh per connection per process; other processes are held off by the claim.
     _locks: "weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock]" = field(
         default_factory=weakref.WeakValueDictionary
@@ -92,6 +95,9 @@ class CredentialAccess:
     expires_at: datetime
     accounts: tuple[ConnectedAccount, ...]
     scope: str
+    egress: EgressAccess | None = None
+    # The owner holds no dedicated address (yet): the gateway refuses their broker traffic.
+    egress_pending: bool = False
 
 
 async def _enforce(ports: VaultPorts, client: ServiceToken, scope: str) -> None:
@@ -168,8 +174,11 @@ class AccessBrokerCredentials:
             await refresh_connection(ports, connection, ctx)
             connection = _decided(await ports.reader.access_view(connection_id, client.client_id))
         access = _access(ports, connection)
+        if ports.egress is not None:
+            egress = await ports.egress.for_user(connection.created_by)
+            access = replace(access, egress=egress, egress_pending=egress is None)
         # Handed out only once the entry saying so is committed.
-        await ports.journal.record(_accessed(ctx, client, connection, purpose))
+        await ports.journal.record(_accessed(ctx, client, connection, purpose, access))
         return access
 
 
@@ -186,9 +195,13 @@ def _access(ports: VaultPorts, connection: BrokerConnection) -> CredentialAccess
 
 
 def _accessed(
-    ctx: RequestContext, client: ServiceToken, connection: BrokerConnection, purpose: str
+    ctx: RequestContext,
+    client: ServiceToken,
+    connection: BrokerConnection,
+    purpose: str,
+    access: CredentialAccess,
 ) -> AuditEvent:
-    return ctx.event(
+    event = ctx.event(
         "broker_credentials.accessed",
         actor_kind=ActorKind.SERVICE,
         org=connection.org_id,
@@ -197,6 +210,11 @@ def _accessed(
         client_id=client.client_id,
         purpose=purpose,
     )
+    if access.egress is not None:
+        event.details["egress_address"] = access.egress.address
+    elif access.egress_pending:
+        event.details["egress_pending"] = True
+    return event
 
 
 async def refresh_connection(

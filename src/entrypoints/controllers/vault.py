@@ -20,6 +20,7 @@ from application.ports.service_tokens import InvalidServiceToken, ServiceToken
 from application.use_cases.service_clients import InvalidClient, InvalidScope
 from entrypoints.composition import VaultContainer
 from entrypoints.dto.brokers import AccountView
+from entrypoints.dto.egress_access import EgressAccessView, egress_access_view
 from entrypoints.dto.identity import WriteBody
 from entrypoints.http.request_context import request_context
 
@@ -43,6 +44,8 @@ class CredentialAccessView(msgspec.Struct):
     expires_at: datetime
     accounts: list[AccountView]
     scope: str
+    egress: EgressAccessView | None = None
+    egress_pending: bool = False
 
 
 class SecretValue(msgspec.Struct):
@@ -152,6 +155,8 @@ class VaultController(Controller):
                 for a in access.accounts
             ],
             scope=access.scope,
+            egress=egress_access_view(access.egress),
+            egress_pending=access.egress_pending,
         )
         return Response(view, headers=_NO_STORE)
 

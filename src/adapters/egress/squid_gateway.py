@@ -1,0 +1,76 @@
+"""The egress gateway as the ledger sees it (EgressGateway), over Squid.
+
+bindings(): the open tunnels and the logins Squid would admit from its cache right now, from
+Squid's cache manager (each login names user and address).
+detach(user, address): the ledger has already unbound the address, so the helper refuses the
+user's next login at once; this cuts the tunnels still leaving from the address (`ss -K`) and
+confirms only when (1) Squid lists none of that user on that address, (2) no TCP connection
+leaves from the address, and (3) Squid's cached answers (`credentialsttl`) have expired since
+the first detach call, so not even a cached login can open a new tunnel afterwards."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from adapters.egress.squid_manager import SquidManager
+from adapters.egress.tunnel_cutter import TunnelCutFailed
+from application.ports.clock import Clock
+from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBinding
+
+log = logging.getLogger("bulwark.egress.gateway")
+
+
+class TunnelCutter(Protocol):
+    async def cut(self, address: str) -> None: ...
+
+    async def open_from(self, address: str) -> int: ...
+
+
+class SquidEgressGateway:
+    def __init__(
+        self,
+        manager: SquidManager,
+        cutter: TunnelCutter | None,
+        clock: Clock,
+        cached_answer_life: timedelta,
+        settle: float = 0.2,
+    ) -> None:
+        self.manager = manager
+        self.cutter = cutter
+        self.clock = clock
+        self.cached_answer_life = cached_answer_life
+        self.settle = settle  # Squid closes the client side just after the server side is cut
+        self._first_asked: dict[tuple[UUID, str], datetime] = {}
+
+    async def bindings(self) -> Sequence[GatewayBinding]:
+        seen = {*await self.manager.open_tunnels(), *await self.manager.admitted_logins()}
+        return sorted(seen, key=lambda b: (b.address, str(b.user_id)))
+
+    async def detach(self, user_id: UUID, address: str) -> bool:
+        # Remembered per process: a restart starts the wait again, which only delays.
+        first = self._first_asked.setdefault((user_id, address), self.clock.now())
+        if self.cutter is not None:
+            try:
+                await self.cutter.cut(address)
+            except TunnelCutFailed as failed:
+                raise EgressGatewayUnavailable(str(failed)) from failed
+            await asyncio.sleep(self.settle)
+        tunnels = [b for b in await self.manager.open_tunnels() if b == GatewayBinding(user_id, address)]
+        sockets = await self.cutter.open_from(address) if self.cutter is not None else 0
+        waited = self.clock.now() - first >= self.cached_answer_life
+        confirmed = not tunnels and not sockets and waited
+        if confirmed:
+            self._first_asked.pop((user_id, address), None)
+        else:
+            log.info(
+                "detach of %s from %s not confirmed yet: %d tunnels, %d sockets, cache %s",
+                user_id,
+                address,
+                len(tunnels),
+                sockets,
+                "expired" if waited else "may still admit",
+            )
+        return confirmed
