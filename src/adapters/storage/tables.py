@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from adapters.storage.types import UTCDateTime
@@ -91,6 +92,14 @@ sessions = Table(
     Column("revoked_reason", String(64), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
     Index("ix_sessions_org_id", "org_id"),
+    # Migration 0016: the revocation store's reload, and the purge of dead sessions.
+    Index(
+        "ix_sessions_revoked_at",
+        "revoked_at",
+        postgresql_where=text("revoked_at IS NOT NULL"),
+        sqlite_where=text("revoked_at IS NOT NULL"),
+    ),
+    Index("ix_sessions_absolute_expires_at", "absolute_expires_at"),
 )
 
 refresh_tokens = Table(
@@ -114,6 +123,7 @@ one_time_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
     Index("ix_one_time_tokens_user_id", "user_id"),
+    Index("ix_one_time_tokens_expires_at", "expires_at"),  # the purge (migration 0016)
 )
 
 data_keys = Table(
@@ -176,6 +186,7 @@ mfa_challenges = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("failures", Integer, nullable=False, default=0),
     Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_mfa_challenges_expires_at", "expires_at"),  # the purge (migration 0016)
 )
 
 # --- Org-scoped authorization tables: every row carries org_id, every query filters by it, and

@@ -1,0 +1,54 @@
+"""Indexes that production-sized data needs (issue 21): with millions of sessions and one-time
+tokens, the revocation store's reload (sessions revoked since ...) and the housekeeping jobs'
+purges (what expired before ...) would otherwise read whole tables.
+
+- `sessions.revoked_at`, partial (revoked sessions only): the revocation store reloads the
+  sessions revoked within one access-token lifetime when Redis comes back empty.
+- `sessions.absolute_expires_at`: the purge finds sessions past their absolute lifetime. Not
+  `idle_expires_at`: every refresh updates that column, and an index on it would end the
+  heap-only (HOT) updates that keep refreshes cheap.
+- `one_time_tokens.expires_at`, `mfa_challenges.expires_at`: the purge of spent tokens.
+
+On PostgreSQL each index is built CONCURRENTLY, outside the migration's transaction, so a
+deployment upgrading a live database does not block logins and refreshes while 5 million rows
+are indexed. An interrupted build leaves an INVALID index; upgrade drops it and builds again.
+
+Revision ID: 0016
+Revises: 0011
+Create Date: 2026-12-04 10:30:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0016"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# (name, table, column, only revoked rows)
+_INDEXES = (
+    ("ix_sessions_revoked_at", "sessions", "revoked_at", True),
+    ("ix_sessions_absolute_expires_at", "sessions", "absolute_expires_at", False),
+    ("ix_one_time_tokens_expires_at", "one_time_tokens", "expires_at", False),
+    ("ix_mfa_challenges_expires_at", "mfa_challenges", "expires_at", False),
+)
+
+
+def upgrade() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for name, table, column, partial in _INDEXES:
+        where = sa.text(f"{column} IS NOT NULL") if partial else None
+        if not postgres:
+            op.create_index(name, table, [column], sqlite_where=where)
+            continue
+        with op.get_context().autocommit_block():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a build interrupted earlier
+            op.create_index(name, table, [column], postgresql_where=where, postgresql_concurrently=True)
+
+
+def downgrade() -> None:
+    for name, table, _, _ in reversed(_INDEXES):
+        op.drop_index(name, table_name=table)
