@@ -33,15 +33,17 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from domain.audit import ActorKind, AuditEvent, chain_hash, normalise_details  # noqa: E402
-from domain.permissions import ADMINISTRATOR_ROLE_ID  # noqa: E402
+from domain.audit import ActorKind, AuditEvent, chain_hash, normalise_details
+from domain.permissions import ADMINISTRATOR_ROLE_ID
 
 # Rows per COPY: big enough that a statement's overhead vanishes, small enough to show progress.
 CHUNK = 50_000
 TWO_YEARS = timedelta(days=730)
 # One hash for every seeded account: nobody logs in as them (the benchmark registers its own
 # users through the API), but the column holds what a real one does.
-PLACEHOLDER_HASH = "$argon2id$v=19$m=47104,t=1,p=1$c2VlZGVkLXVzZXI$4mFgbxsD7bQ2tBRJ4aQ0SJv2mYbIe9H0v1c3FZ8Qh2s"
+PLACEHOLDER_HASH = (
+    "$argon2id$v=19$m=47104,t=1,p=1$c2VlZGVkLXVzZXI$4mFgbxsD7bQ2tBRJ4aQ0SJv2mYbIe9H0v1c3FZ8Qh2s"
+)
 ACTIONS = (
     "session.logout",
     "session.revoked",
@@ -138,7 +140,9 @@ async def _require_owner(conn: asyncpg.Connection) -> None:
         raise SystemExit(f"seed_large: connect as the tables' owner ({owner}), not the service's role")
 
 
-async def seed_identity(conn: asyncpg.Connection, world: World, rng: random.Random, log: Callable[[str], None]) -> None:
+async def seed_identity(
+    conn: asyncpg.Connection, world: World, rng: random.Random, log: Callable[[str], None]
+) -> None:
     sizes, now = world.sizes, world.now
 
     def orgs() -> Iterator[tuple[Any, ...]]:
@@ -230,7 +234,9 @@ async def seed_identity(conn: asyncpg.Connection, world: World, rng: random.Rand
     await _copy(conn, "member_roles", ("org_id", "user_id", "role_id", "created_at"), assignments(), log)
 
 
-async def seed_sessions(conn: asyncpg.Connection, world: World, rng: random.Random, log: Callable[[str], None]) -> None:
+async def seed_sessions(
+    conn: asyncpg.Connection, world: World, rng: random.Random, log: Callable[[str], None]
+) -> None:
     """Five sessions a user over two years, each with a refresh token: about 2 % live, a quarter
     revoked, the rest expired (idle or absolute). What a year of logins leaves behind."""
     now = world.now
@@ -301,7 +307,14 @@ async def seed_sessions(conn: asyncpg.Connection, world: World, rng: random.Rand
             created = now - TWO_YEARS * rng.random()
             purpose = "verify_email" if n % 2 else "reset_password"
             used = created + timedelta(minutes=5) if n % 3 else None
-            yield (rng.getrandbits(256).to_bytes(32).hex(), world.users[n], purpose, created, created + timedelta(hours=1), used)
+            yield (
+                rng.getrandbits(256).to_bytes(32).hex(),
+                world.users[n],
+                purpose,
+                created,
+                created + timedelta(hours=1),
+                used,
+            )
 
     await _copy(
         conn,
@@ -436,9 +449,13 @@ async def seed(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dsn", help="postgresql://owner@host:port/database (migrated)")
-    parser.add_argument("--factor", type=float, default=1.0, help="scale of every count (1 = production size)")
+    parser.add_argument(
+        "--factor", type=float, default=1.0, help="scale of every count (1 = production size)"
+    )
     args = parser.parse_args()
     dsn = args.dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
     asyncio.run(seed(dsn, args.factor, log=lambda line: print(line, flush=True)))

@@ -693,15 +693,26 @@ def admin_reset_factor(email: str, as_json: bool) -> None:
 
 @main.group()
 def jobs() -> None:
-    """Background work the workers also do on their own (BULWARK_JOBS_INTERVAL_SECONDS)."""
+    """Background work the workers can also do on their own (BULWARK_JOBS_INTERVAL_SECONDS,
+    BULWARK_HOUSEKEEPING_INTERVAL_SECONDS)."""
 
 
 @jobs.command("run")
 @one_line_errors
 def jobs_run() -> None:
-    """Resume every unfinished account closure once (each step is idempotent)."""
-    finished = _run_admin(lambda c: c.closures.resume())
+    """Resume every unfinished account closure, then do the housekeeping, once: dead sessions and
+    spent one-time tokens past BULWARK_HOUSEKEEPING_RETENTION_DAYS deleted in batches, the rate
+    limiter's keys checked (for a timer: systemd, cron, a Kubernetes CronJob)."""
+
+    async def work(container: Any) -> tuple[Any, Any]:
+        return await container.closures.resume(), await container.housekeeping.run()
+
+    finished, report = _run_admin(work)
     click.echo(f"account closures finished: {finished}")
+    click.echo(f"sessions deleted: {report.sessions_deleted}")
+    click.echo(f"one-time tokens deleted: {report.tokens_deleted}")
+    limiter = report.limiter
+    click.echo(f"rate-limit keys checked: {limiter.checked}, repaired: {limiter.repaired} ({limiter.note})")
 
 
 @main.command("config")

@@ -5,8 +5,8 @@ The database is seeded by bench/seed_large.py at a small factor (10,000 users, 5
 it would in production. The real app then serves /me, /authz/check, login, refresh, the org audit
 search (plain and filtered), the session list and revocation, and a bridge key lookup, while every
 statement it sends is captured; each is replayed under EXPLAIN (ANALYZE) as the service's role
-with its row-level security settings, and none may read a large table sequentially (nor read an index in an order that makes it throw
-most of what it reads away)."""
+with its row-level security settings, and none may read a large table sequentially (nor read
+an index in an order that makes it throw most of what it reads away)."""
 
 import sys
 import uuid
@@ -29,7 +29,7 @@ from tests.e2e.identity_helpers import FAST_ARGON2, bearer, login, refresh_token
 from tests.integration.plan_capture import StatementLog, capture, explain, wasteful_reads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import seed_large  # noqa: E402  (bench/ is not a package)
+import seed_large
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -92,7 +92,8 @@ async def _join_hot_org(owner: str, user_id: str) -> str:
     try:
         org = await conn.fetchval("SELECT id FROM organisations WHERE name = 'seed org 0'")
         await conn.execute(
-            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'administrator', now())",
+            "INSERT INTO memberships (org_id, user_id, role, created_at) "
+            "VALUES ($1, $2, 'administrator', now())",
             org,
             uuid.UUID(user_id),
         )
@@ -169,6 +170,12 @@ async def test_no_hot_path_statement_scans_a_large_table(
     assert not failures, "\n".join(failures)
     seen_phases = {captured.phase for captured in log.statements}
     # Each hot path really sent statements (a phase served wholly from a cache proves nothing).
-    assert seen_phases >= {"login", "me", "authz check", "refresh", "org audit search", "session list", "revocation reload"}, (
-        seen_phases
-    )
+    assert seen_phases >= {
+        "login",
+        "me",
+        "authz check",
+        "refresh",
+        "org audit search",
+        "session list",
+        "revocation reload",
+    }, seen_phases
