@@ -13,8 +13,9 @@ state (a shared VM's speed drifts by tens of per cent within a minute):
 
 - GET /api/v1/me and POST /api/v1/authz/check (bearer tokens of many sessions, 64 connections);
 - GET /api/v1/orgs/{org}/audit, a page of 50 newest first, plain and filtered by action: on the
-  small side the user's own org (a few entries), on the large side seeded org 0, the one with the
-  longest history (about 200,000 entries at factor 1), which the user is made an administrator of;
+  small side the user's own org (renamed 60 times through the API, so both sides return a full
+  page), on the large side seeded org 0, the one with the longest history (about 200,000 entries
+  at factor 1), which the user is made an administrator of;
 - POST /api/v1/auth/refresh on rotating session chains (each slice its own chains);
 - POST /api/v1/auth/login flat out (argon2id-bound: what data size could change is the lookups
   around the hash).
@@ -68,6 +69,7 @@ from run import (  # noqa: E402  (bench/ sibling: the same wrk driver, database 
     interleaved,
     machine,
     migrate,
+    report_server_log,
     run_wrk,
     seed,
     server,
@@ -83,6 +85,11 @@ REDIS_DBS = {"small": 13, "large": 14}  # one Redis database each: the service's
 LOGIN_CONNECTIONS = 16
 LOGIN_WINDOWS = 4  # per side, alternating
 REFRESH_CHAINS = 16
+POOL_SIZE = 5
+SMALL_ORG_RENAMES = 60  # org.updated entries: a full page of 50, plain and filtered
+# The filtered search: on the small side the renames (no entry to skip); on the large side one of
+# ten seeded actions (about nine entries skipped for each one returned).
+FILTERED_ACTION = {"small": "org.updated", "large": "member.removed"}
 
 
 class BothServers(ForeignLoad):
@@ -162,9 +169,20 @@ def audit_session(side: Side, workdir: Path) -> None:
             if r.status_code != 200:
                 raise RuntimeError(f"switch to org 0: {r.status_code} {r.text}")
             token = r.json()["access_token"]
+        else:
+            # A full page on the small side too (the same 50 entries to read and render): the org's
+            # own history, made through the API.
+            for n in range(SMALL_ORG_RENAMES):
+                r = client.patch(
+                    f"/api/v1/orgs/{org}",
+                    json={"name": f"Bench desk {n}"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                if r.status_code != 200:
+                    raise RuntimeError(f"rename the org: {r.status_code} {r.text}")
         r = client.get(f"/api/v1/orgs/{org}/audit", headers={"authorization": f"Bearer {token}"})
-        if r.status_code != 200:
-            raise RuntimeError(f"audit search: {r.status_code} {r.text}")
+        if r.status_code != 200 or len(r.json()["entries"]) != 50:
+            raise RuntimeError(f"audit search: {r.status_code} {r.text[:300]}")
     side.audit_org = org
     side.audit_file = workdir / f"audit-{side.name}.txt"
     side.audit_file.write_text(token + "\n")
@@ -243,6 +261,9 @@ def main() -> int:
                 "BULWARK_HOST": "127.0.0.1",
                 "BULWARK_PORT": str(port),
                 "BULWARK_WORKERS": "2",
+                # Two servers of two workers on one shared PostgreSQL (max_connections 100 here):
+                # 5 (+5 overflow) a worker keeps both within it, as production sizes its pools.
+                "BULWARK_DATABASE_POOL_SIZE": str(POOL_SIZE),
                 "BULWARK_DATA_DIR": str(workdir / f"data-{name}"),
                 "BULWARK_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{side.db_name}",
                 "BULWARK_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DBS[name]}",
@@ -341,7 +362,7 @@ def main() -> int:
             phases: dict[str, Any] = {}
             for name, side in sides.items():
                 audit = f"/api/v1/orgs/{side.audit_org}/audit?limit=50"
-                filtered = f"/api/v1/orgs/{side.audit_org}/audit?limit=50&action=member.removed"
+                filtered = f"/api/v1/orgs/{side.audit_org}/audit?limit=50&action={FILTERED_ACTION[name]}"
                 phases[f"me {name}"] = bearer_phase(side, "/api/v1/me")
                 phases[f"authz {name}"] = bearer_phase(side, "/api/v1/authz/check", "POST", authz_body)
                 phases[f"audit {name}"] = bearer_phase(side, audit, tokens=side.audit_file)
@@ -353,7 +374,11 @@ def main() -> int:
                 ("GET /api/v1/me", "me"),
                 ("POST /api/v1/authz/check", "authz"),
                 ("GET /api/v1/orgs/{org}/audit (50 newest)", "audit"),
-                ("GET /api/v1/orgs/{org}/audit?action=... (50 newest of one action)", "audit filtered"),
+                (
+                    "GET /api/v1/orgs/{org}/audit?action=... (50 newest of one action: "
+                    f"{FILTERED_ACTION['small']} / {FILTERED_ACTION['large']})",
+                    "audit filtered",
+                ),
             ):
                 small, large = results[f"{key} small"], results[f"{key} large"]
                 rows.append(
@@ -425,6 +450,13 @@ def main() -> int:
             print(f"bench: login: small {rates['small']:.1f}/s, large {rates['large']:.1f}/s", flush=True)
             foreign_all = load.percent(since)
 
+        for name in sides:
+            print(f"bench: {name} server's log:", flush=True)
+            report_server_log(workdir / f"server-{name}.log")
+            if os.environ.get("BENCH_KEEP_LOGS"):
+                shutil.copy(
+                    workdir / f"server-{name}.log", Path(os.environ["BENCH_KEEP_LOGS"]) / f"{name}.log"
+                )
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         lines = [
             f"Bulwark on production-sized data, {date}",
