@@ -142,3 +142,20 @@ def wasteful_reads(plan: dict[str, Any], tables: frozenset[str], removed_limit: 
         if removed > removed_limit:
             found.append(f"{node['Node Type']} on {table} filtered away {removed} rows")
     return found
+
+
+def heavy_reads(plan: dict[str, Any], tables: frozenset[str], limit: int) -> list[str]:
+    """Scans of `tables` that read more than `limit` rows (kept and filtered away, over every
+    loop): for batch work, where a sequential scan stopped early by a LIMIT is fine but a read of
+    the whole table per batch is not."""
+    found = []
+    for node in nodes(plan):
+        table = node.get("Relation Name")
+        if table not in tables:
+            continue
+        read = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * node.get(
+            "Actual Loops", 1
+        )
+        if read > limit:
+            found.append(f"{node['Node Type']} on {table} read {read} rows")
+    return found

@@ -39,9 +39,15 @@ class SqlExpiredRows:
         return deleted
 
     async def _delete(self, table: Table, key: Any, picked: Any, batch_size: int) -> int:
+        # Two statements, not DELETE ... WHERE key IN (SELECT ...): PostgreSQL plans that as a
+        # hash join over the whole table, a full read per batch; a list of keys is a few index
+        # lookups. Both run in one transaction, so the rows picked stay locked until deleted.
         picked = picked.limit(batch_size)
         if self._postgres:
             picked = picked.with_for_update(skip_locked=True)
         async with self._engine.begin() as conn:
-            result = await conn.execute(delete(table).where(key.in_(picked.scalar_subquery())))
+            keys = list((await conn.execute(picked)).scalars())
+            if not keys:
+                return 0
+            result = await conn.execute(delete(table).where(key.in_(keys)))
         return int(result.rowcount or 0)
