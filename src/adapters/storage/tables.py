@@ -155,6 +155,9 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_org_id_id", "org_id", "id"),
+    # An org's audit search filtered by action or actor (migration 0016).
+    Index("ix_audit_events_org_id_action_id", "org_id", "action", "id"),
+    Index("ix_audit_events_org_id_actor_user_id_id", "org_id", "actor_user_id", "id"),
 )
 
 totp_credentials = Table(
