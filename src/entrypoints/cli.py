@@ -718,16 +718,27 @@ def admin_reset_factor(email: str, as_json: bool) -> None:
 
 @main.group()
 def jobs() -> None:
-    """Background work the workers also do on their own (BULWARK_JOBS_INTERVAL_SECONDS)."""
+    """Background work the workers can also do on their own (BULWARK_JOBS_INTERVAL_SECONDS,
+    BULWARK_HOUSEKEEPING_INTERVAL_SECONDS)."""
 
 
 @jobs.command("run")
 @one_line_errors
 def jobs_run() -> None:
-    """Resume every unfinished account closure and run the egress job once (every step of both
-    is idempotent)."""
-    finished = _run_admin(lambda c: c.closures.resume())
+    """Once, for a timer (systemd, cron, a Kubernetes CronJob): resume every unfinished account
+    closure, do the housekeeping (dead sessions and spent one-time tokens past
+    BULWARK_HOUSEKEEPING_RETENTION_DAYS deleted in batches, the rate limiter's keys checked), then
+    run the egress job. Every step is idempotent."""
+
+    async def work(container: Any) -> tuple[Any, Any]:
+        return await container.closures.resume(), await container.housekeeping.run()
+
+    finished, housekeeping = _run_admin(work)
     click.echo(f"account closures finished: {finished}")
+    click.echo(f"sessions deleted: {housekeeping.sessions_deleted}")
+    click.echo(f"one-time tokens deleted: {housekeeping.tokens_deleted}")
+    limiter = housekeeping.limiter
+    click.echo(f"rate-limit keys checked: {limiter.checked}, repaired: {limiter.repaired} ({limiter.note})")
     report = _run_admin(lambda c: c.egress.job())
     click.echo(
         f"egress: allocated {report.allocated}, waiting {report.waiting}, graces started "

@@ -1,6 +1,7 @@
 """The one composition root: builds every adapter from the settings and hands them to use cases.
 Nothing else constructs adapters; tests call `build_container` with their own settings."""
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -46,6 +47,7 @@ from adapters.keys.vault_keys import (
     looks_like_vault_keys,
 )
 from adapters.limiter.in_process import InProcessSlidingWindowLimiter
+from adapters.limiter.redis_key_trim import RedisRateLimitKeys
 from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from adapters.mail.dev_outbox import DevOutboxMailer
 from adapters.mail.smtp_mailer import SmtpMailer
@@ -63,6 +65,7 @@ from adapters.storage.audit_log import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
 from adapters.storage.egress_binding_batches import BatchedEgressBindingLookup
 from adapters.storage.egress_repository import SqlEgressBindingLookup
+from adapters.storage.expired_rows import SqlExpiredRows
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
 from adapters.storage.vault_reader import SqlVaultReader
@@ -85,6 +88,7 @@ from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
 from application.ports.egress_gateway import EgressGateway
 from application.ports.egress_provider import EgressProvider
+from application.ports.housekeeping import RateLimitKeys
 from application.ports.mailer import Mailer
 from application.ports.oidc import OidcClient
 from application.ports.rate_limiter import RateLimit, RateLimiter
@@ -166,6 +170,7 @@ from application.use_cases.egress_addresses import (
 from application.use_cases.egress_admission import AdmitEgress
 from application.use_cases.egress_audit import AuditEgress
 from application.use_cases.forward_auth import ForwardAuth
+from application.use_cases.housekeeping import HousekeepingPolicy, RunHousekeeping
 from application.use_cases.integration_secrets import (
     CreateIntegrationSecret,
     DeleteIntegrationSecret,
@@ -759,6 +764,37 @@ class AuthzApi:
 
 
 @dataclass
+class HousekeepingJobs:
+    """Dead sessions and spent tokens purged, the limiter's keys checked: once (`bulwark jobs
+    run`), or every BULWARK_HOUSEKEEPING_INTERVAL_SECONDS in each worker."""
+
+    run: RunHousekeeping
+    scheduler: PeriodicJob
+
+    @classmethod
+    def wire(
+        cls, settings: Settings, engine: AsyncEngine, limiter_keys: RateLimitKeys, clock: Clock
+    ) -> "HousekeepingJobs":
+        policy = HousekeepingPolicy(
+            retention=timedelta(days=settings.housekeeping_retention_days),
+            batch_size=settings.housekeeping_batch_size,
+            longest_limit_window_seconds=longest_limit_window(settings),
+        )
+        run = RunHousekeeping(SqlExpiredRows(engine), limiter_keys, clock, policy)
+        return cls(run=run, scheduler=PeriodicJob(run, settings.housekeeping_interval_seconds))
+
+
+def longest_limit_window(settings: Settings) -> float:
+    """The longest window of any rate limit configured: no limiter key needs to outlive it."""
+    return max(
+        seconds
+        for setting in dataclasses.fields(settings)
+        if "_limit_per_" in setting.name
+        for _, seconds in parse_limits(setting.name, getattr(settings, setting.name))
+    )
+
+
+@dataclass
 class Container:
     settings: Settings
     engine: AsyncEngine
@@ -785,6 +821,7 @@ class Container:
     closures: ClosureApi
     egress: EgressApi
     sso: SsoApi
+    housekeeping: HousekeepingJobs
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -794,8 +831,10 @@ class Container:
         await self.bridges.sightings.start()
         await self.closures.scheduler.start()
         await self.egress.scheduler.start()
+        await self.housekeeping.scheduler.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.scheduler.stop()
         await self.egress.scheduler.stop()
         await self.closures.scheduler.stop()
         await self.bridges.sightings.stop()  # the last marks, before the pool closes
@@ -856,6 +895,7 @@ def build_container(
     keyring = load_keys(settings)
     key_provider = LocalKeyProvider(keyring)
     limiter: RateLimiter
+    limiter_keys: RateLimitKeys
     revocations: RevocationStore
     versions: AuthzVersions
     bridge_versions: AuthzVersions
@@ -865,6 +905,7 @@ def build_container(
         # The same mechanism, keyed by bridge id: a bridge's key cache entry dies with its version.
         bridge_versions = RedisAuthzVersions(redis, f"{redis_namespace}:bridges")
         limiter = RedisSlidingWindowLimiter(redis, redis_namespace)
+        limiter_keys = RedisRateLimitKeys(redis, redis_namespace)
         # Shares the limiter's windows; its own pipelined connection (the hottest call of all).
         presence = RedisBridgePresence(PipelinedRedis(settings.redis_url), redis_namespace)
         revocations = RedisRevocationStore(
@@ -878,6 +919,7 @@ def build_container(
         bridge_versions = InProcessAuthzVersions()
         in_process_limiter = InProcessSlidingWindowLimiter()
         limiter = in_process_limiter
+        limiter_keys = in_process_limiter
         presence = InProcessBridgePresence(in_process_limiter)
         revocations = InProcessRevocationStore(max_token_ttl_seconds=settings.access_token_ttl_seconds)
     clock = clock or SystemClock()
@@ -1052,6 +1094,7 @@ def build_container(
         sso=SsoApi.wire(
             SsoPorts(identity=deps, clients=sso_clients(settings, dict(keyring.provider_secrets)))
         ),
+        housekeeping=HousekeepingJobs.wire(settings, engine, limiter_keys, clock),
     )
 
 

@@ -240,6 +240,26 @@ class Settings:
             "half-way); `bulwark jobs run` does the same once. 0: only the command."
         ),
     )
+    housekeeping_interval_seconds: float = field(
+        default=0.0,
+        metadata=_doc(
+            "How often each worker purges dead sessions and spent one-time tokens and checks the "
+            "rate limiter's keys. 0: only `bulwark jobs run` (from a timer) does it."
+        ),
+    )
+    housekeeping_retention_days: float = field(
+        default=30.0,
+        metadata=_doc(
+            "How long a revoked or expired session, and an expired one-time token, is kept before "
+            "housekeeping deletes it (at least 1 day)."
+        ),
+    )
+    housekeeping_batch_size: int = field(
+        default=500,
+        metadata=_doc(
+            "Rows housekeeping deletes per transaction (a session counts with its refresh tokens)."
+        ),
+    )
     bridge_sightings_flush_seconds: float = field(
         default=1.0,
         metadata=_doc(
@@ -720,6 +740,14 @@ def validate(settings: Settings) -> None:
     parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
     if settings.jobs_interval_seconds < 0:
         raise SettingsError("BULWARK_JOBS_INTERVAL_SECONDS must be 0 (off) or more")
+    if settings.housekeeping_interval_seconds < 0:
+        raise SettingsError("BULWARK_HOUSEKEEPING_INTERVAL_SECONDS must be 0 (off) or more")
+    # A revoked session must outlive every access token it issued: the revocation store reloads
+    # the recently revoked ones from the database when Redis comes back empty.
+    if settings.housekeeping_retention_days < 1:
+        raise SettingsError("BULWARK_HOUSEKEEPING_RETENTION_DAYS must be at least 1")
+    if not 1 <= settings.housekeeping_batch_size <= 100_000:
+        raise SettingsError("BULWARK_HOUSEKEEPING_BATCH_SIZE must be between 1 and 100000")
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)

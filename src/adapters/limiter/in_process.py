@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from application.ports.housekeeping import LimiterKeyCheck
 from application.ports.rate_limiter import LimitDecision, RateLimit
 
 
@@ -65,9 +66,19 @@ class InProcessSlidingWindowLimiter:
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)
 
+    async def trim(self, longest_window_seconds: float) -> LimiterKeyCheck:
+        """`RateLimitKeys`: this worker's keys nobody hits any more, dropped now (the same sweep
+        hits run every `sweep_interval_seconds`). Keys have no expiry of their own here."""
+        checked = len(self._windows)
+        self._sweep(self._clock())
+        return LimiterKeyCheck(checked, checked - len(self._windows), "swept this worker's memory")
+
     def _maybe_sweep(self, now: float) -> None:
         if now - self._last_sweep < self._sweep_interval:
             return
+        self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
         self._last_sweep = now
         stale = [
             key

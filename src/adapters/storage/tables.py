@@ -97,6 +97,14 @@ sessions = Table(
     Column("revoked_reason", String(64), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
     Index("ix_sessions_org_id", "org_id"),
+    # Migration 0016: the revocation store's reload, and the purge of dead sessions.
+    Index(
+        "ix_sessions_revoked_at",
+        "revoked_at",
+        postgresql_where=text("revoked_at IS NOT NULL"),
+        sqlite_where=text("revoked_at IS NOT NULL"),
+    ),
+    Index("ix_sessions_absolute_expires_at", "absolute_expires_at"),
 )
 
 refresh_tokens = Table(
@@ -120,6 +128,7 @@ one_time_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
     Index("ix_one_time_tokens_user_id", "user_id"),
+    Index("ix_one_time_tokens_expires_at", "expires_at"),  # the purge (migration 0015)
 )
 
 data_keys = Table(
@@ -151,6 +160,9 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_org_id_id", "org_id", "id"),
+    # An org's audit search filtered by action or actor (migration 0015).
+    Index("ix_audit_events_org_id_action_id", "org_id", "action", "id"),
+    Index("ix_audit_events_org_id_actor_user_id_id", "org_id", "actor_user_id", "id"),
 )
 
 totp_credentials = Table(
@@ -182,6 +194,7 @@ mfa_challenges = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("failures", Integer, nullable=False, default=0),
     Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_mfa_challenges_expires_at", "expires_at"),  # the purge (migration 0015)
 )
 
 # --- Org-scoped authorization tables: every row carries org_id, every query filters by it, and
