@@ -7,7 +7,6 @@ loopback), each `PrivateRedis` its own `redis-server` without persistence, so a 
 back EMPTY -- the worst case a deployment without AOF meets. Reusable by any suite that needs to
 restart, kill or multiply servers (the fault suite, several instances behind nginx)."""
 
-import asyncio
 import contextlib
 import email
 import email.policy
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import jwt
 from aiosmtpd.controller import Controller
@@ -134,14 +132,29 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        async def create() -> None:
-            conn = await asyncpg.connect(self.dsn(), timeout=5)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        """Synchronous (psql), so it also serves callers inside a running event loop."""
+        done = subprocess.run(
+            [
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                f'CREATE DATABASE "{name}"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"CREATE DATABASE {name} failed: {done.stderr}")
         return self.url(name)
 
 
