@@ -4,6 +4,8 @@ serve` with 2 granian workers: no revoked session is accepted at any moment, log
 same processes serve again without a restart."""
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +23,7 @@ from tests.fault_servers import (
     login,
     register_verified,
     start_bulwark,
+    wait_for,
     with_cookie,
 )
 from tests.faults.load import PROBLEM, Outcome, Phases, fresh_connections, loop_until, record, statuses
@@ -86,16 +89,24 @@ async def test_redis_killed_and_back_empty_never_accepts_a_revoked_session_and_k
 
             phases = Phases()
             stop = asyncio.Event()
-            seen: dict[str, list[Outcome]] = {name: [] for name in ("revoked_first", "in_outage", "live")}
+            names = ("revoked_first", "in_outage", "live", "authz_revoked", "authz_live")
+            seen: dict[str, list[Outcome]] = {name: [] for name in names}
             async with fresh_connections(server.base, FRONTEND, timeout=8) as spread:
 
                 def me(token: str) -> object:
                     return lambda: spread.get("/api/v1/me", headers=bearer(token))
 
+                def authz(token: str) -> object:
+                    return lambda: spread.post(
+                        "/api/v1/authz/check", json={"permission": "orders:read"}, headers=bearer(token)
+                    )
+
                 loops = [
                     loop_until(stop, phases, me(revoked_first.access_token), seen["revoked_first"]),
                     loop_until(stop, phases, me(revoked_in_outage.access_token), seen["in_outage"]),
                     loop_until(stop, phases, me(live.access_token), seen["live"]),
+                    loop_until(stop, phases, authz(revoked_first.access_token), seen["authz_revoked"]),
+                    loop_until(stop, phases, authz(live.access_token), seen["authz_live"]),
                 ]
                 running = [asyncio.create_task(loop) for loop in loops]  # type: ignore[arg-type]
                 try:
@@ -159,6 +170,29 @@ async def test_redis_killed_and_back_empty_never_accepts_a_revoked_session_and_k
                 assert {c.status_code for c in checks} == {401}
                 still = [await spread.get("/api/v1/me", headers=bearer(live.access_token)) for _ in range(10)]
                 assert {c.status_code for c in still} == {200}
+                same_workers = server.alive() and sorted(server.workers()) == sorted(workers)
+
+                # Workers started after Redis lost everything know the revocations all the same
+                # (from the database): replace both, one after the other, and ask again.
+                for old in workers:
+                    os.kill(old, signal.SIGKILL)
+                    await asyncio.to_thread(
+                        wait_for,
+                        lambda o=old: o not in server.workers() and len(server.workers()) == 2,
+                        30,
+                        "respawn",
+                    )
+                await asyncio.to_thread(server.wait_ready)
+                for revoked in (revoked_first, revoked_in_outage, revoked_after):
+                    answers = [
+                        await spread.get("/api/v1/me", headers=bearer(revoked.access_token))
+                        for _ in range(10)
+                    ]
+                    assert {a.status_code for a in answers} == {401}, [a.status_code for a in answers]
+                answers = [
+                    await spread.get("/api/v1/me", headers=bearer(live.access_token)) for _ in range(10)
+                ]
+                assert {a.status_code for a in answers} == {200}
 
         # No revoked session was accepted at any moment, on any worker.
         assert seen["revoked_first"], "the revoked-session loop never ran"
@@ -169,8 +203,14 @@ async def test_redis_killed_and_back_empty_never_accepts_a_revoked_session_and_k
         for phase in ("before", "outage", "after"):
             assert statuses(seen["live"], phase).keys() == {200}, (phase, statuses(seen["live"], phase))
         assert all(o.status in (200, 401) for o in seen["in_outage"]), statuses(seen["in_outage"])
+        assert statuses(seen["authz_revoked"]).keys() <= {401}, statuses(seen["authz_revoked"])
+        for phase in ("before", "outage", "after"):
+            assert statuses(seen["authz_live"], phase).keys() == {200}, (
+                phase,
+                statuses(seen["authz_live"], phase),
+            )
         # Recovered without a restart: the same granian workers.
-        assert server.alive() and sorted(server.workers()) == sorted(workers)
+        assert same_workers
     finally:
         server.stop()
     assert "unhandled error" not in server.log(), server.log()[-3000:]
