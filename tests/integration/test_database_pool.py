@@ -63,3 +63,21 @@ async def test_an_unreachable_database_is_dependency_unavailable_not_a_driver_er
             await DriverStatement(select(text("1"))).fetchrow(engine, {})
     finally:
         await engine.dispose()
+
+
+async def test_the_vaults_direct_read_of_an_unreachable_database_is_dependency_unavailable() -> None:
+    import uuid
+
+    from adapters.storage.database import create_engine
+    from adapters.storage.vault_reader import SqlVaultReader
+    from application.errors import DependencyUnavailable
+    from tests.fault_servers import free_port
+
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing", pool_size=1)
+    reader = SqlVaultReader(engine, pool_size=1)
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await reader.access_view(uuid.uuid4(), uuid.uuid4())
+    finally:
+        await reader.close()
+        await engine.dispose()
