@@ -61,3 +61,8 @@ class DependencyUnavailable(ApplicationError):
     """A dependency of the service is unavailable."""
 
     code = "dependency_unavailable"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, retry_after: float = 5.0) -> None:
+        super().__init__(detail, code=code)
+        # Sent as Retry-After: a dependency that drops out is usually back within seconds.
+        self.retry_after = retry_after

@@ -67,7 +67,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 def run_granian(target: str, host: str, port: int, workers: int) -> None:
-    """Serve an ASGI factory with granian's worker processes (each builds its own container)."""
+    """Serve an ASGI factory with granian's worker processes (each builds its own container).
+
+    A worker that dies (OOM killer, SIGKILL, a crash in native code) is replaced; without
+    `respawn_failed_workers` granian stops every other worker too and the whole service is gone.
+    Granian still exits if a worker keeps dying within seconds of its respawn (a crash loop)."""
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -81,6 +85,7 @@ def run_granian(target: str, host: str, port: int, workers: int) -> None:
         log_enabled=True,
         log_access=False,
         backlog=2048,
+        respawn_failed_workers=True,
     ).serve()
 
 

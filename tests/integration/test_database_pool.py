@@ -40,3 +40,44 @@ async def test_the_pool_keeps_the_configured_connections(
         assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]  # the burst's two closed
     finally:
         await container.engine.dispose()
+
+
+async def test_an_unreachable_database_is_dependency_unavailable_not_a_driver_error() -> None:
+    """A refused connection (a server restarting) surfaces as the application's outage error,
+    which the edge answers as 503 + Retry-After, on both ways the service reaches PostgreSQL:
+    through SQLAlchemy and through the raw pooled connection of the hot statements."""
+    from sqlalchemy import select
+
+    from adapters.storage.database import create_engine
+    from adapters.storage.driver_statement import DriverStatement
+    from application.errors import DependencyUnavailable
+    from tests.fault_servers import free_port
+
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing", pool_size=1)
+    try:
+        with pytest.raises(DependencyUnavailable) as refused:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert refused.value.retry_after >= 1
+        with pytest.raises(DependencyUnavailable):
+            await DriverStatement(select(text("1"))).fetchrow(engine, {})
+    finally:
+        await engine.dispose()
+
+
+async def test_the_vaults_direct_read_of_an_unreachable_database_is_dependency_unavailable() -> None:
+    import uuid
+
+    from adapters.storage.database import create_engine
+    from adapters.storage.vault_reader import SqlVaultReader
+    from application.errors import DependencyUnavailable
+    from tests.fault_servers import free_port
+
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing", pool_size=1)
+    reader = SqlVaultReader(engine, pool_size=1)
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await reader.access_view(uuid.uuid4(), uuid.uuid4())
+    finally:
+        await reader.close()
+        await engine.dispose()

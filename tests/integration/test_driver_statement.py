@@ -17,6 +17,7 @@ from adapters.storage.driver_statement import DriverStatement
 from adapters.storage.session_repository import refresh_alone
 from adapters.storage.tables import refresh_tokens
 from adapters.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+from application.errors import DependencyUnavailable
 from application.ports.unit_of_work import RefreshAttempt
 from domain.sessions import token_digest
 from tests.integration.test_session_revocation_race import NOW, seed
@@ -147,9 +148,14 @@ async def test_a_connection_broken_while_idle_is_not_handed_out_again(
     _, raw = await seed(pg_engine)
     pid = await _server_pid(pg_engine)
     await _terminate(fresh_pg_url, pid)
-    # Which error depends on when asyncpg notices (InterfaceError, InternalClientError, ...).
-    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)):
+    # An outage, answered 503: the driver's own error (InterfaceError, InternalClientError, ...,
+    # depending on when asyncpg notices) is its cause.
+    with pytest.raises(DependencyUnavailable) as lost:
         await _refresh_alone(pg_engine, raw)  # on the pool's only connection
+    assert isinstance(
+        lost.value.__cause__,
+        asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError | OSError,
+    )
     assert _checked_out(pg_engine) == 0
     assert await _server_pid(pg_engine) != pid
     attempt = await _refresh_alone(pg_engine, raw)
@@ -159,15 +165,16 @@ async def test_a_connection_broken_while_idle_is_not_handed_out_again(
 async def test_a_connection_lost_mid_statement_is_not_handed_out_again(
     pg_engine: AsyncEngine, fresh_pg_url: str
 ) -> None:
-    # asyncpg reports this one as a PostgresError (ConnectionDoesNotExistError).
+    # asyncpg reports this one as a PostgresError (ConnectionDoesNotExistError): an outage.
     pid = await _server_pid(pg_engine)
     sleeping = DriverStatement(text("SELECT pg_sleep(30)"))
 
     task = asyncio.create_task(sleeping.fetchrow(pg_engine, {}))
     await asyncio.sleep(0.3)
     await _terminate(fresh_pg_url, pid)
-    with pytest.raises(asyncpg.PostgresError):
+    with pytest.raises(DependencyUnavailable) as lost:
         await task
+    assert isinstance(lost.value.__cause__, asyncpg.PostgresError)
     assert _checked_out(pg_engine) == 0
     assert await _server_pid(pg_engine) != pid
 

@@ -243,3 +243,25 @@ async def test_in_process_limiter_retry_after_follows_its_clock() -> None:
     now[0] = 60.0
     assert (await limiter.hit("k", rate)).allowed
     assert (await limiter.hit("k", rate)).retry_after == pytest.approx(3.0)
+
+
+async def test_redis_limiter_fails_closed_with_a_retry_after_when_redis_is_unreachable() -> None:
+    """Nothing is admitted uncounted: an unreachable Redis is a `DependencyUnavailable` (503 with
+    Retry-After at the edge), never an allowed decision and never an unmapped driver error."""
+    from adapters.limiter.redis_sliding_window import LimitsUncountable
+    from application.errors import DependencyUnavailable
+    from tests.fault_servers import free_port
+
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    limiter = RedisSlidingWindowLimiter(client, "nowhere", unavailable_retry_after=7)
+    try:
+        with pytest.raises(LimitsUncountable) as refused:
+            await limiter.hit_many(
+                [("login-account:60:a", RateLimit(5, 60)), ("login-ip:60:b", RateLimit(5, 60))]
+            )
+        assert isinstance(refused.value, DependencyUnavailable)
+        assert refused.value.retry_after == 7
+        with pytest.raises(LimitsUncountable):
+            await limiter.reset("login-account:60:a")
+    finally:
+        await client.aclose()

@@ -615,3 +615,17 @@ def test_duplicate_kids_are_rejected() -> None:
     s.provider.keys = [s.signing_key, make_key("k1")[0]]
     with pytest.raises(KeyUnavailableError, match="duplicate"):
         s.issue()
+
+
+def test_expired_tokens_leave_the_verified_cache_without_being_presented_again(s: Setup) -> None:
+    """The cache holds the tokens in use, not every token ever verified: a worker that sees a new
+    token per login would otherwise grow for hours (the soak's RSS slope)."""
+    first_wave = [s.issue() for _ in range(50)]
+    for token in first_wave:
+        s.issuer.verify(token)
+    assert s.issuer.cached_tokens() == 50
+    s.clock.advance(901)  # every one of them expired, none presented again
+    for _ in range(30):
+        s.issuer.verify(s.issuer.issue(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "member", s.clock.now).token)
+    assert s.issuer.cached_tokens() == 30  # the 50 expired ones are gone, the 30 in use stay
+    refused(s, first_wave[0])  # and an expired token is still refused

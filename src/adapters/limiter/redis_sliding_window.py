@@ -10,7 +10,9 @@ import secrets
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from application.errors import DependencyUnavailable
 from application.ports.rate_limiter import LimitDecision, RateLimit
 
 # The windows' part of a script, for the first `n` KEYS (one sorted set per window; `n` is set
@@ -92,13 +94,27 @@ def window_key(namespace: str, key: str) -> str:
     return f"{namespace}:rl:{key}"
 
 
-class RedisSlidingWindowLimiter:
-    """`RateLimiter` on Redis. Keys are `{namespace}:rl:{key}`."""
+class LimitsUncountable(DependencyUnavailable):
+    """Rate limits cannot be counted right now; try again shortly."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    code = "rate_limit_unavailable"
+
+
+class RedisSlidingWindowLimiter:
+    """`RateLimiter` on Redis. Keys are `{namespace}:rl:{key}`.
+
+    Fails closed: while Redis cannot be reached nothing limited is admitted (a login would
+    otherwise get an unlimited window); the request is refused with `LimitsUncountable`, a 503
+    whose Retry-After is `unavailable_retry_after` seconds. When Redis comes back empty every
+    window starts again from zero: the limits hold, the counts of the outage are gone."""
+
+    def __init__(
+        self, client: aioredis.Redis, namespace: str, *, unavailable_retry_after: float = 5.0
+    ) -> None:
         self._client = client
         self._namespace = namespace
         self._script = client.register_script(_HIT_SCRIPT)
+        self._unavailable_retry_after = unavailable_retry_after
 
     def _key(self, key: str) -> str:
         return window_key(self._namespace, key)
@@ -113,8 +129,14 @@ class RedisSlidingWindowLimiter:
             # One member per call: a key named twice would silently count once.
             raise ValueError("hit_many needs distinct keys")
         args = window_args([limit for _, limit in checks])
-        flat = await self._script(keys=[self._key(key) for key, _ in checks], args=args)
+        try:
+            flat = await self._script(keys=[self._key(key) for key, _ in checks], args=args)
+        except (RedisError, OSError) as error:
+            raise LimitsUncountable(retry_after=self._unavailable_retry_after) from error
         return decisions_of(flat)
 
     async def reset(self, key: str) -> None:
-        await self._client.delete(self._key(key))
+        try:
+            await self._client.delete(self._key(key))
+        except (RedisError, OSError) as error:
+            raise LimitsUncountable(retry_after=self._unavailable_retry_after) from error

@@ -3,7 +3,30 @@
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from adapters.storage.outage import database_unavailable, is_outage
+
+
+def _database_unavailable(context: ExceptionContext) -> None:
+    """A database that is restarting or unreachable is an outage, not a bug: callers get
+    `DependencyUnavailable` instead of a driver error. The pool still invalidates the broken
+    connection (and every older one) as it would otherwise, so the next checkout opens a fresh
+    connection once the server is back."""
+    if context.is_disconnect or is_outage(context.original_exception):
+        raise database_unavailable()
+
+
+def _connect_or_unavailable(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Opening a connection to a server that is down raises the socket's own error (refused,
+    timed out), which `handle_error` never sees: the same outage, the same answer."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as error:
+        if is_outage(error):
+            raise database_unavailable() from error
+        raise
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -27,16 +50,20 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         # No pre-ping round trip per checkout (the hot paths are a few statements each);
-        # connections are recycled instead, and asyncpg drops broken ones on first use.
+        # connections are recycled instead, and asyncpg drops broken ones on first use. A
+        # disconnect found on one connection invalidates every older one in the pool at once.
         pool_pre_ping=False,
         pool_recycle=300,
         connect_args={"timeout": 5},
     )
+    event.listen(engine.sync_engine, "handle_error", _database_unavailable)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
+from adapters.storage.outage import database_unavailable, is_outage
+
 
 def _bound(value: Any) -> Any:
     # What UTCDateTime does on the way in: a naive datetime is refused rather than guessed at.
@@ -61,9 +63,12 @@ class DriverStatement:
             try:
                 row: asyncpg.Record | None = await driver.fetchrow(self.sql, *arguments)
             except BaseException as failure:
-                # Unlike SQLAlchemy on a disconnect, this does not also expire the rest of the
-                # pool: after a failover each stale pooled connection fails one statement of its
-                # own before it is replaced.
+                if is_outage(failure) or driver.is_closed():
+                    # What SQLAlchemy does on a disconnect: this connection and every older one
+                    # in the pool go, so after a restart the stale ones do not each fail one more
+                    # request once the server is back.
+                    await greenlet_spawn(engine.pool._invalidate, pooled, failure)
+                    raise database_unavailable() from failure
                 if _leaves_connection_in_doubt(failure, driver):
                     await greenlet_spawn(pooled.invalidate)
                 raise

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.broker_connection_repository import to_connection
 from adapters.storage.driver_statement import DriverStatement
+from adapters.storage.outage import database_unavailable, is_outage
 from adapters.storage.unit_of_work import SqlUnitOfWork
 from application.ports.vault_reader import AccessView
 
@@ -63,9 +64,16 @@ class SqlVaultReader:
 
     async def access_view(self, connection_id: UUID, client_id: UUID) -> AccessView | None:
         if self._direct:
-            pool = await self._driver_pool()
             arguments = _READ.arguments({"wanted": connection_id, "client": client_id})
-            row = await pool.fetchrow(_READ.sql, *arguments)
+            try:
+                pool = await self._driver_pool()
+                row = await pool.fetchrow(_READ.sql, *arguments)
+            except Exception as error:
+                # A restarting database is an outage (503 + Retry-After), not a 500; asyncpg's
+                # pool replaces the lost connections on its own.
+                if is_outage(error):
+                    raise database_unavailable() from error
+                raise
             if row is None or row["sealed_tokens"] is None:
                 return None
             return _view(row)

@@ -19,7 +19,9 @@ class LimitDecision:
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: RateLimit) -> LimitDecision:
         """Atomically count one request against a sliding window, admitting it only when fewer
-        than `limit.limit` were admitted in the last `limit.window_seconds`."""
+        than `limit.limit` were admitted in the last `limit.window_seconds`. Fails closed: when
+        the count cannot be taken (the store is unreachable) it raises `DependencyUnavailable`
+        with a `retry_after`, never admits uncounted."""
         ...
 
     async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> list[LimitDecision]:

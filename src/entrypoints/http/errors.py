@@ -61,7 +61,7 @@ def application_error_handler(_: Request[Any, Any, Any], exc: ApplicationError) 
     status = next((s for cls, s in _STATUS_OF if isinstance(exc, cls)), 400)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | DependencyUnavailable):
         headers["retry-after"] = str(max(1, int(exc.retry_after + 0.999)))
     if isinstance(exc, InvalidInput) and exc.field:
         extra["field"] = exc.field
