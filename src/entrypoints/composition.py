@@ -48,7 +48,9 @@ from adapters.redis_pipelined import PipelinedRedis
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
-from adapters.storage.audit_log import SqlAuditChainVerifier
+from adapters.storage.audit_partitions import SqlAuditPartitions
+from adapters.storage.audit_sealer import SqlAuditSealer
+from adapters.storage.audit_verification import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
 from adapters.storage.session_repository import SqlSessionRepository
 from adapters.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -64,6 +66,7 @@ from application.bridge_lookups import BridgeKeyLookups
 from application.bridge_sightings import BridgeSightings
 from application.identity import IdentityDeps, IdentityPolicy
 from application.periodic_job import PeriodicJob
+from application.ports.audit import AuditPartitions, AuditSealer
 from application.ports.authz_cache import AuthzVersions
 from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
@@ -95,6 +98,7 @@ from application.use_cases.admin_users import (
     SetUserPlan,
     UnpauseUser,
 )
+from application.use_cases.audit_housekeeping import KeepAuditPartitionsAhead, SealAuditLog
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.bridge_api import (
     AckCommand,
@@ -498,6 +502,37 @@ class ClosureApi:
 
 
 @dataclass
+class AuditHousekeepingApi:
+    """The audit log's sealer and partitions, wired, with the jobs that run them in each worker."""
+
+    seal: SealAuditLog
+    keep_partitions: KeepAuditPartitionsAhead
+    sealer_job: PeriodicJob
+    partitions_job: PeriodicJob
+
+    @classmethod
+    def wire(
+        cls, sealer: AuditSealer, partitions: AuditPartitions, settings: Settings
+    ) -> "AuditHousekeepingApi":
+        seal = SealAuditLog(sealer)
+        keep = KeepAuditPartitionsAhead(partitions, settings.audit_partitions_ahead_months)
+        return cls(
+            seal=seal,
+            keep_partitions=keep,
+            sealer_job=PeriodicJob(seal, settings.audit_seal_interval_seconds),
+            partitions_job=PeriodicJob(keep, settings.jobs_interval_seconds),
+        )
+
+    async def start(self) -> None:
+        await self.sealer_job.start()
+        await self.partitions_job.start()
+
+    async def stop(self) -> None:
+        await self.partitions_job.stop()
+        await self.sealer_job.stop()
+
+
+@dataclass
 class AuthzApi:
     """Organisations, members, roles, groups and authorization checks, wired."""
 
@@ -585,6 +620,7 @@ class Container:
     admin: AdminApi
     admin_panel: AdminPanelApi
     closures: ClosureApi
+    audit: AuditHousekeepingApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -593,8 +629,10 @@ class Container:
         await self.bridge_versions.start()
         await self.bridges.sightings.start()
         await self.closures.scheduler.start()
+        await self.audit.start()
 
     async def stop(self) -> None:
+        await self.audit.stop()
         await self.closures.scheduler.stop()
         await self.bridges.sightings.stop()  # the last marks, before the pool closes
         await self.bridge_versions.stop()
@@ -777,6 +815,7 @@ def build_container(
         ),
     )
     identity = IdentityApi.wire(deps)
+    audit_sealer = SqlAuditSealer(engine)
     admin = AdminApi.wire(
         AdminDeps(
             identity=deps,
@@ -793,7 +832,7 @@ def build_container(
             policy=admin_policy(settings),
             recovery_code_key=_derived_key(key_provider, b"admin-recovery-codes"),
         ),
-        PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine)),
+        PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine), sealer=audit_sealer),
     )
     closure_pipeline = ClosurePipeline(
         ClosurePorts(
@@ -832,6 +871,7 @@ def build_container(
             AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)
         ),
         closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
+        audit=AuditHousekeepingApi.wire(audit_sealer, SqlAuditPartitions(engine), settings),
     )
 
 

@@ -238,6 +238,20 @@ class Settings:
             "half-way); `bulwark jobs run` does the same once. 0: only the command."
         ),
     )
+    audit_seal_interval_seconds: float = field(
+        default=1.0,
+        metadata=_doc(
+            "How often each worker chains newly committed audit entries into the hash chain (the "
+            "sealer; entries wait at most about this long to be covered). 0: only `bulwark jobs run`."
+        ),
+    )
+    audit_partitions_ahead_months: int = field(
+        default=3,
+        metadata=_doc(
+            "PostgreSQL: monthly audit-log partitions kept created ahead of time (by each worker's "
+            "jobs, every BULWARK_JOBS_INTERVAL_SECONDS, and by `bulwark jobs run`)."
+        ),
+    )
     bridge_sightings_flush_seconds: float = field(
         default=1.0,
         metadata=_doc(
@@ -511,6 +525,10 @@ def validate(settings: Settings) -> None:
     parse_limits("bridge_limit_per_ip", settings.bridge_limit_per_ip)
     if settings.jobs_interval_seconds < 0:
         raise SettingsError("BULWARK_JOBS_INTERVAL_SECONDS must be 0 (off) or more")
+    if settings.audit_seal_interval_seconds < 0:
+        raise SettingsError("BULWARK_AUDIT_SEAL_INTERVAL_SECONDS must be 0 (off) or more")
+    if not 1 <= settings.audit_partitions_ahead_months <= 36:
+        raise SettingsError("BULWARK_AUDIT_PARTITIONS_AHEAD_MONTHS must be between 1 and 36")
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)

@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, make_url
 
 from adapters.storage import migrations
+from adapters.storage.audit_partitions import is_audit_partition
 from adapters.storage.database import create_engine
 from adapters.storage.tables import audit_events, metadata
 
@@ -78,6 +79,10 @@ def inspect(url: str, probe: Any) -> Any:
     return asyncio.run(run())
 
 
+def skip_audit_partitions(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and is_audit_partition(name))
+
+
 def tables(url: str) -> set[str]:
     return set(inspect(url, lambda conn: sa.inspect(conn).get_table_names()))
 
@@ -136,7 +141,10 @@ def test_schema_after_upgrade_matches_the_tables_module(empty_database_url: str)
     migrations.upgrade(empty_database_url, "head")
 
     def diff(conn: Connection) -> list[Any]:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        # A month's partition of the audit log is made by its job, not by the tables module.
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": skip_audit_partitions}
+        )
         return list(compare_metadata(context, metadata))
 
     assert inspect(empty_database_url, diff) == []
@@ -160,8 +168,6 @@ def assert_audit_rows_are_immutable(url: str) -> None:
         "actor_kind": "system",
         "action": "test.stairway",
         "details": {},
-        "prev_hash": "0" * 64,
-        "hash": "1" * 64,
     }
 
     async def run() -> None:
