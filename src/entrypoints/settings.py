@@ -242,7 +242,8 @@ class Settings:
         default=1.0,
         metadata=_doc(
             "How often each worker chains newly committed audit entries into the hash chain (the "
-            "sealer; entries wait at most about this long to be covered). 0: only `bulwark jobs run`."
+            "sealer; an entry waits about this long, longer behind a transaction still open). "
+            "0: only `bulwark jobs run` and verification seal."
         ),
     )
     audit_partitions_ahead_months: int = field(
