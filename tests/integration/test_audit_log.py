@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage.audit_log import AuditChainCorrupt, SqlAuditLog
+from adapters.storage.audit_log import SqlAuditLog
 from adapters.storage.audit_sealer import SqlAuditSealer
 from adapters.storage.audit_verification import SqlAuditReader, VerifyResult, verify_chain
 from adapters.storage.database import create_engine
@@ -157,7 +157,11 @@ async def test_stored_entry_reloads_equal_and_hashes_identically(engine: AsyncEn
 
     await seal(engine)
     (reloaded,) = await read_all(engine)
-    assert (reloaded.id, reloaded.occurred_at, reloaded.event) == (appended.id, appended.occurred_at, appended.event)
+    assert (reloaded.id, reloaded.occurred_at, reloaded.event) == (
+        appended.id,
+        appended.occurred_at,
+        appended.event,
+    )
     assert reloaded.prev_hash == GENESIS_HASH
     assert chain_hash(GENESIS_HASH, 1, appended.occurred_at, appended.event) == reloaded.hash
     assert (await verify_chain(engine)).ok

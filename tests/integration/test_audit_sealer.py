@@ -176,3 +176,14 @@ async def test_a_sequence_with_a_per_session_cache_is_refused(pg_engine: AsyncEn
         await conn.execute(text("ALTER SEQUENCE audit_events_id_seq CACHE 20"))
     with pytest.raises(AuditChainCorrupt, match="CACHE 1"):
         await sealer(pg_engine).seal()
+
+
+async def test_the_service_role_appends_and_seals(app_pg_url: str) -> None:
+    engine = create_engine(app_pg_url, pool_size=2)
+    try:
+        first = await append(engine, "test.as_service")
+        report = await sealer(engine).seal()
+        assert (report.sealed, report.sealed_through, report.unsealed) == (1, first.id, 0)
+        assert await verify_chain(engine) == VerifyResult(ok=True, records_checked=1)
+    finally:
+        await engine.dispose()

@@ -6,7 +6,8 @@ Writers take ids from a sequence and commit in any order: id 41 may commit after
 sealer seals only a prefix it knows is complete. A *horizon* is taken in two statements:
 
 1. H = the sequence's last value (CACHE 1: every id up to H has been handed out, none later);
-2. then, from pg_locks, the transactions holding audit_events open for writing (RowExclusiveLock).
+2. then, from pg_locks, the transactions holding audit_events (or one of its partitions) open for
+   writing (RowExclusiveLock).
 
 A writer locks audit_events before its INSERT evaluates nextval (the lock is taken when the
 statement is parsed or its plan reused, before it runs) and keeps the lock until its transaction
@@ -40,15 +41,20 @@ log = logging.getLogger("bulwark.audit")
 MAX_PENDING = 32
 
 _LAST_ID = text("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM audit_events_id_seq")
+# Writers of the log's table or of one of its partitions (an INSERT straight into a partition locks
+# only that one), in this database.
 _WRITERS = text(
     "SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks "
     "WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' "
-    "AND relation = 'public.audit_events'::regclass "
+    "AND relation IN (SELECT 'public.audit_events'::regclass UNION ALL "
+    "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'public.audit_events'::regclass) "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _STILL_WRITING = text(
     "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' "
-    "AND relation = 'public.audit_events'::regclass AND virtualtransaction = ANY(:writers) "
+    "AND virtualtransaction = ANY(:writers) "
+    "AND relation IN (SELECT 'public.audit_events'::regclass UNION ALL "
+    "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'public.audit_events'::regclass) "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _SEQUENCE_CACHE = text("SELECT seqcache FROM pg_sequence WHERE seqrelid = 'audit_events_id_seq'::regclass")
