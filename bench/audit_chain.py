@@ -1,8 +1,9 @@
 """Audited writes per second against plain inserts, side by side in one run (issue 21, part 1).
 
-Run: .venv/bin/python bench/audit_chain.py [--seconds 4] [--rounds 3] [--writers 8 64]
+Run: .venv/bin/python bench/audit_chain.py [--seconds 4] [--rounds 3] [--writers 8 64] [--pg DSN]
 
-A throw-away PostgreSQL database (127.0.0.1:5432, dropped at the end) migrated to head. Two client
+A throw-away PostgreSQL database (127.0.0.1:5432 unless --pg names another server; dropped at the
+end) migrated to head. Two client
 processes (like the service's two granian workers) each drive half of N concurrent writers, every
 writer on its own connection, in a loop:
 
@@ -24,6 +25,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -32,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from run import PG_ADMIN_DSN, create_database, drop_database, machine
+from run import PG_ADMIN_DSN, machine
 
 from adapters.storage import migrations
-from adapters.storage.audit_verification import verify_chain
+
+try:
+    from adapters.storage.audit_verification import verify_chain
+except ImportError:  # a checkout from before issue 21 (measuring the "before" figure)
+    from adapters.storage.audit_log import verify_chain  # type: ignore[attr-defined,no-redef]
 from adapters.storage.database import create_engine
 from adapters.storage.unit_of_work import SqlUnitOfWork
 from domain.audit import ActorKind, AuditEvent
@@ -203,16 +209,40 @@ async def measure(url: str, writers_list: list[int], seconds: float, rounds: int
     return rows
 
 
+async def create_database(admin_dsn: str) -> tuple[str, str]:
+    name = f"bulwark_bench_audit_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    server = admin_dsn.split("://", 1)[1].rsplit("/", 1)[0]
+    return name, f"postgresql+asyncpg://{server}/{name}"
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--writers", type=int, nargs="+", default=[8, 64])
+    parser.add_argument(
+        "--pg",
+        default=PG_ADMIN_DSN,
+        help="the server's admin DSN (another instance when the shared one is full)",
+    )
     args = parser.parse_args()
-    name, url = await create_database()
+    name, url = await create_database(args.pg)
     try:
         await asyncio.to_thread(migrations.upgrade, url, "head")
-        conn = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
+        conn = await asyncpg.connect(args.pg.rsplit("/", 1)[0] + f"/{name}")
         try:
             await conn.execute(PLAIN_TABLE)
         finally:
@@ -225,10 +255,11 @@ async def main() -> int:
             await engine.dispose()
     finally:
         with contextlib.suppress(Exception):
-            await drop_database(name)
+            await drop_database(args.pg, name)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Audit chain bench, {when}, {machine()} (shared machine), load average "
+        f"Audit chain bench, {when}, {machine()} (shared machine), PostgreSQL "
+        f"{args.pg.split('@')[-1].rsplit('/', 1)[0]}, load average "
         f"{os.getloadavg()[0]:.2f}; {args.rounds} alternating slices of {args.seconds:.0f} s per figure.",
         "",
         "| writers | plain INSERT + COMMIT /s | audited append + commit /s | ratio | target "
@@ -243,7 +274,15 @@ async def main() -> int:
             f"| {row['writers']} | {row['plain']:,.0f} | {row['audited']:,.0f} | {row['ratio']:.2f}x | "
             f"≥ {TARGET_RATIO}x {'PASS' if ok else 'FAIL'} | {row['catch_up']:.2f} s |"
         )
-    lines += ["", f"Chain verified afterwards: {verified}"]
+    lines += [
+        "",
+        "Chain verified afterwards: "
+        + (
+            f"intact, {verified.records_checked:,} entries, {getattr(verified, 'unsealed', 0)} unsealed."
+            if verified.ok
+            else f"BROKEN at entry {verified.first_broken_id}: {verified.reason}"
+        ),
+    ]
     table = "\n".join(lines)
     print(table)
     (BENCH_DIR / "results").mkdir(exist_ok=True)

@@ -512,15 +512,17 @@ class AuditHousekeepingApi:
 
     @classmethod
     def wire(
-        cls, sealer: AuditSealer, partitions: AuditPartitions, settings: Settings
+        cls, sealer: AuditSealer, partitions: AuditPartitions, settings: Settings, *, seals_inline: bool
     ) -> "AuditHousekeepingApi":
         seal = SealAuditLog(sealer)
         keep = KeepAuditPartitionsAhead(partitions, settings.audit_partitions_ahead_months)
+        # SQLite seals every append inline and has no partitions: no background rounds there.
+        background = 0.0 if seals_inline else 1.0
         return cls(
             seal=seal,
             keep_partitions=keep,
-            sealer_job=PeriodicJob(seal, settings.audit_seal_interval_seconds),
-            partitions_job=PeriodicJob(keep, settings.jobs_interval_seconds),
+            sealer_job=PeriodicJob(seal, settings.audit_seal_interval_seconds * background),
+            partitions_job=PeriodicJob(keep, settings.jobs_interval_seconds * background),
         )
 
     async def start(self) -> None:
@@ -871,7 +873,9 @@ def build_container(
             AdminPanelPorts(identity=deps, versions=versions, plans=settings.plan_catalog)
         ),
         closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
-        audit=AuditHousekeepingApi.wire(audit_sealer, SqlAuditPartitions(engine), settings),
+        audit=AuditHousekeepingApi.wire(
+            audit_sealer, SqlAuditPartitions(engine), settings, seals_inline=engine.dialect.name == "sqlite"
+        ),
     )
 
 

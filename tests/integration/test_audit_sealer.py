@@ -16,6 +16,8 @@ from adapters.storage.audit_sealer import SqlAuditSealer
 from adapters.storage.audit_verification import VerifyResult, verify_chain
 from adapters.storage.database import create_engine
 from adapters.storage.tables import audit_chain_links, audit_events
+from application.periodic_job import PeriodicJob
+from application.use_cases.audit_housekeeping import SealAuditLog
 from domain.audit import AuditEvent
 from tests.integration.test_audit_log import append
 
@@ -187,3 +189,17 @@ async def test_the_service_role_appends_and_seals(app_pg_url: str) -> None:
         assert await verify_chain(engine) == VerifyResult(ok=True, records_checked=1)
     finally:
         await engine.dispose()
+
+
+async def test_the_workers_periodic_job_seals_without_being_asked(pg_engine: AsyncEngine) -> None:
+    job = PeriodicJob(SealAuditLog(SqlAuditSealer(pg_engine)), 0.05)
+    await job.start()
+    try:
+        entry = await append(pg_engine, "test.background")
+        for _ in range(100):
+            if await linked_ids(pg_engine) == [entry.id]:
+                break
+            await asyncio.sleep(0.05)
+        assert await linked_ids(pg_engine) == [entry.id]
+    finally:
+        await job.stop()
