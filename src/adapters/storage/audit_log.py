@@ -13,11 +13,11 @@ Either way the database refuses UPDATE/DELETE (and TRUNCATE on PostgreSQL) on th
 their links by trigger; the chain makes edits made around the triggers visible to verification."""
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.tables import audit_chain_head, audit_chain_links, audit_events
@@ -174,7 +174,7 @@ class SqlAuditLog:
         return records
 
 
-def row_to_record(row: RowMapping) -> AuditRecord:
+def row_to_record(row: Mapping[Any, Any]) -> AuditRecord:
     """An entry row, with its link's `prev_hash`/`hash` when the query joined them (else None)."""
     details: Any = row["details"]
     return AuditRecord(

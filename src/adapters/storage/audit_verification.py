@@ -16,6 +16,7 @@ the archives, whichever is lower), from that entry's link: the checkpoint the ar
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,14 +46,14 @@ class Link:
 
 
 async def _keyset(
-    engine: AsyncEngine, table: Table, columns: list[object], after_id: int, up_to_id: int | None, batch: int
-) -> AsyncIterator[dict[str, object]]:
+    engine: AsyncEngine, table: Table, after_id: int, up_to_id: int | None, batch: int
+) -> AsyncIterator[dict[str, Any]]:
     """Rows of `table` with id in (after_id, up_to_id], in id order. Each batch has its own short
     transaction (on SQLite every transaction takes the write lock); committed rows never change,
     so batches read at different times still form one consistent walk."""
     last_seen = after_id
     while True:
-        query = select(*columns).where(table.c.id > last_seen).order_by(table.c.id).limit(batch)  # type: ignore[call-overload]
+        query = select(table).where(table.c.id > last_seen).order_by(table.c.id).limit(batch)
         if up_to_id is not None:
             query = query.where(table.c.id <= up_to_id)
         # Fetched whole and the connection released before yielding: a consumer that stops early
@@ -63,7 +64,7 @@ async def _keyset(
             yield dict(row)
         if len(rows) < batch:
             return
-        last_seen = int(rows[-1]["id"])  # type: ignore[call-overload]
+        last_seen = int(rows[-1]["id"])
 
 
 class SqlAuditReader:
@@ -91,16 +92,14 @@ class SqlAuditReader:
     async def entries(
         self, batch_size: int = 1000, *, after_id: int = 0, up_to_id: int | None = None
     ) -> AsyncIterator[AuditRecord]:
-        async for row in _keyset(self._engine, audit_events, [audit_events], after_id, up_to_id, batch_size):
-            yield row_to_record(row)  # type: ignore[arg-type]
+        async for row in _keyset(self._engine, audit_events, after_id, up_to_id, batch_size):
+            yield row_to_record(row)
 
     async def links(
         self, batch_size: int = 1000, *, after_id: int = 0, up_to_id: int | None = None
     ) -> AsyncIterator[Link]:
-        async for row in _keyset(
-            self._engine, audit_chain_links, [audit_chain_links], after_id, up_to_id, batch_size
-        ):
-            yield Link(int(row["id"]), str(row["prev_hash"]), str(row["hash"]))  # type: ignore[call-overload]
+        async for row in _keyset(self._engine, audit_chain_links, after_id, up_to_id, batch_size):
+            yield Link(int(row["id"]), str(row["prev_hash"]), str(row["hash"]))
 
     async def head(self) -> tuple[int, str]:
         """(last_id, last_hash): how far the chain is sealed."""
