@@ -91,7 +91,6 @@ class SqlAuditSealer:
         self._wait = wait_seconds
         self._poll = poll_seconds
         self._pending: list[Horizon] = []  # oldest first; a later one supersedes the earlier
-        self._sequence_checked = False
 
     async def seal(self) -> SealReport:
         if self._engine.dialect.name != "postgresql":
@@ -107,13 +106,12 @@ class SqlAuditSealer:
         sealed = await self._seal_through(complete.last_id) if complete is not None else 0
         return await self._report(sealed)
 
-    async def _check_sequence(self, conn: AsyncConnection) -> None:
-        if self._sequence_checked:
-            return
+    @staticmethod
+    async def _check_sequence(conn: AsyncConnection) -> None:
         # With a per-session cache, a session could hand out an id below H after H was read.
+        # Checked every round: an ALTER SEQUENCE made while the service runs stops the sealer.
         if (await conn.execute(_SEQUENCE_CACHE)).scalar_one() != 1:
             raise AuditChainCorrupt(f"{ID_SEQUENCE} must have CACHE 1 for the sealer to be sound")
-        self._sequence_checked = True
 
     @staticmethod
     async def _horizon(conn: AsyncConnection) -> Horizon:
