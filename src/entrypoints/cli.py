@@ -238,7 +238,7 @@ def audit_verify(no_seal: bool) -> None:
         engine = create_engine(settings.effective_database_url)
         try:
             if not no_seal:
-                await SqlAuditSealer(engine).seal()
+                await SqlAuditSealer(engine, wait_seconds=2.0).seal()
             return await verify_chain(engine)
         finally:
             await engine.dispose()

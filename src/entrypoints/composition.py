@@ -512,16 +512,25 @@ class AuditHousekeepingApi:
 
     @classmethod
     def wire(
-        cls, sealer: AuditSealer, partitions: AuditPartitions, settings: Settings, *, seals_inline: bool
+        cls,
+        sealers: tuple[AuditSealer, AuditSealer],
+        partitions: AuditPartitions,
+        settings: Settings,
+        *,
+        seals_inline: bool,
     ) -> "AuditHousekeepingApi":
-        seal = SealAuditLog(sealer)
+        """`sealers`: (one that waits for what has committed, for `bulwark jobs run`; one that
+        never waits, for the periodic job)."""
+        waiting, background_sealer = sealers
         keep = KeepAuditPartitionsAhead(partitions, settings.audit_partitions_ahead_months)
         # SQLite seals every append inline and has no partitions: no background rounds there.
         background = 0.0 if seals_inline else 1.0
         return cls(
-            seal=seal,
+            seal=SealAuditLog(waiting),
             keep_partitions=keep,
-            sealer_job=PeriodicJob(seal, settings.audit_seal_interval_seconds * background),
+            sealer_job=PeriodicJob(
+                SealAuditLog(background_sealer), settings.audit_seal_interval_seconds * background
+            ),
             partitions_job=PeriodicJob(keep, settings.jobs_interval_seconds * background),
         )
 
@@ -817,7 +826,8 @@ def build_container(
         ),
     )
     identity = IdentityApi.wire(deps)
-    audit_sealer = SqlAuditSealer(engine)
+    # Seals what had committed when asked (verification, `bulwark jobs run`), waiting up to 2 s.
+    audit_sealer = SqlAuditSealer(engine, wait_seconds=2.0)
     admin = AdminApi.wire(
         AdminDeps(
             identity=deps,
@@ -874,7 +884,10 @@ def build_container(
         ),
         closures=ClosureApi.wire(deps, closure_pipeline, settings.jobs_interval_seconds),
         audit=AuditHousekeepingApi.wire(
-            audit_sealer, SqlAuditPartitions(engine), settings, seals_inline=engine.dialect.name == "sqlite"
+            (audit_sealer, SqlAuditSealer(engine)),
+            SqlAuditPartitions(engine),
+            settings,
+            seals_inline=engine.dialect.name == "sqlite",
         ),
     )
 

@@ -148,10 +148,10 @@ async def test_a_sealer_that_trusted_a_horizon_too_early_would_be_caught(
     """Guards the guard: without the wait for open writers, the entry committed last is left
     outside the chain for good, and verification names it."""
 
-    async def always_complete(_conn: AsyncConnection, _horizon: object) -> bool:
-        return True
+    async def nobody_writing(_conn: AsyncConnection) -> frozenset[str]:
+        return frozenset()
 
-    monkeypatch.setattr(audit_sealer.SqlAuditSealer, "_complete", staticmethod(always_complete))
+    monkeypatch.setattr(audit_sealer.SqlAuditSealer, "_writers", staticmethod(nobody_writing))
     held, held_id = await open_writer(pg_engine, "test.held")
     await append(pg_engine, "test.later")
     await sealer(pg_engine).seal()

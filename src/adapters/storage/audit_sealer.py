@@ -40,9 +40,14 @@ from domain.audit import chain_hash
 log = logging.getLogger("bulwark.audit")
 MAX_PENDING = 32
 
-_LAST_ID = text("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM audit_events_id_seq")
+# The sequence's last value, and its cache size (a per-session cache would make H meaningless).
+_LAST_ID = text(
+    "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END, "
+    "(SELECT seqcache FROM pg_sequence WHERE seqrelid = 'audit_events_id_seq'::regclass) "
+    "FROM audit_events_id_seq"
+)
 # Writers of the log's table or of one of its partitions (an INSERT straight into a partition locks
-# only that one), in this database.
+# only that one), in this database. One read of pg_locks per round: it copies the lock table.
 _WRITERS = text(
     "SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks "
     "WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' "
@@ -50,14 +55,6 @@ _WRITERS = text(
     "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'public.audit_events'::regclass) "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-_STILL_WRITING = text(
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' "
-    "AND virtualtransaction = ANY(:writers) "
-    "AND relation IN (SELECT 'public.audit_events'::regclass UNION ALL "
-    "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'public.audit_events'::regclass) "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-_SEQUENCE_CACHE = text("SELECT seqcache FROM pg_sequence WHERE seqrelid = 'audit_events_id_seq'::regclass")
 _LOCK_HEAD = (
     select(audit_chain_head.c.last_id, audit_chain_head.c.last_hash)
     .where(audit_chain_head.c.id == HEAD_ID)
@@ -74,17 +71,23 @@ _MOVE_HEAD = (
 @dataclass(frozen=True)
 class Horizon:
     last_id: int  # every id up to this one was handed out before `writers` were listed
-    writers: list[str]  # virtual transaction ids writing to audit_events then
+    writers: frozenset[str]  # virtual transaction ids writing to audit_events then
 
 
 class SqlAuditSealer:
+    """`wait_seconds`: how long one call may wait for the horizon it takes to complete. 0 (each
+    worker's periodic job): a round seals through the newest horizon of an earlier round whose
+    writers have all ended, so an entry is sealed a round or two after its commit, and a round
+    costs two short reads. A wait (verification, `bulwark jobs run`) seals what had committed when
+    it was called, re-reading the writers every `poll_seconds` meanwhile."""
+
     def __init__(
         self,
         engine: AsyncEngine,
         *,
         batch_size: int = 2000,
-        wait_seconds: float = 0.5,
-        poll_seconds: float = 0.005,
+        wait_seconds: float = 0.0,
+        poll_seconds: float = 0.02,
     ) -> None:
         self._engine = engine
         self._batch_size = batch_size
@@ -97,54 +100,45 @@ class SqlAuditSealer:
             return await self._report(0)  # SQLite appends seal themselves, under the write lock
         async with self._engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await self._check_sequence(conn)
-            self._pending.append(await self._horizon(conn))
+            # In this order: the ids handed out, then who may still be writing one of them.
+            last_id = await self._last_id(conn)
+            writers = await self._writers(conn)
+            newest = Horizon(last_id, writers)
+            self._pending.append(newest)
             # Behind a transaction that never ends, keep the newest few: a newer horizon completes
             # no earlier than an older one, so dropping the oldest only ever delays a seal.
             del self._pending[:-MAX_PENDING]
-            complete = await self._newest_complete(conn)
+            complete = self._newest_complete(set(writers))
+            deadline = time.monotonic() + self._wait
+            while complete is not newest and newest in self._pending and time.monotonic() < deadline:
+                await asyncio.sleep(self._poll)
+                complete = self._newest_complete(set(await self._writers(conn))) or complete
         sealed = await self._seal_through(complete.last_id) if complete is not None else 0
         return await self._report(sealed)
 
     @staticmethod
-    async def _check_sequence(conn: AsyncConnection) -> None:
+    async def _last_id(conn: AsyncConnection) -> int:
+        last_id, cache = (await conn.execute(_LAST_ID)).one()
         # With a per-session cache, a session could hand out an id below H after H was read.
         # Checked every round: an ALTER SEQUENCE made while the service runs stops the sealer.
-        if (await conn.execute(_SEQUENCE_CACHE)).scalar_one() != 1:
+        if cache != 1:
             raise AuditChainCorrupt(f"{ID_SEQUENCE} must have CACHE 1 for the sealer to be sound")
+        return int(last_id)
 
     @staticmethod
-    async def _horizon(conn: AsyncConnection) -> Horizon:
-        # Two statements, in this order.
-        last_id = int((await conn.execute(_LAST_ID)).scalar_one())
-        writers = [str(vxid) for vxid in (await conn.execute(_WRITERS)).scalar_one()]
-        return Horizon(last_id, writers)
+    async def _writers(conn: AsyncConnection) -> frozenset[str]:
+        return frozenset(str(vxid) for vxid in (await conn.execute(_WRITERS)).scalar_one())
 
-    async def _newest_complete(self, conn: AsyncConnection) -> Horizon | None:
-        """The newest pending horizon whose writers have all ended (waiting a moment for the
-        one just taken); it and every older one leave the list."""
-        newest = self._pending[-1]
-        deadline = time.monotonic() + self._wait
-        while not await self._complete(conn, newest):
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(self._poll)
-        else:
-            self._pending.clear()
-            return newest
-        for index in range(len(self._pending) - 2, -1, -1):
-            if await self._complete(conn, self._pending[index]):
+    def _newest_complete(self, writing_now: set[str]) -> Horizon | None:
+        """The newest pending horizon none of whose writers is still writing (a transaction keeps
+        its lock until it ends, so one missing from `writing_now` has ended); it and every older
+        one leave the list. No await inside: concurrent calls on one sealer see a consistent list."""
+        for index in range(len(self._pending) - 1, -1, -1):
+            if not self._pending[index].writers & writing_now:
                 chosen = self._pending[index]
                 del self._pending[: index + 1]
                 return chosen
         return None
-
-    @staticmethod
-    async def _complete(conn: AsyncConnection, horizon: Horizon) -> bool:
-        if not horizon.writers:
-            return True
-        running = (await conn.execute(_STILL_WRITING, {"writers": horizon.writers})).scalar_one()
-        return int(running) == 0
 
     async def _seal_through(self, last_id: int) -> int:
         """Chains every entry with an id up to `last_id`, in batches of one transaction each."""
