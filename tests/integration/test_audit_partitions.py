@@ -95,7 +95,7 @@ async def test_an_append_without_its_months_partition_fails_rather_than_vanishin
     pg_engine: AsyncEngine,
 ) -> None:
     far = datetime.combine(months_from(THIS_MONTH, 12)[-1], datetime.min.time(), UTC)
-    with pytest.raises(DBAPIError, match="no partition"):
+    with pytest.raises(DBAPIError, match=r"no partition|does not exist"):
         await append_at(pg_engine, far, "test.too_far_ahead")
 
 

@@ -1,7 +1,8 @@
 """Appending to the append-only, hash-chained audit log in SQL.
 
-PostgreSQL: an append is one INSERT with no lock beyond its own row (and the table's shared
-RowExclusiveLock, which the sealer reads to know who may still commit an id). The id comes from
+PostgreSQL: an append is one INSERT into its month's partition with no lock beyond its own row
+(and the table's shared RowExclusiveLock, which the sealer reads to know who may still commit an
+id). The id comes from
 `audit_events_id_seq` (CACHE 1); the entry gets its chain link later, from the sealer
 (adapters/storage/audit_sealer.py), which chains committed entries in id order.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Column, Insert, MetaData, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.tables import audit_chain_head, audit_chain_links, audit_events
@@ -41,19 +42,36 @@ _ADVANCE_HEAD = (
     .where(audit_chain_head.c.id == HEAD_ID, audit_chain_head.c.last_id == bindparam("prev_id"))
     .values(last_id=bindparam("next_id"), last_hash=bindparam("next_hash"))
 )
-# PostgreSQL, one round trip: the id from the sequence, the entry as it is; no chain lock.
-_APPEND_ON_POSTGRESQL = (
-    audit_events.insert()
-    .values(
-        {
-            column: func.nextval(ID_SEQUENCE)
-            if column.name == "id"
-            else bindparam(f"e_{column.name}", type_=column.type)
-            for column in audit_events.c
-        }
-    )
-    .returning(audit_events.c.id)
-)
+# PostgreSQL, one round trip: the id from the sequence, the entry as it is; no chain lock. The row
+# goes straight into its month's partition (audit_events_yYYYYmMM, made ahead by the partitions
+# job): routing through the parent costs the database a partition lookup and set-up per statement,
+# which shows once many writers share the cores. A month without its partition fails the append.
+_APPEND_BY_MONTH: dict[tuple[int, int], Insert] = {}
+
+
+def _append_on_postgresql(occurred_at: datetime) -> Insert:
+    month = (occurred_at.year, occurred_at.month)
+    statement = _APPEND_BY_MONTH.get(month)
+    if statement is None:
+        partition = Table(
+            f"audit_events_y{month[0]:04d}m{month[1]:02d}",
+            MetaData(),
+            *(Column(column.name, column.type) for column in audit_events.c),
+        )
+        statement = (
+            partition.insert()
+            .values(
+                {
+                    column: func.nextval(ID_SEQUENCE)
+                    if column.name == "id"
+                    else bindparam(f"e_{column.name}", type_=column.type)
+                    for column in partition.c
+                }
+            )
+            .returning(partition.c.id)
+        )
+        _APPEND_BY_MONTH[month] = statement
+    return statement
 
 
 def _utc_now() -> datetime:
@@ -119,7 +137,7 @@ class SqlAuditLog:
         fields = _fields(event, occurred_at)
         if conn.dialect.name == "postgresql":
             params = {f"e_{name}": value for name, value in fields.items()}
-            seq = int((await conn.execute(_APPEND_ON_POSTGRESQL, params)).scalar_one())
+            seq = int((await conn.execute(_append_on_postgresql(occurred_at), params)).scalar_one())
             return AuditRecord(id=seq, occurred_at=occurred_at, event=event, prev_hash=None, hash=None)
         (record,) = await self._append_sealed(conn, [(event, occurred_at)])
         return record
@@ -132,7 +150,10 @@ class SqlAuditLog:
             return []
         if conn.dialect.name != "postgresql":
             return await self._append_sealed(conn, stamped)
-        rows = [_fields(event, occurred_at) for event, occurred_at in stamped]
+        # Through the parent: a batch may straddle a month's end.
+        rows = [
+            _fields(event, occurred_at) | {"id": func.nextval(ID_SEQUENCE)} for event, occurred_at in stamped
+        ]
         ids = (await conn.execute(audit_events.insert().values(rows).returning(audit_events.c.id))).scalars()
         return [
             AuditRecord(id=int(seq), occurred_at=occurred_at, event=event, prev_hash=None, hash=None)
