@@ -11,8 +11,8 @@ sealer seals only a prefix it knows is complete. A *horizon* is taken in two sta
 
 A writer locks the table it inserts into (its month's partition, or the parent for a batch)
 before its INSERT evaluates nextval (the lock is taken when the statement is parsed or its plan
-reused, before it runs) and keeps the lock until its transaction ends. So whoever holds an id <= H held that lock before step 1 and is either finished or listed by
-step 2. Once none of the listed transactions is left, every id <= H has committed or aborted for
+reused, before it runs) and keeps the lock until its transaction ends. So whoever holds an id
+<= H held that lock before step 1 and is either finished or listed by step 2. Once none of the listed transactions is left, every id <= H has committed or aborted for
 good: the entries up to H are complete and are chained. Only writers of this database's audit log
 count (not readers, not other databases' transactions). One that stays open (a slow request, an
 idle session in a transaction) holds the horizon back, never the writers; the unsealed tail is
