@@ -9,14 +9,14 @@ sealer seals only a prefix it knows is complete. A *horizon* is taken in two sta
 2. then, from pg_locks, the transactions holding audit_events (or one of its partitions) open for
    writing (RowExclusiveLock).
 
-A writer locks the table it inserts into (its month's partition, or the parent for a batch)
-before its INSERT evaluates nextval (the lock is taken when the statement is parsed or its plan
-reused, before it runs) and keeps the lock until its transaction ends. So whoever holds an id
-<= H held that lock before step 1 and is either finished or listed by step 2. Once none of the listed transactions is left, every id <= H has committed or aborted for
-good: the entries up to H are complete and are chained. Only writers of this database's audit log
-count (not readers, not other databases' transactions). One that stays open (a slow request, an
-idle session in a transaction) holds the horizon back, never the writers; the unsealed tail is
-reported until it ends.
+A writer locks the table it inserts into (its month's partition, or the parent for a batch) before
+its INSERT evaluates nextval (the lock is taken when the statement is parsed or its plan reused,
+before it runs) and keeps the lock until its transaction ends. So whoever holds an id <= H held
+that lock before step 1 and is either finished or listed by step 2. Once none of the listed
+transactions is left, every id <= H has committed or aborted for good: the entries up to H are
+complete and are chained. Only writers of this database's audit log count (not readers, not other
+databases' transactions). One that stays open (a slow request, an idle session in a transaction)
+holds the horizon back, never the writers; the unsealed tail is reported until it ends.
 
 Several processes may run the sealer: sealing takes the chain head's row lock (SKIP LOCKED: the
 one that has it seals, the others skip the round); a horizon is a fact about the database, valid
