@@ -8,6 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from adapters.storage.audit_partitions import is_audit_partition
 from adapters.storage.database import create_engine
 from adapters.storage.tables import metadata
 
@@ -23,10 +24,16 @@ def _url() -> str:
     return load_settings().effective_database_url
 
 
+def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+    # The audit log's monthly partitions are made by its housekeeping job, not by the models.
+    return not (type_ == "table" and is_audit_partition(name))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_name=_include_name,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

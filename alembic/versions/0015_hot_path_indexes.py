@@ -15,10 +15,13 @@ whole tables, or a whole org's history.
 
 On PostgreSQL each index is built CONCURRENTLY, outside the migration's transaction, so a
 deployment upgrading a live database does not block logins and refreshes while 5 million rows
-are indexed. An interrupted build leaves an INVALID index; upgrade drops it and builds again.
+are indexed. An interrupted build leaves an INVALID index; upgrade drops it and builds again. The
+audit log's two are the exception: it is partitioned by month (0014), and PostgreSQL builds an
+index on a partitioned table on all partitions at once, never concurrently (audited writes wait
+for the build; run this migration in a quiet hour on a large log).
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-04 10:30:00.000000
 """
 
@@ -28,7 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -49,6 +52,12 @@ def upgrade() -> None:
         where = sa.text(f"{columns[0]} IS NOT NULL") if partial else None
         if not postgres:
             op.create_index(name, table, columns, sqlite_where=where)
+            continue
+        if table == "audit_events":
+            # Partitioned by month (migration 0014): PostgreSQL builds an index on a partitioned
+            # table on every partition at once and cannot do it CONCURRENTLY.
+            op.execute(f"DROP INDEX IF EXISTS {name}")
+            op.create_index(name, table, columns, postgresql_where=where)
             continue
         with op.get_context().autocommit_block():
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a build interrupted earlier

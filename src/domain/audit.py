@@ -39,13 +39,15 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """An event as stored: with its sequence number, time and chain hashes."""
+    """An event as stored: with its id, time and chain link. The link (prev_hash, hash) is None
+    until the entry is sealed into the chain (PostgreSQL seals after commit; see
+    adapters/storage/audit_sealer.py)."""
 
     id: int
     occurred_at: datetime
     event: AuditEvent
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
 
 
 def canonical_payload(seq: int, occurred_at: datetime, event: AuditEvent) -> bytes:
@@ -138,14 +140,17 @@ class ChainVerifier:
         return self.broken_at is None
 
     def feed(self, record: AuditRecord) -> bool:
-        """True while every record fed so far links to its predecessor."""
+        """True while every record fed so far links to its predecessor. Ids need not be
+        contiguous (an id a rolled-back transaction took is never used), only increasing: a
+        deleted entry shows as the next entry's prev_hash naming another hash."""
         if self.broken_at is not None:
             return False
         self.checked += 1
         reason = None
-        if record.id != self.last_id + 1:
-            # A deleted or inserted entry: ids are assigned gap-free under the chain lock.
-            reason = f"expected id {self.last_id + 1}, found {record.id}"
+        if record.id <= self.last_id:
+            reason = f"id {record.id} does not follow id {self.last_id} (a duplicate or a row out of place)"
+        elif record.prev_hash is None or record.hash is None:
+            reason = "the entry is not covered by the chain (it has no link)"
         elif record.prev_hash != self.last_hash:
             reason = "prev_hash does not match the previous entry's hash"
         elif record.hash != chain_hash(self.last_hash, record.id, record.occurred_at, record.event):
@@ -155,8 +160,32 @@ class ChainVerifier:
             self.reason = reason
             return False
         self.last_id = record.id
-        self.last_hash = record.hash
+        self.last_hash = str(record.hash)
         return True
+
+    def pass_over(self, entry_id: int, prev_hash: str, digest: str) -> bool:
+        """Follows the link of an entry whose row is archived (its partition detached): the link
+        must still continue the chain; the entry's content cannot be checked here."""
+        if self.broken_at is not None:
+            return False
+        reason = None
+        if entry_id <= self.last_id:
+            reason = f"id {entry_id} does not follow id {self.last_id}"
+        elif prev_hash != self.last_hash:
+            reason = "prev_hash does not match the previous entry's hash"
+        if reason is not None:
+            self.broken_at = entry_id
+            self.reason = reason
+            return False
+        self.last_id = entry_id
+        self.last_hash = digest
+        return True
+
+    def fail(self, entry_id: int, reason: str) -> None:
+        """Records a broken link found outside the hashes (a sealed entry missing, say)."""
+        if self.broken_at is None:
+            self.broken_at = entry_id
+            self.reason = reason
 
 
 def first_broken_link(

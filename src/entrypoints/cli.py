@@ -243,10 +243,12 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--no-seal", is_flag=True, help="Check only what is sealed already; seal nothing first.")
 @one_line_errors
-def audit_verify() -> None:
-    """Walk the hash chain and report the first broken link."""
-    from adapters.storage.audit_log import verify_chain
+def audit_verify(no_seal: bool) -> None:
+    """Seal what has committed, walk the hash chain and report the first broken link."""
+    from adapters.storage.audit_sealer import SqlAuditSealer
+    from adapters.storage.audit_verification import verify_chain
     from adapters.storage.database import create_engine
 
     settings = _settings()
@@ -254,20 +256,70 @@ def audit_verify() -> None:
     async def run() -> Any:
         engine = create_engine(settings.effective_database_url)
         try:
+            if not no_seal:
+                await SqlAuditSealer(engine, wait_seconds=2.0).seal()
             return await verify_chain(engine)
         finally:
             await engine.dispose()
 
     result = asyncio.run(run())
+    start = f" from the checkpoint after entry {result.started_after}" if result.started_after else ""
+    archived = f", {result.archived} archived entries passed over by their links" if result.archived else ""
+    unsealed = f"; {result.unsealed} newer entries not sealed yet" if result.unsealed else ""
     if result.ok:
-        click.echo(f"audit chain intact: {result.records_checked} entries verified")
+        click.echo(
+            f"audit chain intact{start}: {result.records_checked} entries verified{archived}{unsealed}"
+        )
         return
     click.echo(
         f"audit chain BROKEN at entry {result.first_broken_id} "
-        f"({result.records_checked} entries checked): {result.reason}",
+        f"({result.records_checked} entries checked{start}): {result.reason}",
         err=True,
     )
     sys.exit(1)
+
+
+@audit.command("archive")
+@click.option(
+    "--before",
+    "before",
+    required=True,
+    help="First day of a month (YYYY-MM-01): detach every month before it.",
+)
+@one_line_errors
+def audit_archive(before: str) -> None:
+    """PostgreSQL, as the tables' owner: detach whole, sealed months of the audit log for archiving.
+
+    Each detached partition stays in the database as a table of its own (dump it, then drop it);
+    `bulwark audit verify` keeps verifying what stays, from the first retained entry."""
+    from datetime import date
+
+    from adapters.storage.audit_partitions import ArchiveRefused, SqlAuditPartitions
+    from adapters.storage.database import create_engine
+
+    try:
+        cutoff = date.fromisoformat(before)
+    except ValueError as error:
+        raise StartupError(f"--before {before!r} is not a date (YYYY-MM-01)") from error
+    if cutoff.day != 1:
+        raise StartupError("--before must be the first day of a month")
+    settings = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await SqlAuditPartitions(engine).archive_before(cutoff)
+        finally:
+            await engine.dispose()
+
+    try:
+        archived = asyncio.run(run())
+    except ArchiveRefused as error:
+        raise StartupError(str(error)) from error
+    for part in archived:
+        click.echo(f"detached {part.name}: {part.entries} entries, ids {part.first_id}-{part.last_id}")
+    if not archived:
+        click.echo("nothing to detach")
 
 
 @main.group()
@@ -731,15 +783,23 @@ def jobs() -> None:
 @one_line_errors
 def jobs_run() -> None:
     """Once, for a timer (systemd, cron, a Kubernetes CronJob): resume every unfinished account
-    closure, do the housekeeping (dead sessions and spent one-time tokens past
-    BULWARK_HOUSEKEEPING_RETENTION_DAYS deleted in batches, the rate limiter's keys checked), then
-    run the egress job. Every step is idempotent."""
+    closure, seal the audit log and create its monthly partitions ahead, do the housekeeping (dead
+    sessions and spent one-time tokens past BULWARK_HOUSEKEEPING_RETENTION_DAYS deleted in
+    batches, the rate limiter's keys checked), then run the egress job. Every step is idempotent."""
 
-    async def work(container: Any) -> tuple[Any, Any]:
-        return await container.closures.resume(), await container.housekeeping.run()
+    async def work(container: Any) -> tuple[int, Any, int, Any]:
+        finished = await container.closures.resume()
+        sealed = await container.audit.seal()
+        created = await container.audit.keep_partitions()
+        return finished, sealed, created, await container.housekeeping.run()
 
-    finished, housekeeping = _run_admin(work)
+    finished, sealed, created, housekeeping = _run_admin(work)
     click.echo(f"account closures finished: {finished}")
+    click.echo(
+        f"audit entries sealed: {sealed.sealed} (through entry {sealed.sealed_through}; "
+        f"{sealed.unsealed} waiting for an open transaction)"
+    )
+    click.echo(f"audit partitions created ahead: {created}")
     click.echo(f"sessions deleted: {housekeeping.sessions_deleted}")
     click.echo(f"one-time tokens deleted: {housekeeping.tokens_deleted}")
     limiter = housekeeping.limiter

@@ -61,7 +61,9 @@ from adapters.redis_pipelined import PipelinedRedis
 from adapters.revocation.in_process import InProcessRevocationStore
 from adapters.revocation.redis_store import RedisRevocationStore
 from adapters.storage.audit_group_commit import GroupCommitAuditJournal
-from adapters.storage.audit_log import SqlAuditChainVerifier
+from adapters.storage.audit_partitions import SqlAuditPartitions
+from adapters.storage.audit_sealer import SqlAuditSealer
+from adapters.storage.audit_verification import SqlAuditChainVerifier
 from adapters.storage.database import create_engine
 from adapters.storage.egress_binding_batches import BatchedEgressBindingLookup
 from adapters.storage.egress_repository import SqlEgressBindingLookup
@@ -83,6 +85,7 @@ from application.egress_job import RunEgressJob
 from application.egress_ledger import EgressLedger, EgressPolicy, EgressPorts
 from application.identity import IdentityDeps, IdentityPolicy
 from application.periodic_job import PeriodicJob
+from application.ports.audit import AuditPartitions, AuditSealer
 from application.ports.authz_cache import AuthzVersions
 from application.ports.bridge_presence import BridgePresence
 from application.ports.clock import Clock
@@ -119,6 +122,7 @@ from application.use_cases.admin_users import (
     SetUserPlan,
     UnpauseUser,
 )
+from application.use_cases.audit_housekeeping import KeepAuditPartitionsAhead, SealAuditLog
 from application.use_cases.bearer import AuthenticateBearer
 from application.use_cases.bridge_api import (
     AckCommand,
@@ -701,6 +705,48 @@ class ClosureApi:
 
 
 @dataclass
+class AuditHousekeepingApi:
+    """The audit log's sealer and partitions, wired, with the jobs that run them in each worker."""
+
+    seal: SealAuditLog
+    keep_partitions: KeepAuditPartitionsAhead
+    sealer_job: PeriodicJob
+    partitions_job: PeriodicJob
+
+    @classmethod
+    def wire(
+        cls,
+        sealers: tuple[AuditSealer, AuditSealer],
+        partitions: AuditPartitions,
+        settings: Settings,
+        *,
+        seals_inline: bool,
+    ) -> "AuditHousekeepingApi":
+        """`sealers`: (one that waits for what has committed, for `bulwark jobs run`; one that
+        never waits, for the periodic job)."""
+        waiting, background_sealer = sealers
+        keep = KeepAuditPartitionsAhead(partitions, settings.audit_partitions_ahead_months)
+        # SQLite seals every append inline and has no partitions: no background rounds there.
+        background = 0.0 if seals_inline else 1.0
+        return cls(
+            seal=SealAuditLog(waiting),
+            keep_partitions=keep,
+            sealer_job=PeriodicJob(
+                SealAuditLog(background_sealer), settings.audit_seal_interval_seconds * background
+            ),
+            partitions_job=PeriodicJob(keep, settings.jobs_interval_seconds * background),
+        )
+
+    async def start(self) -> None:
+        await self.sealer_job.start()
+        await self.partitions_job.start()
+
+    async def stop(self) -> None:
+        await self.partitions_job.stop()
+        await self.sealer_job.stop()
+
+
+@dataclass
 class AuthzApi:
     """Organisations, members, roles, groups and authorization checks, wired."""
 
@@ -822,6 +868,7 @@ class Container:
     egress: EgressApi
     sso: SsoApi
     housekeeping: HousekeepingJobs
+    audit: AuditHousekeepingApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -832,8 +879,10 @@ class Container:
         await self.closures.scheduler.start()
         await self.egress.scheduler.start()
         await self.housekeeping.scheduler.start()
+        await self.audit.start()
 
     async def stop(self) -> None:
+        await self.audit.stop()
         await self.housekeeping.scheduler.stop()
         await self.egress.scheduler.stop()
         await self.closures.scheduler.stop()
@@ -1022,6 +1071,8 @@ def build_container(
         ),
     )
     identity = IdentityApi.wire(deps)
+    # Seals what had committed when asked (verification, `bulwark jobs run`), waiting up to 2 s.
+    audit_sealer = SqlAuditSealer(engine, wait_seconds=2.0)
     admin = AdminApi.wire(
         AdminDeps(
             identity=deps,
@@ -1038,7 +1089,7 @@ def build_container(
             policy=admin_policy(settings),
             recovery_code_key=_derived_key(key_provider, b"admin-recovery-codes"),
         ),
-        PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine)),
+        PlatformAuditDeps(uow=deps.uow, verifier=SqlAuditChainVerifier(engine), sealer=audit_sealer),
     )
     closure_pipeline = ClosurePipeline(
         ClosurePorts(
@@ -1095,6 +1146,12 @@ def build_container(
             SsoPorts(identity=deps, clients=sso_clients(settings, dict(keyring.provider_secrets)))
         ),
         housekeeping=HousekeepingJobs.wire(settings, engine, limiter_keys, clock),
+        audit=AuditHousekeepingApi.wire(
+            (audit_sealer, SqlAuditSealer(engine)),
+            SqlAuditPartitions(engine),
+            settings,
+            seals_inline=engine.dialect.name == "sqlite",
+        ),
     )
 
 

@@ -260,6 +260,21 @@ class Settings:
             "Rows housekeeping deletes per transaction (a session counts with its refresh tokens)."
         ),
     )
+    audit_seal_interval_seconds: float = field(
+        default=1.0,
+        metadata=_doc(
+            "How often each worker chains newly committed audit entries into the hash chain (the "
+            "sealer; an entry waits about this long, longer behind a transaction still open). "
+            "0: only `bulwark jobs run` and verification seal."
+        ),
+    )
+    audit_partitions_ahead_months: int = field(
+        default=3,
+        metadata=_doc(
+            "PostgreSQL: monthly audit-log partitions kept created ahead of time (by each worker's "
+            "jobs, every BULWARK_JOBS_INTERVAL_SECONDS, and by `bulwark jobs run`)."
+        ),
+    )
     bridge_sightings_flush_seconds: float = field(
         default=1.0,
         metadata=_doc(
@@ -748,6 +763,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("BULWARK_HOUSEKEEPING_RETENTION_DAYS must be at least 1")
     if not 1 <= settings.housekeeping_batch_size <= 100_000:
         raise SettingsError("BULWARK_HOUSEKEEPING_BATCH_SIZE must be between 1 and 100000")
+    if settings.audit_seal_interval_seconds < 0:
+        raise SettingsError("BULWARK_AUDIT_SEAL_INTERVAL_SECONDS must be 0 (off) or more")
+    if not 1 <= settings.audit_partitions_ahead_months <= 36:
+        raise SettingsError("BULWARK_AUDIT_PARTITIONS_AHEAD_MONTHS must be between 1 and 36")
     if not 0 < settings.bridge_sightings_flush_seconds <= 60:
         raise SettingsError("BULWARK_BRIDGE_SIGHTINGS_FLUSH_SECONDS must be above 0 and at most 60")
     _check_ctrader_urls(settings)

@@ -1,5 +1,6 @@
-"""The SQL audit log on both backends: append-only in the database itself, hash-chained,
-serialised across concurrent writers, and verifiable end to end."""
+"""The SQL audit log on both backends: append-only in the database itself, hash-chained (inline
+on SQLite, by the sealer on PostgreSQL), and verifiable end to end with the first broken link
+named."""
 
 import asyncio
 import itertools
@@ -12,17 +13,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.storage import audit_log
-from adapters.storage.audit_log import (
-    AuditChainCorrupt,
-    SqlAuditLog,
-    SqlAuditReader,
-    VerifyResult,
-    verify_chain,
-)
+from adapters.storage.audit_log import SqlAuditLog
+from adapters.storage.audit_sealer import SqlAuditSealer
+from adapters.storage.audit_verification import SqlAuditReader, VerifyResult, verify_chain
 from adapters.storage.database import create_engine
 from adapters.storage.unit_of_work import SqlUnitOfWork
+from application.ports.audit import SealReport
 from domain.audit import GENESIS_HASH, ActorKind, AuditEvent, AuditRecord, chain_hash
+
+PROTECTED = ("audit_events", "audit_chain_links", "audit_archives")
 
 
 async def append(engine: AsyncEngine, action: str, **fields: object) -> AuditRecord:
@@ -30,8 +29,16 @@ async def append(engine: AsyncEngine, action: str, **fields: object) -> AuditRec
         return await SqlAuditLog(conn).append(AuditEvent(action=action, **fields))  # type: ignore[arg-type]
 
 
+async def seal(engine: AsyncEngine) -> SealReport:
+    return await SqlAuditSealer(engine, wait_seconds=2.0).seal()
+
+
 async def append_many(engine: AsyncEngine, count: int) -> list[AuditRecord]:
-    return [await append(engine, f"test.event{i}", details={"i": i}) for i in range(1, count + 1)]
+    """`count` entries, sealed, as read back (with their links)."""
+    for i in range(1, count + 1):
+        await append(engine, f"test.event{i}", details={"i": i})
+    await seal(engine)
+    return await read_all(engine)
 
 
 async def read_all(engine: AsyncEngine, batch_size: int = 1000) -> list[AuditRecord]:
@@ -42,18 +49,21 @@ async def tamper(engine: AsyncEngine, statement: str, **params: object) -> None:
     """Run `statement` around the append-only triggers, as a database superuser could."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            for table in PROTECTED:
+                await conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             await conn.execute(text(statement), params)
-            await conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+            for table in PROTECTED:
+                await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
         else:
             triggers = (
                 await conn.execute(
                     text(
-                        "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_events'"
+                        "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name IN "
+                        "('audit_events', 'audit_chain_links', 'audit_archives')"
                     )
                 )
             ).all()
-            assert len(triggers) == 2
+            assert len(triggers) == 6
             for name, _ in triggers:
                 await conn.execute(text(f'DROP TRIGGER "{name}"'))
             await conn.execute(text(statement), params)
@@ -125,7 +135,7 @@ async def test_empty_log_verifies(engine: AsyncEngine) -> None:
 async def test_stored_entry_reloads_equal_and_hashes_identically(engine: AsyncEngine) -> None:
     actor, org, ref = uuid4(), uuid4(), uuid4()
     # A clock in another zone: the stored time must still render as UTC in the hash.
-    local_now = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=timezone(timedelta(hours=2)))
+    local_now = datetime.now(timezone(timedelta(hours=2))).replace(microsecond=123456)
     event = AuditEvent(
         action="broker.credential_added",
         actor_kind=ActorKind.USER,
@@ -145,9 +155,15 @@ async def test_stored_entry_reloads_equal_and_hashes_identically(engine: AsyncEn
     assert appended.event.details["ref"] == str(ref)
     assert appended.event.details["7"] == "int key"
 
+    await seal(engine)
     (reloaded,) = await read_all(engine)
-    assert reloaded == appended
-    assert chain_hash(GENESIS_HASH, 1, reloaded.occurred_at, reloaded.event) == appended.hash
+    assert (reloaded.id, reloaded.occurred_at, reloaded.event) == (
+        appended.id,
+        appended.occurred_at,
+        appended.event,
+    )
+    assert reloaded.prev_hash == GENESIS_HASH
+    assert chain_hash(GENESIS_HASH, 1, appended.occurred_at, appended.event) == reloaded.hash
     assert (await verify_chain(engine)).ok
 
 
@@ -206,9 +222,18 @@ async def test_deleted_middle_entry_is_detected(engine: AsyncEngine) -> None:
     await tamper(engine, "DELETE FROM audit_events WHERE id = 3")
     result = await verify_chain(engine)
     assert not result.ok
-    # Entry 4 is the first one that no longer follows from its predecessor.
-    assert result.first_broken_id == 4
-    assert result.reason is not None and "expected id 3" in result.reason
+    # Its link stays: the entry is named as sealed and missing.
+    assert result.first_broken_id == 3
+    assert result.reason is not None and "missing" in result.reason
+
+
+async def test_deleted_middle_entry_and_its_link_are_detected_at_the_next_entry(engine: AsyncEngine) -> None:
+    await append_many(engine, 5)
+    await tamper(engine, "DELETE FROM audit_events WHERE id = 3")
+    await tamper(engine, "DELETE FROM audit_chain_links WHERE id = 3")
+    result = await verify_chain(engine)
+    assert (result.ok, result.first_broken_id) == (False, 4)
+    assert result.reason is not None and "prev_hash" in result.reason
 
 
 async def test_entries_cut_off_the_tail_are_detected(engine: AsyncEngine) -> None:
@@ -218,20 +243,36 @@ async def test_entries_cut_off_the_tail_are_detected(engine: AsyncEngine) -> Non
     assert not result.ok
     assert result.first_broken_id == 4
     assert result.records_checked == 3
+    await tamper(engine, "DELETE FROM audit_chain_links WHERE id >= 4")
+    result = await verify_chain(engine)
+    assert (result.ok, result.first_broken_id) == (False, 4)
+    assert result.reason is not None and "head records id 5" in result.reason
 
 
 async def test_rewritten_last_entry_with_a_recomputed_hash_is_detected(engine: AsyncEngine) -> None:
-    # Whoever rewrites the last entry and its hash still disagrees with the chain head.
+    # Whoever rewrites the last entry and its link's hash still disagrees with the chain head.
     records = await append_many(engine, 3)
     forged = AuditEvent(action="test.event3", details={"i": 0})
-    forged_hash = chain_hash(records[1].hash, 3, records[2].occurred_at, forged)
-    await tamper(
-        engine,
-        "UPDATE audit_events SET details = '{\"i\": 0}', hash = :forged WHERE id = 3",
-        forged=forged_hash,
-    )
+    forged_hash = chain_hash(str(records[1].hash), 3, records[2].occurred_at, forged)
+    await tamper(engine, "UPDATE audit_events SET details = '{\"i\": 0}' WHERE id = 3")
+    await tamper(engine, "UPDATE audit_chain_links SET hash = :forged WHERE id = 3", forged=forged_hash)
     result = await verify_chain(engine)
     assert (result.ok, result.first_broken_id) == (False, 3)
+
+
+async def test_a_row_forged_into_the_sealed_range_is_named(engine: AsyncEngine) -> None:
+    """Privileged database access inserts an entry among sealed ones (INSERT is never refused):
+    it has no link, or collides with one, and verification names it."""
+    records = await append_many(engine, 4)
+    forged_at = records[2].occurred_at + timedelta(microseconds=1)  # (id, occurred_at) is the key
+    await tamper(
+        engine,
+        "INSERT INTO audit_events (id, occurred_at, actor_kind, action, details) "
+        "VALUES (3, :at, 'system', 'test.forged', '{}')",
+        at=forged_at if engine.dialect.name == "postgresql" else forged_at.replace(tzinfo=None),
+    )
+    result = await verify_chain(engine)
+    assert (result.ok, result.first_broken_id) == (False, 3), result
 
 
 async def test_appends_running_during_verification_do_not_fail_it(engine: AsyncEngine) -> None:
@@ -240,13 +281,17 @@ async def test_appends_running_during_verification_do_not_fail_it(engine: AsyncE
     head = await reader.head()
     await append(engine, "test.later")
     assert head[0] == 3
+    result = await verify_chain(engine)
+    if engine.dialect.name == "postgresql":  # sealed a moment later, reported meanwhile
+        assert result == VerifyResult(ok=True, records_checked=3, unsealed=1)
+        await seal(engine)
     assert await verify_chain(engine) == VerifyResult(ok=True, records_checked=4)
 
 
 # --- concurrency and transactions -------------------------------------------------------------
 
 
-async def test_concurrent_appends_produce_gap_free_ids_and_an_unbroken_chain(engine: AsyncEngine) -> None:
+async def test_concurrent_appends_produce_unique_ids_and_an_unbroken_chain(engine: AsyncEngine) -> None:
     count = 20
     start = asyncio.Event()
 
@@ -264,13 +309,14 @@ async def test_concurrent_appends_produce_gap_free_ids_and_an_unbroken_chain(eng
     appended = await asyncio.gather(*tasks)
 
     assert sorted(r.id for r in appended) == list(range(1, count + 1))
+    await seal(engine)
     stored = await read_all(engine)
     assert [r.id for r in stored] == list(range(1, count + 1))
     assert {r.event.action for r in stored} == {f"test.concurrent{n}" for n in range(count)}
     assert await verify_chain(engine) == VerifyResult(ok=True, records_checked=count)
 
 
-async def test_rolled_back_append_leaves_no_entry_and_no_gap(engine: AsyncEngine) -> None:
+async def test_rolled_back_append_leaves_no_entry(engine: AsyncEngine) -> None:
     class Abort(Exception):
         pass
 
@@ -280,8 +326,10 @@ async def test_rolled_back_append_leaves_no_entry_and_no_gap(engine: AsyncEngine
             raise Abort
 
     kept = await append(engine, "test.kept")
-    assert (kept.id, kept.prev_hash) == (1, GENESIS_HASH)
-    assert [r.event.action for r in await read_all(engine)] == ["test.kept"]
+    # SQLite reuses the id; a PostgreSQL sequence never hands it out again (the chain skips it).
+    assert kept.id == (2 if engine.dialect.name == "postgresql" else 1)
+    await seal(engine)
+    assert [(r.event.action, r.prev_hash) for r in await read_all(engine)] == [("test.kept", GENESIS_HASH)]
     assert await verify_chain(engine) == VerifyResult(ok=True, records_checked=1)
 
 
@@ -292,67 +340,6 @@ async def test_entry_commits_with_the_callers_other_writes(engine: AsyncEngine) 
 
     async with engine.begin() as conn:
         await in_one_transaction(conn)
+    await seal(engine)
     assert [r.id for r in await read_all(engine)] == [1, 2]
     assert (await verify_chain(engine)).ok
-
-
-# --- PostgreSQL appends in one statement ------------------------------------------------------
-
-
-async def test_an_append_waiting_for_the_head_chains_onto_the_entry_it_waited_for(
-    pg_engine: AsyncEngine,
-) -> None:
-    # The lock, the id, the hash and the head's move are one statement: the second append reads
-    # the head only once the first has committed, however the two overlap.
-    async with pg_engine.connect() as first_conn:
-        await first_conn.begin()
-        first = await SqlAuditLog(first_conn).append(AuditEvent(action="test.first"))
-        second_task = asyncio.create_task(append(pg_engine, "test.second"))
-        await asyncio.sleep(0.2)
-        assert not second_task.done()  # waiting on the head's row lock
-        await first_conn.commit()
-    second = await second_task
-    assert (first.id, second.id) == (1, 2)
-    assert second.prev_hash == first.hash
-    assert await read_all(pg_engine) == [first, second]
-    assert await verify_chain(pg_engine) == VerifyResult(ok=True, records_checked=2)
-
-
-async def test_an_append_waiting_on_one_that_rolls_back_takes_its_place(pg_engine: AsyncEngine) -> None:
-    async with pg_engine.connect() as first_conn:
-        await first_conn.begin()
-        await SqlAuditLog(first_conn).append(AuditEvent(action="test.doomed"))
-        second_task = asyncio.create_task(append(pg_engine, "test.second"))
-        await asyncio.sleep(0.2)
-        assert not second_task.done()
-        await first_conn.rollback()
-    second = await second_task
-    assert (second.id, second.prev_hash) == (1, GENESIS_HASH)
-    assert await read_all(pg_engine) == [second]
-    assert await verify_chain(pg_engine) == VerifyResult(ok=True, records_checked=1)
-
-
-async def test_an_entry_the_database_hashed_differently_is_refused_and_rolled_back(
-    pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kept = await append(pg_engine, "test.kept")
-
-    rendered = audit_log.canonical_payload_around_id
-
-    def drifted(occurred_at: datetime, event: AuditEvent) -> tuple[bytes, bytes]:
-        before, after = rendered(occurred_at, event)
-        return before.replace(b'"action"', b'"Action"'), after
-
-    monkeypatch.setattr(audit_log, "canonical_payload_around_id", drifted)
-    with pytest.raises(AuditChainCorrupt, match="hashed the entry differently"):
-        await append(pg_engine, "test.drifted")
-    assert await read_all(pg_engine) == [kept]
-    assert await SqlAuditReader(pg_engine).head() == (1, kept.hash)
-
-
-async def test_a_missing_head_refuses_the_append_on_postgres(pg_engine: AsyncEngine) -> None:
-    async with pg_engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_chain_head"))
-    with pytest.raises(AuditChainCorrupt, match="missing"):
-        await append(pg_engine, "test.headless")
-    assert await read_all(pg_engine) == []

@@ -108,20 +108,35 @@ def test_deleted_middle_record_breaks_the_link_at_its_successor() -> None:
     assert first_broken_link(chain) == 4
 
 
-def test_rehashed_record_after_a_deletion_is_still_caught_by_the_id_gap() -> None:
-    # An attacker who deletes entry 3 and re-chains entry 4 onto entry 2 leaves a gap in the ids.
-    chain = build_chain(4)
+def test_rehashed_record_after_a_deletion_is_caught_at_the_next_link() -> None:
+    # Ids may have gaps (an id a rolled-back transaction took stays unused), so an attacker who
+    # deletes entry 3 and re-chains entry 4 onto entry 2 is caught by entry 5, which still names
+    # the old entry 4's hash (and, in the database, by entry 3's link that stays sealed).
+    chain = build_chain(5)
     forged_prev = chain[1].hash
+    assert forged_prev is not None
     forged = dataclasses.replace(
         chain[3],
         prev_hash=forged_prev,
         hash=chain_hash(forged_prev, 4, chain[3].occurred_at, chain[3].event),
     )
     verifier = ChainVerifier()
-    assert all(verifier.feed(r) for r in chain[:2])
-    assert verifier.feed(forged) is False
-    assert verifier.broken_at == 4
-    assert verifier.reason is not None and "expected id 3" in verifier.reason
+    assert all(verifier.feed(r) for r in [*chain[:2], forged])
+    assert verifier.feed(chain[4]) is False
+    assert verifier.broken_at == 5
+    assert verifier.reason is not None and "prev_hash" in verifier.reason
+
+
+def test_an_entry_without_a_link_or_out_of_order_is_a_broken_link() -> None:
+    chain = build_chain(3)
+    unsealed = dataclasses.replace(chain[1], prev_hash=None, hash=None)
+    assert first_broken_link([chain[0], unsealed, chain[2]]) == 2
+    assert first_broken_link([chain[0], chain[1], chain[1], chain[2]]) == 2
+    verifier = ChainVerifier()
+    assert verifier.feed(chain[0])
+    assert verifier.pass_over(2, str(chain[1].prev_hash), str(chain[1].hash))
+    assert verifier.feed(chain[2])
+    assert verifier.pass_over(4, "f" * 64, "0" * 64) is False and verifier.broken_at == 4
 
 
 def test_removed_first_record_is_detected() -> None:

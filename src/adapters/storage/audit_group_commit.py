@@ -1,9 +1,8 @@
 """Group commit for audit entries that stand alone (the vault's credential accesses).
 
-Every audited write takes the audit chain's single lock until it commits, so one entry per
-transaction caps the whole platform at one commit's latency per entry. Entries that belong to no
-other change are queued instead and appended by one flusher per process, many to a transaction:
-one lock, one commit, and every caller still returns only once its own entry is committed."""
+Entries that belong to no other change are queued and appended by one flusher per process, many
+to a transaction: one commit for many entries (and, on SQLite, one hold of the write lock), and
+every caller still returns only once its own entry is committed."""
 
 import asyncio
 from collections.abc import Callable

@@ -1,6 +1,7 @@
 """Reading audit entries, newest first, keyset-paginated: an org's own (never another org's), or
 the whole platform's for platform administrators. `audit_events` has no row-level security (its
-rows are guarded by append-only triggers and the hash chain), so the service role reads it as is."""
+rows are guarded by append-only triggers and the hash chain), so the service role reads it as is.
+Each entry comes with its chain link, or none while it waits for the sealer."""
 
 from uuid import UUID
 
@@ -8,7 +9,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.storage.audit_log import row_to_record
-from adapters.storage.tables import audit_events
+from adapters.storage.tables import audit_chain_links, audit_events
 from application.ports.audit_query import AuditFilter
 from domain.audit import AuditRecord
 
@@ -37,6 +38,12 @@ def _filtered(query: Select[tuple[object, ...]], criteria: AuditFilter) -> Selec
     return query
 
 
+# Every entry column and its link's hashes (NULL until sealed).
+_WITH_LINKS = select(audit_events, audit_chain_links.c.prev_hash, audit_chain_links.c.hash).select_from(
+    audit_events.outerjoin(audit_chain_links, audit_chain_links.c.id == audit_events.c.id)
+)
+
+
 class SqlAuditQuery:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
@@ -44,11 +51,11 @@ class SqlAuditQuery:
     async def page(
         self, org_id: UUID, criteria: AuditFilter, before_id: int | None, limit: int
     ) -> list[AuditRecord]:
-        query = select(audit_events).where(audit_events.c.org_id == org_id)
+        query = _WITH_LINKS.where(audit_events.c.org_id == org_id)
         return await self._newest_first(_filtered(query, criteria), before_id, limit)
 
     async def page_all(self, criteria: AuditFilter, before_id: int | None, limit: int) -> list[AuditRecord]:
-        return await self._newest_first(_filtered(select(audit_events), criteria), before_id, limit)
+        return await self._newest_first(_filtered(_WITH_LINKS, criteria), before_id, limit)
 
     async def _newest_first(
         self, query: Select[tuple[object, ...]], before_id: int | None, limit: int

@@ -24,6 +24,12 @@ _GRANTS = (
     'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
     # The audit log is append-only: its triggers refuse changes, and the role may not even try.
     'REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM "{role}"',
+    # So is its chain (the sealer only inserts links; it moves audit_chain_head, which it may).
+    "DO $$ BEGIN IF to_regclass('audit_chain_links') IS NOT NULL THEN "
+    'REVOKE UPDATE, DELETE, TRUNCATE ON audit_chain_links, audit_archives FROM "{role}"; END IF; END $$',
+    # The audit log's monthly partitions, created ahead by the service's job (see migration 0014).
+    "DO $$ BEGIN IF to_regprocedure('bulwark_audit_partitions_ahead(integer)') IS NOT NULL THEN "
+    'GRANT EXECUTE ON FUNCTION bulwark_audit_partitions_ahead(integer) TO "{role}"; END IF; END $$',
     # The vault's directory of sealed rows across orgs (ids and orgs only; see migration 0005).
     "DO $$ BEGIN IF to_regprocedure('bulwark_sealed_directory()') IS NOT NULL THEN "
     "GRANT EXECUTE ON FUNCTION bulwark_sealed_directory(), bulwark_sealed_org(text, uuid) "

@@ -144,9 +144,11 @@ data_keys = Table(
 audit_events = Table(
     "audit_events",
     metadata,
-    # Assigned by the writer under the chain lock, so ids are gap-free and follow chain order.
+    # PostgreSQL: taken from audit_events_id_seq (CACHE 1) by each writer, no lock; the table is
+    # partitioned by month on occurred_at, so the key includes it. SQLite: assigned under the
+    # database's write lock, gap-free. Either way the chain runs in id order.
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
-    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("occurred_at", UTCDateTime, primary_key=True),
     Column("actor_user_id", Uuid, nullable=True),
     Column("actor_kind", String(20), nullable=False),
     Column("org_id", Uuid, nullable=True),
@@ -157,12 +159,32 @@ audit_events = Table(
     Column("user_agent", String(512), nullable=True),
     Column("request_id", String(100), nullable=True),
     Column("details", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
     Index("ix_audit_events_org_id_id", "org_id", "id"),
     # An org's audit search filtered by action or actor (migration 0015).
     Index("ix_audit_events_org_id_action_id", "org_id", "action", "id"),
     Index("ix_audit_events_org_id_actor_user_id_id", "org_id", "actor_user_id", "id"),
+)
+
+# The chain: one link per entry, written by the sealer in id order (append-only, like the entries).
+audit_chain_links = Table(
+    "audit_chain_links",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# Partitions detached for archiving: the entries they held are expected to be missing, their links
+# (which stay) still carry the chain across them.
+audit_archives = Table(
+    "audit_archives",
+    metadata,
+    Column("partition_name", String(63), primary_key=True),
+    Column("first_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("last_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("entries", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("detached_at", UTCDateTime, nullable=False),
 )
 
 totp_credentials = Table(
@@ -631,7 +653,8 @@ sso_identities = Table(
     Index("ix_sso_identities_user_id", "user_id"),
 )
 
-# Single row the audit writer locks so that chain appends are serialised across workers.
+# Single row: how far the chain is sealed (last_id) and its hash there. Only the sealer moves it on
+# PostgreSQL (writers never touch it); SQLite's writers seal inline under their write lock.
 audit_chain_head = Table(
     "audit_chain_head",
     metadata,
@@ -645,7 +668,9 @@ __all__ = [
     "account_closures",
     "admin_deletion_tokens",
     "admin_sessions",
+    "audit_archives",
     "audit_chain_head",
+    "audit_chain_links",
     "audit_events",
     "bridge_commands",
     "bridge_deals",

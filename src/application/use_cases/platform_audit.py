@@ -10,7 +10,7 @@ from typing import Any
 from application.audit_pages import MAX_PAGE, AuditPage, before_id_of, checked_limit, page_of
 from application.errors import InvalidInput
 from application.identity import RequestContext
-from application.ports.audit import AuditChainVerifier, ChainCheck
+from application.ports.audit import AuditChainVerifier, AuditSealer, ChainCheck
 from application.ports.audit_query import AuditFilter
 from application.ports.unit_of_work import UnitOfWorkFactory
 from application.use_cases.admin_login import AdminPrincipal
@@ -49,6 +49,7 @@ def _filter_summary(criteria: AuditFilter) -> dict[str, Any]:
 class PlatformAuditDeps:
     uow: UnitOfWorkFactory
     verifier: AuditChainVerifier
+    sealer: AuditSealer
 
 
 @dataclass
@@ -104,6 +105,9 @@ class VerifyAuditChain:
     deps: PlatformAuditDeps
 
     async def __call__(self, principal: AdminPrincipal, ctx: RequestContext) -> ChainCheck:
+        # Sealed first, so the check covers every entry committed so far (bar those whose
+        # transaction is still open, reported as unsealed).
+        await self.deps.sealer.seal()
         check = await self.deps.verifier.verify()
         async with self.deps.uow() as uow:
             await uow.audit.append(

@@ -42,4 +42,6 @@ def audit_entry_view(record: AuditRecord) -> PlatformAuditEntry:
 
 def chain_check_view(check: ChainCheck) -> AuditVerifyResponse:
     broken = None if check.first_broken_id is None else BrokenLink(check.first_broken_id, check.reason)
-    return AuditVerifyResponse(ok=check.ok, checked=check.checked, first_broken=broken)
+    return AuditVerifyResponse(
+        ok=check.ok, checked=check.checked, first_broken=broken, unsealed=check.unsealed
+    )

@@ -78,8 +78,9 @@ class PlatformAuditEntry(msgspec.Struct):
     user_agent: str | None
     request_id: str | None
     details: dict[str, Any]
-    prev_hash: str
-    hash: str
+    # The entry's chain link; null for the few seconds until the sealer has chained it.
+    prev_hash: str | None
+    hash: str | None
 
 
 class PlatformAuditList(msgspec.Struct):
@@ -96,6 +97,7 @@ class AuditVerifyResponse(msgspec.Struct):
     ok: bool
     checked: int
     first_broken: BrokenLink | None
+    unsealed: int = 0  # entries committed after the sealed head: not yet covered, not judged
 
 
 class DeletionSummaryView(msgspec.Struct):
