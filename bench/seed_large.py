@@ -39,6 +39,7 @@ from domain.permissions import ADMINISTRATOR_ROLE_ID
 # Rows per COPY: big enough that a statement's overhead vanishes, small enough to show progress.
 CHUNK = 50_000
 TWO_YEARS = timedelta(days=730)
+AUDIT_SLICE = 200_000  # audit entries (and their links) generated and copied at a time
 # One hash for every seeded account: nobody logs in as them (the benchmark registers its own
 # users through the API), but the column holds what a real one does.
 PLACEHOLDER_HASH = (
@@ -328,22 +329,35 @@ async def seed_sessions(
 async def seed_audit(
     conn: asyncpg.Connection, world: World, rng: random.Random, log: Callable[[str], None]
 ) -> tuple[int, str]:
-    """`audit_entries` entries over two years, continuing the chain from its head (hashes from
-    domain.audit, as the service computes them), then the head moved to the last one. Returns
-    the new head. Tied to today's audit schema (one chain, one head row)."""
+    """`audit_entries` entries over two years, sealed as the service's sealer would: each entry
+    in its month's partition with an id from the log's sequence, its link in audit_chain_links
+    continuing the chain from the sealed head (hashes from domain.audit), then the head moved to
+    the last one. Returns the new head. Needs every existing entry sealed first (`bulwark jobs
+    run`), so the seeded links follow the chain without a gap."""
     head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
     if head is None:
         raise SystemExit("seed_large: audit_chain_head has no row (is the database migrated?)")
     last_id, last_hash = int(head["last_id"]), str(head["last_hash"])
+    newest = await conn.fetchval("SELECT max(id) FROM audit_events")
+    if newest is not None and int(newest) > last_id:
+        raise SystemExit("seed_large: audit entries are not all sealed yet: run `bulwark jobs run` first")
+    # Ids the sequence already handed out (rolled-back writers) are skipped, never reused.
+    used = await conn.fetchval("SELECT last_value FROM audit_events_id_seq")
+    next_id = max(last_id, int(used or 0)) + 1
     total = world.sizes.audit_entries
     start = world.now - TWO_YEARS
+    month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while month <= world.now:
+        await conn.execute("SELECT bulwark_audit_partition($1::date)", month.date())
+        month = (month + timedelta(days=32)).replace(day=1)
+    links: list[tuple[int, str, str]] = []  # the current chunk's, written after its entries
     step = TWO_YEARS / total
     users, orgs = world.users, world.orgs
     hot = orgs[0]
 
-    def rows() -> Iterator[tuple[Any, ...]]:
+    def rows(first: int, end: int) -> Iterator[tuple[Any, ...]]:
         nonlocal last_id, last_hash
-        for n in range(total):
+        for n in range(first, end):
             user_index = rng.randrange(len(users))
             roll = rng.random()
             if roll < 0.15:
@@ -367,8 +381,9 @@ async def seed_audit(
                 details=details,
             )
             occurred = (start + step * n).astimezone(UTC)
-            seq = last_id + 1
+            seq = next_id + n
             digest = chain_hash(last_hash, seq, occurred, event)
+            links.append((seq, last_hash, digest))
             yield (
                 seq,
                 occurred,
@@ -382,33 +397,31 @@ async def seed_audit(
                 event.user_agent,
                 event.request_id,
                 json.dumps(details),
-                last_hash,
-                digest,
             )
             last_id, last_hash = seq, digest
 
-    await _copy(
-        conn,
-        "audit_events",
-        (
-            "id",
-            "occurred_at",
-            "actor_user_id",
-            "actor_kind",
-            "org_id",
-            "action",
-            "target_type",
-            "target_id",
-            "source_ip",
-            "user_agent",
-            "request_id",
-            "details",
-            "prev_hash",
-            "hash",
-        ),
-        rows(),
-        log,
+    columns = (
+        "id",
+        "occurred_at",
+        "actor_user_id",
+        "actor_kind",
+        "org_id",
+        "action",
+        "target_type",
+        "target_id",
+        "source_ip",
+        "user_agent",
+        "request_id",
+        "details",
     )
+    # In slices, so the links of 20 million entries never sit in memory at once.
+    for first in range(0, total, AUDIT_SLICE):
+        end = min(total, first + AUDIT_SLICE)
+        await _copy(conn, "audit_events", columns, rows(first, end), lambda _line: None)
+        await _copy(conn, "audit_chain_links", ("id", "prev_hash", "hash"), iter(links), lambda _line: None)
+        links.clear()
+        log(f"  audit_events and their links: {end:,} of {total:,}")
+    await conn.execute("SELECT setval('audit_events_id_seq', $1)", last_id)
     await conn.execute(
         "UPDATE audit_chain_head SET last_id = $1, last_hash = $2 WHERE id = 1", last_id, last_hash
     )
