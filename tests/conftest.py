@@ -91,6 +91,19 @@ def pg_url(pg_base_url: str, pg_template: str) -> Iterator[str]:
         asyncio.run(_drop_database(pg_base_url, name))
 
 
+@pytest.fixture(scope="module")
+def module_pg_url(pg_base_url: str, pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of one test module's own: for servers started with a
+    keyring of their own, which cannot open the data keys other tests' keyrings wrapped in the
+    shared database."""
+    name = f"bulwark_m_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(pg_base_url, name, template=pg_template))
+    try:
+        yield make_url(pg_base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_drop_database(pg_base_url, name))
+
+
 @pytest.fixture
 def fresh_pg_url(pg_base_url: str, pg_template: str) -> Iterator[str]:
     """A migrated PostgreSQL database of this test's own (for tests that need it empty)."""

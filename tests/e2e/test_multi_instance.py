@@ -28,7 +28,7 @@ EVENTUALLY = 3.0
 
 
 @pytest.fixture(scope="module")
-def cluster(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if nginx_binary() is None:
         message = "nginx is not installed (Debian package `nginx`; .ci/run installs it)"
         if IN_CI:
@@ -40,7 +40,11 @@ def cluster(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     with (
         private_redis(tmp) as redis_url,
         running_cluster(
-            tmp, pg_url, redis_url, login_limit_per_ip="100000/300", register_limit_per_ip="100000/3600"
+            tmp,
+            module_pg_url,
+            redis_url,
+            login_limit_per_ip="100000/300",
+            register_limit_per_ip="100000/3600",
         ) as running,
     ):
         yield running

@@ -139,7 +139,7 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             BULWARK_ARGON2_MEMORY_KIB="19456",
         )
         if request.param == "postgres+redis":
-            env["BULWARK_DATABASE_URL"] = request.getfixturevalue("pg_url")
+            env["BULWARK_DATABASE_URL"] = request.getfixturevalue("module_pg_url")
             # A server process has no key prefix: a Redis of its own keeps its keys and channels apart.
             env["BULWARK_REDIS_URL"] = stack.enter_context(private_redis(tmp))
         migrated = subprocess.run(
