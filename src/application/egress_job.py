@@ -1,13 +1,15 @@
 """The egress job (`bulwark jobs run` and the in-process scheduler): follows plans, retries
 waiting allocations, and moves teardowns on in two phases.
 
-Phase 1: a `draining` address leaves for `cooling` only once the gateway confirmed the holder's
-traffic has stopped. Phase 2: after the cooldown a `cooling` address returns to the pool or, with
-a provider that grows (and so bills per address), is released there and marked `released` only
-once the provider confirmed. Every outside effect is idempotent and its record is conditional on
-the state it was computed from, so a crash between any two steps is resumed by the next run
-without an address both bound and available, and without losing one."""
+Phase 1: a `draining` address moves on only once the gateway confirmed the holder's traffic has
+stopped. Phase 2: a fixed pool's address cools, then returns to the pool; a growing provider's
+(which bills per address) is released there right after phase 1 and marked `released` only once
+the provider confirmed, so a delete that fails leaves it `draining` and the next run retries.
+Every outside effect is idempotent and its record is conditional on the state it was computed
+from, so a crash between any two steps is resumed by the next run without an address both bound
+and available, and without losing one."""
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -131,6 +133,9 @@ class RunEgressJob:
                 report.held_back.append(f"{address.address}: the gateway has not confirmed the detach yet")
                 continue
             await ports.after_step("detach confirmed")
+            if ports.provider.grows:
+                await self._release(address, report)
+                continue
             async with ports.uow() as uow:
                 current = await uow.egress.lock(address.address)
                 move = (
@@ -150,7 +155,7 @@ class RunEgressJob:
             cooling = [
                 a for a in await uow.egress.in_states((EgressState.COOLING,)) if egress.cooldown_over(a, now)
             ]
-        for address in cooling:
+        for address in cooling:  # a growing provider's only when it was cooling before (a switch)
             if ports.provider.grows:
                 await self._release(address, report)
                 continue
@@ -178,7 +183,11 @@ class RunEgressJob:
         await ports.after_step("release confirmed")
         async with ports.uow() as uow:
             current = await uow.egress.lock(address.address)
-            move = None if current is None else egress.released(current, ports.clock.now())
+            move = None
+            if current is not None and current.provider_ref == address.provider_ref:
+                # Another run may have released it and the provider handed it out again since.
+                with contextlib.suppress(egress.EgressTransitionRefused):
+                    move = egress.released(current, ports.clock.now())
             if move is not None and await uow.egress.apply(move):
                 report.released += 1
             await uow.commit()

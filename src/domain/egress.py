@@ -3,10 +3,15 @@
 The lifecycle of one address (the README draws it):
 
     available --allocate--> allocated --start_teardown--> draining --detached--> cooling
-        ^                                                                          |
-        +---------------------------- cooled (after the cooldown) -----------------+
-                                                                                   |
-    released <------------- released (the provider confirmed, after the cooldown) -+
+        ^                                                    |                      |
+        +------------------- cooled (after the cooldown) ----|----------------------+
+                                                             |                      |
+    released <---- released (a growing provider confirmed) --+----------------------+
+
+A fixed pool's address cools before its next holder gets it, so nobody inherits a broker-side
+association. A growing provider's (Hetzner's) address is given back as soon as the gateway
+confirmed the detach: it leaves our pool, so no later user of ours inherits it, and it is not paid
+for while it rests; a delete that fails leaves it `draining` until a retry is confirmed.
 
 Every transition is a pure rule here: it takes the address as read and answers the address as it
 must be written, or None when the address is already where the rule would take it (so a retry
@@ -38,7 +43,8 @@ TEARDOWN_STATES = (EgressState.DRAINING, EgressState.COOLING)
 ALLOWED: dict[EgressState, frozenset[EgressState]] = {
     EgressState.AVAILABLE: frozenset({EgressState.ALLOCATED}),
     EgressState.ALLOCATED: frozenset({EgressState.DRAINING}),
-    EgressState.DRAINING: frozenset({EgressState.COOLING}),
+    # Released straight from draining only by a growing provider, after the gateway's detach.
+    EgressState.DRAINING: frozenset({EgressState.COOLING, EgressState.RELEASED}),
     EgressState.COOLING: frozenset({EgressState.AVAILABLE, EgressState.RELEASED}),
     # The provider may hand a released address out again: it comes back through the pool.
     EgressState.RELEASED: frozenset({EgressState.AVAILABLE}),
@@ -161,8 +167,9 @@ def cooled(address: EgressAddress, now: datetime, actor: EgressActor = SYSTEM) -
 
 
 def released(address: EgressAddress, now: datetime, actor: EgressActor = SYSTEM) -> EgressTransition | None:
-    """cooling -> released, once the provider confirmed the address is gone (the caller asks it).
-    None when released already."""
+    """draining or cooling -> released, once the provider confirmed the address is gone (the
+    caller asks it, and from draining only after the gateway confirmed the detach); from cooling
+    only after the cooldown. None when released already."""
     if address.state is EgressState.RELEASED:
         return None
     _require_cooled(address, now)
@@ -227,8 +234,8 @@ def grace_over(address: EgressAddress, now: datetime) -> bool:
 
 
 def stuck(address: EgressAddress, now: datetime, threshold: timedelta) -> bool:
-    """A teardown that has not moved for longer than the threshold (draining the gateway never
-    confirms; cooling the provider never releases)."""
+    """A teardown that has not moved for longer than the threshold (draining: the gateway never
+    confirms, or a growing provider's delete keeps failing; cooling: the provider never releases)."""
     if address.state is EgressState.DRAINING:
         return now - address.since > threshold
     if address.state is EgressState.COOLING and address.cool_until is not None:

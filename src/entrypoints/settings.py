@@ -457,8 +457,9 @@ class Settings:
     egress_cooldown: str = field(
         default="7d",
         metadata=_doc(
-            "A torn-down egress address rests this long before another user gets it (or it is "
-            "released at the provider), so nobody inherits a broker-side association."
+            "A torn-down address of a fixed pool (static) rests this long before another user gets "
+            "it, so nobody inherits a broker-side association. A billing provider's (hetzner) is "
+            "deleted there right after the detach instead."
         ),
     )
     egress_stuck_after: str = field(

@@ -73,7 +73,7 @@ def test_cooling_returns_to_the_pool_only_after_the_cooldown() -> None:
         egress.cooled(_address(EgressState.DRAINING, USER), NOW + COOLDOWN)
 
 
-def test_release_only_from_cooling_after_the_cooldown() -> None:
+def test_release_from_cooling_only_after_the_cooldown() -> None:
     cooling = _address(EgressState.COOLING, USER, cool_until=NOW + COOLDOWN)
     with pytest.raises(EgressTransitionRefused):
         egress.released(cooling, NOW)
@@ -82,6 +82,16 @@ def test_release_only_from_cooling_after_the_cooldown() -> None:
     assert egress.released(move.after, NOW + COOLDOWN) is None
     with pytest.raises(EgressTransitionRefused):
         egress.released(_address(EgressState.ALLOCATED, USER), NOW + COOLDOWN)
+    with pytest.raises(EgressTransitionRefused):
+        egress.released(_address(EgressState.AVAILABLE), NOW + COOLDOWN)
+
+
+def test_a_growing_providers_address_is_released_straight_from_draining() -> None:
+    # The job asks only after the gateway confirmed the detach and the provider the delete; an
+    # address given back leaves our pool, so no later holder of ours inherits it.
+    move = egress.released(_address(EgressState.DRAINING, USER), NOW)
+    assert move is not None and move.from_state is EgressState.DRAINING
+    assert move.to_state is EgressState.RELEASED and move.after.user_id is None
 
 
 def test_a_released_address_the_provider_hands_out_again_comes_back_through_the_pool() -> None:
@@ -95,7 +105,7 @@ def test_a_released_address_the_provider_hands_out_again_comes_back_through_the_
 def test_every_state_change_follows_the_lifecycle_table() -> None:
     assert egress.ALLOWED[EgressState.AVAILABLE] == {EgressState.ALLOCATED}
     assert egress.ALLOWED[EgressState.ALLOCATED] == {EgressState.DRAINING}
-    assert egress.ALLOWED[EgressState.DRAINING] == {EgressState.COOLING}
+    assert egress.ALLOWED[EgressState.DRAINING] == {EgressState.COOLING, EgressState.RELEASED}
     assert egress.ALLOWED[EgressState.COOLING] == {EgressState.AVAILABLE, EgressState.RELEASED}
 
 
