@@ -23,6 +23,12 @@ class InMemoryGateway:
         self.confirm = True
         self.down = False
         self.detached: list[tuple[UUID, str]] = []
+        self.cannot_send_from: set[str] = set()
+
+    async def unbindable(self, addresses: Sequence[str]) -> Sequence[str]:
+        if self.down:
+            raise EgressGatewayUnavailable("squid cache manager unreachable")
+        return [a for a in addresses if a in self.cannot_send_from]
 
     async def bindings(self) -> Sequence[GatewayBinding]:
         if self.down:

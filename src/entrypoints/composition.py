@@ -31,6 +31,7 @@ from adapters.crypto.secret_box import EnvelopeSecretBox
 from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner, EdDsaEgressCredentialVerifier
 from adapters.egress.hetzner.api_client import HetznerApiClient
 from adapters.egress.hetzner.primary_ips import HetznerPrimaryIpProvider
+from adapters.egress.host_addresses import IpRouteHostAddresses
 from adapters.egress.squid_config import EgressSquidConfig, SquidLayout
 from adapters.egress.squid_gateway import SquidEgressGateway
 from adapters.egress.squid_manager import SquidManager
@@ -341,6 +342,8 @@ def egress_gateway(settings: Settings, clock: Clock) -> EgressGateway | None:
         SsTunnelCutter() if settings.egress_cut_tunnels else None,
         clock,
         cached_answer_life=timedelta(seconds=settings.egress_squid_credentials_ttl_seconds),
+        pool=settings.egress_pool_addresses.addresses,  # what `render-squid` renders
+        host=IpRouteHostAddresses(),
     )
 
 

@@ -2,12 +2,18 @@
 Squid in tests/e2e/egress_gateway): what Squid's cache manager page says, and when a detach may
 be confirmed."""
 
+import os
+import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
+import pytest
+
+from adapters.egress.host_addresses import HostAddressesUnreadable, IpRouteHostAddresses, local_networks
 from adapters.egress.squid_gateway import SquidEgressGateway
 from adapters.egress.squid_manager import SquidManager, admitted_in, tunnels_in
-from application.ports.egress_gateway import GatewayBinding
+from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBinding
 from tests.unit.fakes import FakeClock
 
 USER = uuid.UUID("0124cb88-6548-49af-9b9d-f752fd888838")
@@ -105,3 +111,45 @@ async def test_without_a_cutter_a_detach_waits_for_the_tunnels_to_end() -> None:
     assert await gateway.detach(USER, "127.0.0.5") is False  # the first call started the wait
     clock.advance(seconds=1)
     assert await gateway.detach(USER, "127.0.0.5") is True
+
+
+class Host:
+    def __init__(self, local: set[str], fails: bool = False) -> None:
+        self.local, self.fails = local, fails
+
+    async def not_local(self, addresses: Sequence[str]) -> list[str]:
+        if self.fails:
+            raise HostAddressesUnreadable("ip: command not found")
+        return [a for a in addresses if a not in self.local]
+
+
+async def test_an_address_outside_squids_pool_or_not_on_the_host_cannot_be_sent_from() -> None:
+    host = Host({"127.0.0.5", "127.0.0.7"})
+    gateway = SquidEgressGateway(
+        Manager([]), None, FakeClock(), timedelta(seconds=5), pool=("127.0.0.5", "127.0.0.6"), host=host
+    )
+    # .5: rendered and held; .6: rendered, not held; .7: held, but squid.conf has no line for it.
+    assert await gateway.unbindable(["127.0.0.5", "127.0.0.6", "127.0.0.7"]) == ["127.0.0.6", "127.0.0.7"]
+    host.fails = True
+    with pytest.raises(EgressGatewayUnavailable, match="egress host"):
+        await gateway.unbindable(["127.0.0.5"])
+
+
+def test_the_local_routing_table_names_single_addresses_and_whole_blocks() -> None:
+    # `ip -4 -j route show table local` on a host with lo and a routed /29 made local.
+    listing = (
+        '[{"type":"local","dst":"127.0.0.0/8","dev":"lo"},{"type":"broadcast","dst":"127.255.255.255"},'
+        '{"type":"local","dst":"5.9.10.0/29","dev":"eth0"},{"type":"local","dst":"88.99.1.7","dev":"eth0"}]'
+    )
+    networks = local_networks(listing)
+    assert [str(n) for n in networks] == ["127.0.0.0/8", "5.9.10.0/29", "88.99.1.7/32"]
+    with pytest.raises(HostAddressesUnreadable):
+        local_networks("not json")
+
+
+async def test_this_hosts_own_routing_table_holds_loopback_and_not_a_documentation_address() -> None:
+    if shutil.which("ip") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("iproute2's `ip` is missing: the egress host needs it")
+        pytest.skip("iproute2's `ip` is not installed here")
+    assert await IpRouteHostAddresses().not_local(["127.0.0.5", "198.51.100.7"]) == ["198.51.100.7"]

@@ -2,6 +2,8 @@
 
 bindings(): the open tunnels and the logins Squid would admit from its cache right now, from
 Squid's cache manager (each login names user and address).
+unbindable(addresses): the ones outside the pool `render-squid` renders (Squid refuses a note
+naming them) or not held by the egress host (its local routing table).
 detach(user, address): the ledger has already unbound the address, so the helper refuses the
 user's next login at once; this cuts the tunnels still leaving from the address (`ss -K`) and
 confirms only when (1) Squid lists none of that user on that address, (2) no TCP connection
@@ -10,11 +12,12 @@ the first detach call, so not even a cached login can open a new tunnel afterwar
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from adapters.egress.host_addresses import HostAddressesUnreadable
 from adapters.egress.squid_manager import SquidManager
 from adapters.egress.tunnel_cutter import TunnelCutFailed
 from application.ports.clock import Clock
@@ -29,6 +32,10 @@ class TunnelCutter(Protocol):
     async def open_from(self, address: str) -> int: ...
 
 
+class HostAddresses(Protocol):
+    async def not_local(self, addresses: Sequence[str]) -> list[str]: ...
+
+
 class SquidEgressGateway:
     def __init__(
         self,
@@ -37,6 +44,8 @@ class SquidEgressGateway:
         clock: Clock,
         cached_answer_life: timedelta,
         settle: float = 0.2,
+        pool: Collection[str] = (),
+        host: HostAddresses | None = None,
     ) -> None:
         self.manager = manager
         self.cutter = cutter
@@ -44,10 +53,22 @@ class SquidEgressGateway:
         self.cached_answer_life = cached_answer_life
         self.settle = settle  # Squid closes the client side just after the server side is cut
         self._first_asked: dict[tuple[UUID, str], datetime] = {}
+        self.pool = frozenset(pool)  # the addresses squid.conf has a tcp_outgoing_address for
+        self.host = host
 
     async def bindings(self) -> Sequence[GatewayBinding]:
         seen = {*await self.manager.open_tunnels(), *await self.manager.admitted_logins()}
         return sorted(seen, key=lambda b: (b.address, str(b.user_id)))
+
+    async def unbindable(self, addresses: Sequence[str]) -> Sequence[str]:
+        outside = [a for a in addresses if a not in self.pool]
+        if self.host is None:
+            return outside
+        try:
+            not_held = await self.host.not_local([a for a in addresses if a in self.pool])
+        except (HostAddressesUnreadable, OSError) as error:
+            raise EgressGatewayUnavailable(f"the egress host's addresses: {error}") from error
+        return sorted({*outside, *not_held})
 
     async def detach(self, user_id: UUID, address: str) -> bool:
         # Remembered per process: a restart starts the wait again, which only delays.

@@ -22,6 +22,11 @@ class EgressGateway(Protocol):
         """What the gateway binds now: live admissions and open tunnels (the orphan audit)."""
         ...
 
+    async def unbindable(self, addresses: Sequence[str]) -> Sequence[str]:
+        """Of these addresses, the ones the gateway cannot send from (not in its configured pool,
+        or not held by the egress host): their holders' tunnels fail (the orphan audit's broken)."""
+        ...
+
     async def detach(self, user_id: UUID, address: str) -> bool:
         """Stops admitting the user on `address` and cuts (or waits out) their open tunnels.
         True once confirmed that no tunnel of theirs leaves from it; False: not yet, ask again."""

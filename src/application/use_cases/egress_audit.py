@@ -3,7 +3,8 @@
 - leaks: addresses the provider bills us for that the ledger does not hold (money);
 - missing: ledger addresses (not released) the provider no longer lists;
 - stale: allocations of closed, suspended, paused-too-long or no-longer-paying users;
-- broken: allocations the gateway does not bind;
+- broken: allocations whose address the gateway cannot send from (not in its pool, not held
+  by the egress host): every tunnel of the holder fails;
 - dangerous: gateway bindings the ledger does not know (traffic leaving from a wrong address);
 - stuck: teardowns that have not moved for longer than the threshold;
 - waiting: paying users the pool had no address for."""
@@ -126,8 +127,13 @@ class AuditEgress:
             for a in ledger
             if a.state is EgressState.ALLOCATED and a.user_id is not None
         }
-        bound = {(b.user_id, b.address) for b in bindings}
-        report.broken = [
-            a for a in ledger if a.state is EgressState.ALLOCATED and (a.user_id, a.address) not in bound
-        ]
+        allocated = [a for a in ledger if a.state is EgressState.ALLOCATED]
+        try:
+            unbindable = set(await gateway.unbindable([a.address for a in allocated]))
+        except EgressGatewayUnavailable as error:
+            report.unchecked.append(f"gateway: {error}")
+            unbindable = set()
+        # Squid binds a user only while their workers connect, so an idle holder is not broken;
+        # an address the gateway cannot send from fails every tunnel its holder opens.
+        report.broken = [a for a in allocated if a.address in unbindable]
         report.dangerous = [b for b in bindings if (b.user_id, b.address) not in live]

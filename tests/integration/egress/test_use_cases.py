@@ -183,7 +183,10 @@ async def test_the_audit_finds_leaks_stale_broken_dangerous_stuck_and_waiting(wo
     assert a and b and c
     assert (await world.ledger.allocate(waiting_user, SYSTEM, "t")).address is None
     await world.set_user(downgraded, plan="free")
-    world.gateway.bound = {(paying, a.address), (waiting_user, "127.0.0.99")}
+    # The paying holder is idle (no tunnel now: not a finding); the downgraded one's address is
+    # not on the egress host any more.
+    world.gateway.bound = {(waiting_user, "127.0.0.99")}
+    world.gateway.cannot_send_from = {b.address}
     async with world.ports.uow() as uow:
         from application.egress_ledger import start_teardown_of
 
