@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -249,6 +250,7 @@ from application.use_cases.two_factor import (
     SetupTotp,
 )
 from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
+from domain.egress import EgressState
 from domain.plans import PlanCatalog
 from domain.sso import SsoProvider
 from entrypoints.settings import Settings, parse_duration, parse_durations, parse_host_port, parse_limits
@@ -342,7 +344,9 @@ def egress_gateway(settings: Settings, clock: Clock) -> EgressGateway | None:
         SsTunnelCutter() if settings.egress_cut_tunnels else None,
         clock,
         cached_answer_life=timedelta(seconds=settings.egress_squid_credentials_ttl_seconds),
-        pool=settings.egress_pool_addresses.addresses,  # what `render-squid` renders
+        # What `render-squid` renders: the static pool; a growing provider's is rendered from
+        # the ledger again on a timer, so only the egress host's own addresses are checked.
+        pool=settings.egress_pool_addresses.addresses if settings.egress_provider == "static" else None,
         host=IpRouteHostAddresses(),
     )
 
@@ -1391,16 +1395,32 @@ def build_egress_helper(settings: Settings, *, clock: Clock | None = None) -> Eg
     )
 
 
+async def egress_ledger_addresses(settings: Settings) -> list[str]:
+    """Every address the ledger holds that is not given back: a growing provider's pool, which
+    squid.conf must name (the egress host reads the ledger already, for its helper)."""
+    engine = create_engine(settings.effective_database_url, pool_size=1)
+    try:
+        async with SqlUnitOfWorkFactory(engine)() as uow:
+            every = await uow.egress.every()
+    finally:
+        await engine.dispose()
+    return sorted((a.address for a in every if a.state is not EgressState.RELEASED), key=ip_address)
+
+
 def egress_squid_config(
-    settings: Settings, helper_command: str, layout: SquidLayout | None = None
+    settings: Settings,
+    helper_command: str,
+    layout: SquidLayout | None = None,
+    addresses: Sequence[str] | None = None,
 ) -> EgressSquidConfig:
     """squid.conf's static part from the settings: the static pool's addresses (or the ones
-    given), the broker targets, the helper and how long Squid may reuse its answers."""
+    given: a growing provider's, from the ledger), the broker targets, the helper and how long
+    Squid may reuse its answers."""
     manager = urlsplit(settings.egress_squid_manager_url or "http://127.0.0.1:3129/")
     return EgressSquidConfig(
         listen=parse_host_port("egress_squid_listen", settings.egress_squid_listen),
         manager_port=manager.port or 3129,
-        addresses=settings.egress_pool_addresses.addresses,
+        addresses=settings.egress_pool_addresses.addresses if addresses is None else addresses,
         targets=[parse_host_port("egress_broker_targets", t) for t in settings.egress_broker_targets],
         helper_command=helper_command,
         credentials_ttl_seconds=settings.egress_squid_credentials_ttl_seconds,

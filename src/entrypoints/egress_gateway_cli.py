@@ -58,9 +58,10 @@ def render_squid(
     coredump_dir: str | None,
 ) -> None:
     """squid.conf for the egress gateway: one tcp_outgoing_address per pool address (selected by
-    the helper's note), CONNECT only to BULWARK_EGRESS_BROKER_TARGETS, everything else denied."""
+    the helper's note), CONNECT only to BULWARK_EGRESS_BROKER_TARGETS, everything else denied.
+    The pool: BULWARK_EGRESS_POOL, or with a growing provider the ledger's addresses."""
     from adapters.egress.squid_config import SquidLayout, render_squid_conf
-    from entrypoints.composition import egress_squid_config
+    from entrypoints.composition import egress_ledger_addresses, egress_squid_config
 
     try:
         settings = load_settings()
@@ -71,8 +72,12 @@ def render_squid(
             access_log=access_log or defaults.access_log,
             coredump_dir=coredump_dir or defaults.coredump_dir,
         )
+        # A growing provider's pool is what the ledger holds (render again on a timer).
+        addresses = (
+            None if settings.egress_provider == "static" else asyncio.run(egress_ledger_addresses(settings))
+        )
         text = render_squid_conf(
-            egress_squid_config(settings, helper_command or _default_helper_command(), layout)
+            egress_squid_config(settings, helper_command or _default_helper_command(), layout, addresses)
         )
     except (SettingsError, ValueError) as error:
         click.echo(f"bulwark: error: {error}", err=True)

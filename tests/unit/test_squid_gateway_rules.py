@@ -153,3 +153,10 @@ async def test_this_hosts_own_routing_table_holds_loopback_and_not_a_documentati
             pytest.fail("iproute2's `ip` is missing: the egress host needs it")
         pytest.skip("iproute2's `ip` is not installed here")
     assert await IpRouteHostAddresses().not_local(["127.0.0.5", "198.51.100.7"]) == ["198.51.100.7"]
+
+
+async def test_with_squid_conf_rendered_from_the_ledger_only_the_host_is_checked() -> None:
+    gateway = SquidEgressGateway(
+        Manager([]), None, FakeClock(), timedelta(seconds=5), pool=None, host=Host({"5.75.0.2"})
+    )
+    assert await gateway.unbindable(["5.75.0.2", "5.75.0.3"]) == ["5.75.0.3"]

@@ -44,7 +44,7 @@ class SquidEgressGateway:
         clock: Clock,
         cached_answer_life: timedelta,
         settle: float = 0.2,
-        pool: Collection[str] = (),
+        pool: Collection[str] | None = (),
         host: HostAddresses | None = None,
     ) -> None:
         self.manager = manager
@@ -53,7 +53,8 @@ class SquidEgressGateway:
         self.cached_answer_life = cached_answer_life
         self.settle = settle  # Squid closes the client side just after the server side is cut
         self._first_asked: dict[tuple[UUID, str], datetime] = {}
-        self.pool = frozenset(pool)  # the addresses squid.conf has a tcp_outgoing_address for
+        # The addresses squid.conf has a tcp_outgoing_address for; None: rendered from the ledger.
+        self.pool = None if pool is None else frozenset(pool)
         self.host = host
 
     async def bindings(self) -> Sequence[GatewayBinding]:
@@ -61,11 +62,12 @@ class SquidEgressGateway:
         return sorted(seen, key=lambda b: (b.address, str(b.user_id)))
 
     async def unbindable(self, addresses: Sequence[str]) -> Sequence[str]:
-        outside = [a for a in addresses if a not in self.pool]
+        pool = self.pool
+        outside = [] if pool is None else [a for a in addresses if a not in pool]
         if self.host is None:
             return outside
         try:
-            not_held = await self.host.not_local([a for a in addresses if a in self.pool])
+            not_held = await self.host.not_local([a for a in addresses if pool is None or a in pool])
         except (HostAddressesUnreadable, OSError) as error:
             raise EgressGatewayUnavailable(f"the egress host's addresses: {error}") from error
         return sorted({*outside, *not_held})
