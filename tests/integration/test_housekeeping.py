@@ -17,12 +17,21 @@ from adapters.limiter.in_process import InProcessSlidingWindowLimiter
 from adapters.limiter.redis_key_trim import RedisRateLimitKeys
 from adapters.limiter.redis_sliding_window import RedisSlidingWindowLimiter
 from adapters.storage.expired_rows import SqlExpiredRows
-from adapters.storage.tables import mfa_challenges, one_time_tokens, refresh_tokens, sessions
+from adapters.storage.tables import (
+    admin_deletion_tokens,
+    broker_oauth_states,
+    mfa_challenges,
+    one_time_tokens,
+    refresh_tokens,
+    sessions,
+    sso_states,
+)
 from adapters.storage.unit_of_work import SqlUnitOfWork
 from application.ports.housekeeping import LimiterKeyCheck
 from application.ports.rate_limiter import RateLimit
 from application.use_cases.housekeeping import HousekeepingPolicy, RunHousekeeping
 from domain.one_time_tokens import OneTimeToken, TokenPurpose
+from domain.platform_admins import PlatformAdmin
 from domain.sessions import RefreshToken, Session
 from domain.users import User
 from tests.integration.storage_seed import new_org, new_session, new_user
@@ -174,6 +183,62 @@ async def test_spent_tokens_past_retention_go_and_unexpired_ones_stay(engine: As
     assert report.tokens_deleted == 3
     assert await ids_of(engine, one_time_tokens.c.token_hash) == {t.token_hash for t in kept}
     assert await ids_of(engine, mfa_challenges.c.token_hash) == {"open-challenge"}
+
+
+async def test_expired_flow_states_and_deletion_tokens_go_and_live_ones_stay(engine: AsyncEngine) -> None:
+    org = new_org(NOW - timedelta(days=400))
+    user = new_user(org, NOW - timedelta(days=400))
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.orgs.add(org)
+        await uow.users.add(user)
+        await uow.platform_admins.add(PlatformAdmin(user.id, "x", "p", b"e", NOW, factor_confirmed_at=NOW))
+        await uow.commit()
+    soon = NOW + timedelta(minutes=5)
+    async with engine.begin() as conn:
+        for name, expires_at in (("old", LONG_AGO), ("live", soon)):
+            created = expires_at - timedelta(minutes=10)
+            await conn.execute(
+                insert(broker_oauth_states).values(
+                    state_hash=f"oauth-{name}",
+                    user_id=user.id,
+                    org_id=org.id,
+                    session_id=uuid.uuid4(),
+                    scope="trading",
+                    browser_hash="b",
+                    created_at=created,
+                    expires_at=expires_at,
+                )
+            )
+            await conn.execute(
+                insert(sso_states).values(
+                    state_hash=f"sso-{name}",
+                    provider="google",
+                    purpose="login",
+                    nonce="n",
+                    code_verifier="v",
+                    browser_hash="b",
+                    return_to="/",
+                    created_at=created,
+                    expires_at=expires_at,
+                )
+            )
+            await conn.execute(
+                insert(admin_deletion_tokens).values(
+                    token_hash=f"deletion-{name}",
+                    admin_id=user.id,
+                    target_id=user.id,
+                    summary_digest="d",
+                    created_at=created,
+                    expires_at=expires_at,
+                )
+            )
+
+    report = await housekeeping(engine, batch_size=10)()
+
+    assert report.tokens_deleted == 3
+    assert await ids_of(engine, broker_oauth_states.c.state_hash) == {"oauth-live"}
+    assert await ids_of(engine, sso_states.c.state_hash) == {"sso-live"}
+    assert await ids_of(engine, admin_deletion_tokens.c.token_hash) == {"deletion-live"}
 
 
 async def test_a_batch_deletes_no_more_than_its_size(engine: AsyncEngine) -> None:

@@ -4,7 +4,11 @@ A batch picks its rows by an index (migration 0015: revoked_at, absolute_expires
 and, on PostgreSQL, skips rows another transaction holds (FOR UPDATE SKIP LOCKED): a purge never
 waits on a refresh or a login, and two workers purging at once take different rows. A session's
 refresh tokens go with it (ON DELETE CASCADE), so a batch's size is its sessions plus their
-tokens."""
+tokens.
+
+Spent tokens: one-time tokens and second-factor challenges (indexed by expiry, 0015), and the
+short-lived single-use states of the broker OAuth, SSO and confirmed-deletion flows (small tables
+once purged: a few minutes' worth of attempts)."""
 
 from datetime import datetime
 from typing import Any
@@ -12,7 +16,14 @@ from typing import Any
 from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.storage.tables import mfa_challenges, one_time_tokens, sessions
+from adapters.storage.tables import (
+    admin_deletion_tokens,
+    broker_oauth_states,
+    mfa_challenges,
+    one_time_tokens,
+    sessions,
+    sso_states,
+)
 
 _S = sessions.c
 
@@ -30,8 +41,13 @@ class SqlExpiredRows:
 
     async def purge_spent_tokens(self, expired_before: datetime, batch_size: int) -> int:
         deleted = 0
-        for table in (one_time_tokens, mfa_challenges):
-            key = table.c.token_hash
+        for table, key in (
+            (one_time_tokens, one_time_tokens.c.token_hash),
+            (mfa_challenges, mfa_challenges.c.token_hash),
+            (broker_oauth_states, broker_oauth_states.c.state_hash),
+            (sso_states, sso_states.c.state_hash),
+            (admin_deletion_tokens, admin_deletion_tokens.c.token_hash),
+        ):
             picked = select(key).where(table.c.expires_at < expired_before)
             deleted += await self._delete(table, key, picked, batch_size - deleted)
             if deleted >= batch_size:

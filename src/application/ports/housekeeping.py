@@ -15,8 +15,9 @@ class ExpiredRows(Protocol):
         ...
 
     async def purge_spent_tokens(self, expired_before: datetime, batch_size: int) -> int:
-        """Deletes up to `batch_size` one-time tokens and second-factor challenges that expired
-        before `expired_before`; the number deleted. Tokens not yet expired stay, used or not."""
+        """Deletes up to `batch_size` one-time tokens, second-factor challenges and the single-use
+        states of the broker OAuth, SSO and confirmed-deletion flows that expired before
+        `expired_before`; the number deleted. Tokens not yet expired stay, used or not."""
         ...
 
 
