@@ -6,6 +6,7 @@ unreachable; the provider unreachable, out of addresses, or not confirming a rel
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -35,7 +36,7 @@ class InMemoryGateway:
             raise EgressGatewayUnavailable("squid cache manager unreachable")
         return [GatewayBinding(user, address) for user, address in sorted(self.bound, key=str)]
 
-    async def detach(self, user_id: UUID, address: str) -> bool:
+    async def detach(self, user_id: UUID, address: str, unbound_at: datetime) -> bool:
         if self.down:
             raise EgressGatewayUnavailable("squid cache manager unreachable")
         self.detached.append((user_id, address))

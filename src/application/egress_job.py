@@ -72,26 +72,33 @@ class RunEgressJob:
         now = ports.clock.now()
         async with ports.uow() as uow:
             allocated = await uow.egress.in_states((EgressState.ALLOCATED,))
-        for held in allocated:
-            assert held.user_id is not None
+        for listed in allocated:
             async with ports.uow() as uow:
+                # Decided on the row as it is now, not as listed: a re-upgrade committed since
+                # the list was read has ended the grace, and must not be torn down.
+                held = await uow.egress.lock(listed.address)
+                if held is None or held.state is not EgressState.ALLOCATED or held.user_id != listed.user_id:
+                    continue
+                assert held.user_id is not None
                 user = await uow.users.get(held.user_id)
                 if user is None or user.status in (UserStatus.CLOSED, UserStatus.SUSPENDED):
                     why = "account closed" if user is None else f"account {user.status}"
                     report.teardowns_started += len(
                         await start_teardown_of(uow, held.user_id, now, SYSTEM, why)
                     )
+                elif ports.plans.is_paying(user.plan):
+                    # Paying again (a plan change whose own follow-up was lost): keeps the address.
+                    if egress.end_grace(held) is not None:
+                        await uow.egress.set_grace(held, None, now, SYSTEM, "paying again inside the grace")
                 elif egress.grace_over(held, now):
                     move = egress.start_teardown(held, now, SYSTEM, "downgrade grace over")
                     report.teardowns_started += bool(move and await uow.egress.apply(move))
-                elif not ports.plans.is_paying(user.plan):
+                else:
                     graced = egress.start_grace(held, now, ports.policy.downgrade_grace)
                     if graced is not None and await uow.egress.set_grace(
                         held, graced.grace_until, now, SYSTEM, "plan no longer paying"
                     ):
                         report.graces_started += 1
-                elif egress.end_grace(held) is not None:
-                    await uow.egress.set_grace(held, None, now, SYSTEM, "paying again inside the grace")
                 await uow.commit()
             await ports.after_step("holder followed")
 
@@ -125,7 +132,7 @@ class RunEgressJob:
         for address in draining:
             assert address.user_id is not None and ports.gateway is not None
             try:
-                confirmed = await ports.gateway.detach(address.user_id, address.address)
+                confirmed = await ports.gateway.detach(address.user_id, address.address, address.since)
             except EgressGatewayUnavailable as error:
                 report.held_back.append(f"{address.address}: gateway unavailable ({error})")
                 continue

@@ -197,7 +197,7 @@ class EgressLedger:
             try:
                 found = await self.ports.provider.acquire(egress.allocation_label(pending.attempt_id))
                 await self.ports.after_step("acquired")
-                await self.ports.provider.attach(found)
+                await self._attach_or_give_back(found)
                 allocation = await self._record_acquired(found, user_id, actor, reason)
                 if allocation is not None:
                     return allocation
@@ -212,6 +212,19 @@ class EgressLedger:
         except Exception:
             log.exception("could not tell the administrators now; the egress job tries again")
         return Allocation(None)
+
+    async def _attach_or_give_back(self, found: ProviderAddress) -> None:
+        """An address that cannot be routed to the egress host (Hetzner: it holds its one IPv4
+        already) is given back at once: kept, it would be billed and never used."""
+        provider = self.ports.provider
+        try:
+            await provider.attach(found)
+        except (EgressProviderExhausted, EgressProviderUnavailable):
+            try:
+                await provider.release(found)
+            except EgressProviderUnavailable:
+                log.warning("could not give back unattached %s; the audit lists it as a leak", found.address)
+            raise
 
     async def _record_acquired(
         self, found: ProviderAddress, user_id: UUID, actor: EgressActor, reason: str

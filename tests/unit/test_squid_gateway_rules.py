@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from adapters.egress.host_addresses import HostAddressesUnreadable, IpRouteHostAddresses, local_networks
-from adapters.egress.squid_gateway import SquidEgressGateway
+from adapters.egress.squid_gateway import ANSWER_IN_FLIGHT, SquidEgressGateway
 from adapters.egress.squid_manager import SquidManager, admitted_in, tunnels_in
 from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBinding
 from tests.unit.fakes import FakeClock
@@ -86,18 +86,21 @@ class Cutter:
 
 async def test_a_detach_is_confirmed_only_with_no_tunnel_no_socket_and_squids_cache_expired() -> None:
     clock = FakeClock()
+    unbound_at = clock.now()
     manager, cutter = Manager([GatewayBinding(USER, "127.0.0.5")]), Cutter(sockets=1)
     gateway = SquidEgressGateway(manager, cutter, clock, cached_answer_life=timedelta(seconds=5), settle=0)
-    assert await gateway.detach(USER, "127.0.0.5") is False  # a tunnel, a socket, a fresh cache
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is False  # a tunnel, a socket, a fresh cache
     assert cutter.cut_addresses == ["127.0.0.5"]
     manager.tunnels, cutter.sockets = [], 0
-    assert await gateway.detach(USER, "127.0.0.5") is False  # Squid may still admit a cached login
     clock.advance(seconds=5)
+    # Squid may still admit a login whose answer was read just before the unbinding.
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is False
+    clock.advance(ANSWER_IN_FLIGHT)
     cutter.sockets = 1
-    assert await gateway.detach(USER, "127.0.0.5") is False  # a connection still leaves from it
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is False  # a connection still leaves from it
     cutter.sockets = 0
     manager.tunnels = [GatewayBinding(USER, "127.0.0.6")]  # their new address is not this one
-    assert await gateway.detach(USER, "127.0.0.5") is True
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is True
     assert await gateway.bindings() == [GatewayBinding(USER, "127.0.0.6")]
 
 
@@ -105,12 +108,21 @@ async def test_without_a_cutter_a_detach_waits_for_the_tunnels_to_end() -> None:
     clock = FakeClock()
     manager = Manager([GatewayBinding(USER, "127.0.0.5")])
     gateway = SquidEgressGateway(manager, None, clock, cached_answer_life=timedelta(seconds=1), settle=0)
-    clock.advance(seconds=2)
-    assert await gateway.detach(USER, "127.0.0.5") is False
+    unbound_at = clock.advance(seconds=2)
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is False
     manager.tunnels = []
-    assert await gateway.detach(USER, "127.0.0.5") is False  # the first call started the wait
-    clock.advance(seconds=1)
-    assert await gateway.detach(USER, "127.0.0.5") is True
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is False  # Squid's cache may still admit
+    clock.advance(timedelta(seconds=1) + ANSWER_IN_FLIGHT)
+    assert await gateway.detach(USER, "127.0.0.5", unbound_at) is True
+
+
+async def test_a_detach_counts_from_the_ledgers_unbinding_so_a_new_process_confirms_too() -> None:
+    # `bulwark jobs run` from a timer is a new process (a new gateway object) every run.
+    clock = FakeClock()
+    unbound_at = clock.now()
+    clock.advance(seconds=1 + ANSWER_IN_FLIGHT.total_seconds())
+    fresh = SquidEgressGateway(Manager([]), None, clock, cached_answer_life=timedelta(seconds=1), settle=0)
+    assert await fresh.detach(USER, "127.0.0.5", unbound_at) is True
 
 
 class Host:

@@ -4,11 +4,14 @@ bindings(): the open tunnels and the logins Squid would admit from its cache rig
 Squid's cache manager (each login names user and address).
 unbindable(addresses): the ones outside the pool `render-squid` renders (Squid refuses a note
 naming them) or not held by the egress host (its local routing table).
-detach(user, address): the ledger has already unbound the address, so the helper refuses the
-user's next login at once; this cuts the tunnels still leaving from the address (`ss -K`) and
-confirms only when (1) Squid lists none of that user on that address, (2) no TCP connection
-leaves from the address, and (3) Squid's cached answers (`credentialsttl`) have expired since
-the first detach call, so not even a cached login can open a new tunnel afterwards."""
+detach(user, address, unbound_at): the ledger has already unbound the address, so the helper
+refuses the user's next login at once; this cuts the tunnels still leaving from the address
+(`ss -K`) and confirms only when (1) Squid lists none of that user on that address, (2) no TCP
+connection leaves from the address, and (3) Squid's cached answers (`credentialsttl`, plus a
+margin for an answer read just before the unbinding and delivered after) have expired since the
+ledger unbound it, so not even a cached login can open a new tunnel afterwards. The instant
+comes from the ledger, so a `bulwark jobs run` from a timer (a new process each time) confirms
+as soon as a run in one long-lived process would."""
 
 import asyncio
 import logging
@@ -24,6 +27,10 @@ from application.ports.clock import Clock
 from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBinding
 
 log = logging.getLogger("bulwark.egress.gateway")
+
+# A helper answer read from the ledger just before it unbound the address may reach Squid (and
+# be cached) a moment after: the batch's read and its delivery.
+ANSWER_IN_FLIGHT = timedelta(seconds=2)
 
 
 class TunnelCutter(Protocol):
@@ -52,7 +59,6 @@ class SquidEgressGateway:
         self.clock = clock
         self.cached_answer_life = cached_answer_life
         self.settle = settle  # Squid closes the client side just after the server side is cut
-        self._first_asked: dict[tuple[UUID, str], datetime] = {}
         # The addresses squid.conf has a tcp_outgoing_address for; None: rendered from the ledger.
         self.pool = None if pool is None else frozenset(pool)
         self.host = host
@@ -72,9 +78,7 @@ class SquidEgressGateway:
             raise EgressGatewayUnavailable(f"the egress host's addresses: {error}") from error
         return sorted({*outside, *not_held})
 
-    async def detach(self, user_id: UUID, address: str) -> bool:
-        # Remembered per process: a restart starts the wait again, which only delays.
-        first = self._first_asked.setdefault((user_id, address), self.clock.now())
+    async def detach(self, user_id: UUID, address: str, unbound_at: datetime) -> bool:
         if self.cutter is not None:
             try:
                 await self.cutter.cut(address)
@@ -83,11 +87,9 @@ class SquidEgressGateway:
             await asyncio.sleep(self.settle)
         tunnels = [b for b in await self.manager.open_tunnels() if b == GatewayBinding(user_id, address)]
         sockets = await self.cutter.open_from(address) if self.cutter is not None else 0
-        waited = self.clock.now() - first >= self.cached_answer_life
+        waited = self.clock.now() - unbound_at >= self.cached_answer_life + ANSWER_IN_FLIGHT
         confirmed = not tunnels and not sockets and waited
-        if confirmed:
-            self._first_asked.pop((user_id, address), None)
-        else:
+        if not confirmed:
             log.info(
                 "detach of %s from %s not confirmed yet: %d tunnels, %d sockets, cache %s",
                 user_id,

@@ -3,6 +3,7 @@ and the confirmation that a detached user's traffic has stopped (teardown phase 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -27,7 +28,8 @@ class EgressGateway(Protocol):
         or not held by the egress host): their holders' tunnels fail (the orphan audit's broken)."""
         ...
 
-    async def detach(self, user_id: UUID, address: str) -> bool:
+    async def detach(self, user_id: UUID, address: str, unbound_at: datetime) -> bool:
         """Stops admitting the user on `address` and cuts (or waits out) their open tunnels.
+        `unbound_at`: when the ledger unbound it (from then on the helper refuses new logins).
         True once confirmed that no tunnel of theirs leaves from it; False: not yet, ask again."""
         ...

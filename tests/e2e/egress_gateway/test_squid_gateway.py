@@ -196,15 +196,16 @@ async def test_a_torn_down_user_stops_at_once_and_their_open_tunnel_is_cut(world
     assert GatewayBinding(alice, alice_address) in seen and GatewayBinding(bob, world.addresses[bob]) in seen
 
     # Phase 1 begins: the ledger unbinds Alice's address.
+    unbound_at = datetime.now(UTC)
     async with SqlUnitOfWorkFactory(world.container.engine)() as uow:
-        assert await start_teardown_of(uow, alice, datetime.now(UTC), SYSTEM, "test teardown")
+        assert await start_teardown_of(uow, alice, unbound_at, SYSTEM, "test teardown")
         await uow.commit()
     # A login Squid has never seen goes to the helper, which refuses it at once.
     fresh = world.squid.credential(alice, alice_address, soon() + timedelta(seconds=1))
     assert (await world.squid.connect(proxy_username(alice, alice_address), fresh)).status == 407
     # Squid may reuse its last answer for credentialsttl (1 s here): the detach is not confirmed
     # before that has passed, whatever else holds.
-    assert await gateway.detach(alice, alice_address) is False
+    assert await gateway.detach(alice, alice_address, unbound_at) is False
     await asyncio.sleep(1.2)
     assert (await world.squid.connect(*world.login(alice))).status == 407
 

@@ -34,8 +34,8 @@ class RecordingGateway(InMemoryGateway):
         super().__init__()
         self.log = log
 
-    async def detach(self, user_id: UUID, address: str) -> bool:
-        confirmed = await super().detach(user_id, address)
+    async def detach(self, user_id: UUID, address: str, unbound_at: datetime) -> bool:
+        confirmed = await super().detach(user_id, address, unbound_at)
         with self.log.open("a") as out:
             out.write(json.dumps([str(user_id), address]) + "\n")
         return confirmed

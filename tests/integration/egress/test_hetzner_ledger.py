@@ -66,3 +66,16 @@ async def test_an_address_created_behind_the_ledgers_back_is_a_leak(
     behind = await world.provider.acquire("egress-made-by-hand")
     report = await AuditEgress(world.ports).run()
     assert behind.address in [leak.address for leak in report.leaks]
+
+
+async def test_an_address_the_egress_host_cannot_take_is_given_back_not_left_billed(
+    world_engine: AsyncEngine, sim: HetznerSimulator
+) -> None:
+    world = hetzner_world(world_engine, sim)
+    first, second = await world.users(2)
+    assert (await world.ledger.allocate(first, SYSTEM, "paying")).address is not None
+    # Hetzner assigns one Primary IPv4 per server: the second cannot be attached.
+    assert (await world.ledger.allocate(second, SYSTEM, "paying")).address is None
+    assert len(sim.primary_ips) == 1  # the second was deleted again, not left billed
+    report = await AuditEgress(world.ports).run()
+    assert report.leaks == [] and [w.user_id for w in report.waiting] == [second]

@@ -225,3 +225,41 @@ async def test_a_suspended_holder_loses_the_address_at_the_next_job(world: Egres
 
 def test_the_ledger_is_one_class_shared_by_every_entry() -> None:
     assert EgressLedger.allocate and EgressLedger.follow_plan
+
+
+async def test_a_re_upgrade_committed_while_the_job_works_through_its_list_keeps_the_address(
+    world: EgressWorld,
+) -> None:
+    first, second = await world.users(2)
+    await world.ledger.follow_plan(first, ADMIN)
+    kept = await world.ledger.follow_plan(second, ADMIN)
+    assert kept.address is not None
+    await world.set_user(second, plan="free")
+    await world.ledger.follow_plan(second, ADMIN)  # the grace starts
+    world.clock.current += 8 * DAY  # and is over when the job reads its list
+
+    async def pays_again_meanwhile(step: str) -> None:
+        if step == "holder followed" and await world.live(second) is not None:
+            await world.set_user(second, plan="pro")
+            await world.ledger.follow_plan(second, ADMIN)  # ends the grace
+
+    world.ports.after_step = pays_again_meanwhile
+    await world.job()
+    assert (await world.ledger_rows())[kept.address.address] == (EgressState.ALLOCATED, second)
+
+
+async def test_paying_again_after_the_grace_ran_out_but_before_the_job_keeps_the_address(
+    world: EgressWorld,
+) -> None:
+    (user,) = await world.users(1)
+    kept = await world.ledger.follow_plan(user, ADMIN)
+    assert kept.address is not None
+    await world.set_user(user, plan="free")
+    await world.ledger.follow_plan(user, ADMIN)
+    world.clock.current += 8 * DAY
+    await world.set_user(user, plan="pro")  # the plan change's own follow-up was lost
+    report = await world.job()
+    assert report.teardowns_started == 0
+    assert (await world.ledger_rows())[kept.address.address] == (EgressState.ALLOCATED, user)
+    async with world.ports.uow() as uow:
+        assert (await uow.egress.get(kept.address.address)).grace_until is None  # type: ignore[union-attr]
