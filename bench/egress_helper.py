@@ -167,7 +167,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
         def line(user: uuid.UUID, address: str, credential: str) -> tuple[bytes, bytes]:
             return (
-                f"{proxy_username(user, address)} {credential}".encode(),
+                f"{proxy_username(user, address, credential)} {credential}".encode(),
                 f"OK egress_address={address}".encode(),
             )
 

@@ -36,9 +36,10 @@ class EgressIssuer:
         if address is None:
             return None
         expires_at = (self.clock.now() + self.lifetime).replace(microsecond=0)
+        credential = self.signer.sign(user_id, address, expires_at)
         return EgressAccess(
             address=address,
-            username=proxy_username(user_id, address),
-            credential=self.signer.sign(user_id, address, expires_at),
+            username=proxy_username(user_id, address, credential),
+            credential=credential,
             expires_at=expires_at,
         )

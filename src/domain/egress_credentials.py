@@ -3,10 +3,14 @@
 address, minutes long; the gateway admits it only while the ledger still binds that address to
 that user, so a detach stops it at once whatever its remaining life."""
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 from uuid import UUID
 
 MIN_LIFETIME = timedelta(minutes=1)
@@ -27,29 +31,53 @@ class EgressCredential:
     address: str
     expires_at: datetime
 
-    @property
-    def username(self) -> str:
-        return proxy_username(self.user_id, self.address)
+
+class ProxyUsername(NamedTuple):
+    user_id: UUID
+    address: str
+    fingerprint: str  # of the one credential this username goes with
 
 
-def proxy_username(user_id: UUID, address: str) -> str:
-    """The proxy username names both, so Squid's own views (active requests, the access log)
-    say which user and which address every tunnel belongs to."""
-    return f"{user_id}@{address}"
+FINGERPRINT_LENGTH = 22  # base64url characters: 132 bits of the credential's SHA-256
+_FINGERPRINT_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def parse_proxy_username(text: str) -> tuple[UUID, str] | None:
-    user, sep, address = text.partition("@")
-    if not sep:
-        return None
+def credential_fingerprint(credential: str) -> str:
+    digest = hashlib.sha256(credential.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:FINGERPRINT_LENGTH]
+
+
+def proxy_username(user_id: UUID, address: str, credential: str) -> str:
+    """`<user>@<address>~<fingerprint of the credential>`: it names user and address, so Squid's
+    own views (active requests, the access log) say whose every tunnel is and where it leaves
+    from; and it is unguessable without the credential. Squid's auth cache keeps one password per
+    username and marks the entry good when any pending check of it succeeds, so with a username
+    anyone could spell, a bogus login sent during a genuine one's check was admitted with it."""
+    return f"{user_id}@{address}~{credential_fingerprint(credential)}"
+
+
+def parse_holder(user: str, address: str) -> tuple[UUID, str] | None:
+    """A user id and an IPv4 address, each in its one canonical spelling (Squid compares the
+    username as text), or None."""
     try:
         user_id = UUID(user)
         parsed = ipaddress.IPv4Address(address)
     except ValueError:
         return None
     if str(user_id) != user or str(parsed) != address:
-        return None  # one spelling only: the username is compared as text by Squid's caches
+        return None
     return user_id, address
+
+
+def parse_proxy_username(text: str) -> ProxyUsername | None:
+    user, sep, rest = text.partition("@")
+    address, tilde, fingerprint = rest.partition("~")
+    if not sep or not tilde or len(fingerprint) != FINGERPRINT_LENGTH:
+        return None
+    if not set(fingerprint) <= _FINGERPRINT_ALPHABET:
+        return None
+    holder = parse_holder(user, address)
+    return None if holder is None else ProxyUsername(holder[0], holder[1], fingerprint)
 
 
 def check_lifetime(lifetime: timedelta) -> timedelta:
@@ -59,12 +87,14 @@ def check_lifetime(lifetime: timedelta) -> timedelta:
 
 
 def admission(
-    credential: EgressCredential, username: str, live_address: str | None, now: datetime
+    credential: EgressCredential, username: str, presented: str, live_address: str | None, now: datetime
 ) -> EgressRefusal | None:
-    """None: admit, leaving from `credential.address`. Otherwise why not."""
+    """None: admit, leaving from `credential.address`. Otherwise why not. `presented` is the
+    credential as the worker sent it (the one `credential` was verified from)."""
     if credential.expires_at <= now:
         return EgressRefusal.EXPIRED
-    if username != credential.username:
+    expected = proxy_username(credential.user_id, credential.address, presented)
+    if not hmac.compare_digest(username.encode(), expected.encode()):
         return EgressRefusal.MISMATCH
     if live_address is None or live_address != credential.address:
         return EgressRefusal.UNBOUND

@@ -108,26 +108,43 @@ def test_a_vault_service_token_with_the_same_key_is_no_egress_credential() -> No
 
 def test_the_admission_rule() -> None:
     credential = EgressCredential(USER, ADDRESS, NOW + timedelta(minutes=5))
-    username = proxy_username(USER, ADDRESS)
-    assert admission(credential, username, ADDRESS, NOW) is None
-    assert admission(credential, username, ADDRESS, NOW + timedelta(minutes=5)) is EgressRefusal.EXPIRED
-    assert admission(credential, proxy_username(USER, "203.0.113.6"), ADDRESS, NOW) is EgressRefusal.MISMATCH
+    token = "header.claims.signature"
+    username = proxy_username(USER, ADDRESS, token)
+    assert admission(credential, username, token, ADDRESS, NOW) is None
     assert (
-        admission(credential, proxy_username(uuid.uuid4(), ADDRESS), ADDRESS, NOW) is EgressRefusal.MISMATCH
+        admission(credential, username, token, ADDRESS, NOW + timedelta(minutes=5)) is EgressRefusal.EXPIRED
     )
-    assert admission(credential, username, None, NOW) is EgressRefusal.UNBOUND
-    assert admission(credential, username, "203.0.113.6", NOW) is EgressRefusal.UNBOUND
+    for wrong in (
+        proxy_username(USER, "203.0.113.6", token),
+        proxy_username(uuid.uuid4(), ADDRESS, token),
+        proxy_username(USER, ADDRESS, "another.credential.altogether"),  # another credential's login
+        f"{USER}@{ADDRESS}",  # the login anyone could spell
+    ):
+        assert admission(credential, wrong, token, ADDRESS, NOW) is EgressRefusal.MISMATCH, wrong
+    assert admission(credential, username, token, None, NOW) is EgressRefusal.UNBOUND
+    assert admission(credential, username, token, "203.0.113.6", NOW) is EgressRefusal.UNBOUND
+
+
+def test_a_proxy_username_is_unguessable_without_its_credential() -> None:
+    one, other = proxy_username(USER, ADDRESS, "credential-1"), proxy_username(USER, ADDRESS, "credential-2")
+    assert one != other and one.startswith(f"{USER}@{ADDRESS}~") and len(one.split("~")[1]) == 22
+    assert one == proxy_username(USER, ADDRESS, "credential-1")  # the same credential, the same login
 
 
 def test_one_spelling_of_a_proxy_username() -> None:
-    assert parse_proxy_username(proxy_username(USER, ADDRESS)) == (USER, ADDRESS)
+    username = proxy_username(USER, ADDRESS, "token")
+    fingerprint = username.split("~")[1]
+    assert parse_proxy_username(username) == (USER, ADDRESS, fingerprint)
     for text in (
-        f"{str(USER).upper()}@{ADDRESS}",
-        f"{USER}@203.0.113.005",
-        f"{USER}@::1",
-        f"{USER.hex}@{ADDRESS}",
+        f"{str(USER).upper()}@{ADDRESS}~{fingerprint}",
+        f"{USER}@203.0.113.005~{fingerprint}",
+        f"{USER}@::1~{fingerprint}",
+        f"{USER.hex}@{ADDRESS}~{fingerprint}",
         f"{USER}",
-        f"{USER}@{ADDRESS}@x",
+        f"{USER}@{ADDRESS}",
+        f"{USER}@{ADDRESS}~{fingerprint[:-1]}",
+        f"{USER}@{ADDRESS}~{fingerprint[:-1]}+",
+        f"{USER}@{ADDRESS}~{fingerprint}@x",
     ):
         assert parse_proxy_username(text) is None, text
 
@@ -154,7 +171,8 @@ class Ledger:
 async def test_admission_reads_the_ledger_every_time_so_a_detach_stops_the_next_login() -> None:
     ledger = Ledger({USER: ADDRESS})
     admit = AdmitEgress(verifier(), ledger, FakeClock(NOW))
-    username, token = proxy_username(USER, ADDRESS), signer().sign(USER, ADDRESS, NOW + timedelta(minutes=5))
+    token = signer().sign(USER, ADDRESS, NOW + timedelta(minutes=5))
+    username = proxy_username(USER, ADDRESS, token)
     assert await admit(username, token) == EgressAdmitted(ADDRESS)
     assert await admit(username, token) == EgressAdmitted(ADDRESS)
     del ledger.bound[USER]
@@ -168,9 +186,16 @@ async def test_a_forged_expired_or_mismatched_login_costs_no_ledger_read() -> No
     admit = AdmitEgress(verifier(), ledger, clock)
     token = signer().sign(USER, ADDRESS, NOW + timedelta(minutes=5))
     stranger = signer(Ed25519PrivateKey.generate()).sign(USER, ADDRESS, NOW + timedelta(minutes=5))
-    assert await admit(proxy_username(USER, ADDRESS), stranger) == EgressRefused(EgressRefusal.FORGED)
+    assert await admit(proxy_username(USER, ADDRESS, stranger), stranger) == EgressRefused(
+        EgressRefusal.FORGED
+    )
     assert await admit("nobody", token) == EgressRefused(EgressRefusal.MALFORMED)
-    assert await admit(proxy_username(USER, "203.0.113.9"), token) == EgressRefused(EgressRefusal.MISMATCH)
+    assert await admit(proxy_username(USER, "203.0.113.9", token), token) == EgressRefused(
+        EgressRefusal.MISMATCH
+    )
+    # Another credential's login (what an attacker racing a genuine check would need): refused.
+    other = proxy_username(USER, ADDRESS, "x" + token)
+    assert await admit(other, token) == EgressRefused(EgressRefusal.MISMATCH)
     clock.advance(minutes=5)
-    assert await admit(proxy_username(USER, ADDRESS), token) == EgressRefused(EgressRefusal.EXPIRED)
+    assert await admit(proxy_username(USER, ADDRESS, token), token) == EgressRefused(EgressRefusal.EXPIRED)
     assert ledger.reads == 0

@@ -17,6 +17,7 @@ from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBi
 from tests.unit.fakes import FakeClock
 
 USER = uuid.UUID("0124cb88-6548-49af-9b9d-f752fd888838")
+FP = "AbCdEfGhIjKlMnOpQrSt-_"  # a credential's fingerprint (22 base64url characters)
 # Squid 5.7's `mgr:active_requests`, as the e2e test's Squid printed it (addresses shortened).
 PAGE = f"""Connection: 0x565257b71ac8
 \tFD 17, read 113, wrote 0
@@ -31,7 +32,7 @@ Connection: 0x565257b42738
 \tFD 12, read 100, wrote 54
 uri 127.0.0.1:38999
 logType TCP_TUNNEL
-username {USER}@127.0.0.5
+username {USER}@127.0.0.5~{FP}
 delay_pool 0
 
 Connection: 0x565257b42799
@@ -50,9 +51,9 @@ def test_the_cache_manager_page_names_each_tunnels_user_and_address() -> None:
 CACHE = f"""Cached Usernames: 4
 Type            State     Check TTL Cache TTL Username\tKey
 --------------- --------- --------- --------- ------------------------------
-AUTH_BASIC      Ok        3         3600      {USER}@127.0.0.5\t{USER}@127.0.0.5
-AUTH_BASIC      Ok        -2        3600      {USER}@127.0.0.6\t{USER}@127.0.0.6
-AUTH_BASIC      Failed    3         3600      {USER}@127.0.0.7\t{USER}@127.0.0.7
+AUTH_BASIC      Ok        3         3600      {USER}@127.0.0.5~{FP}\t{USER}@127.0.0.5~{FP}
+AUTH_BASIC      Ok        -2        3600      {USER}@127.0.0.6~{FP}\t{USER}@127.0.0.6~{FP}
+AUTH_BASIC      Failed    3         3600      {USER}@127.0.0.7~{FP}\t{USER}@127.0.0.7~{FP}
 AUTH_BASIC      Ok        3         3600      alice\talice
 """
 

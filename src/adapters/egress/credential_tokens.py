@@ -14,7 +14,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from application.ports.egress_credentials import EgressCredentialRefused
-from domain.egress_credentials import EgressCredential, EgressRefusal, parse_proxy_username
+from domain.egress_credentials import EgressCredential, EgressRefusal, parse_holder
 
 ALGORITHM = "EdDSA"
 TOKEN_TYPE = "egress+jwt"  # noqa: S105 - a token kind, not a secret
@@ -100,7 +100,7 @@ class EdDsaEgressCredentialVerifier:
                 # Expiry is the domain rule's, against the helper's clock.
                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
             )
-            parsed = parse_proxy_username(f"{claims['sub']}@{claims['addr']}")
+            parsed = parse_holder(str(claims["sub"]), str(claims["addr"]))
             expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             raise EgressCredentialRefused(EgressRefusal.FORGED) from None

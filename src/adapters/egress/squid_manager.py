@@ -1,7 +1,8 @@
 """Squid's cache manager, read over HTTP on its loopback port: `active_requests` lists every
 open client connection with the proxy username of the login it used, and `username_cache` the
 logins whose helper answer Squid may still reuse without asking (check TTL above zero). Our
-usernames are `<user id>@<address>`, so each says whose it is and where it leaves from."""
+usernames are `<user id>@<address>~<fingerprint>`, so each says whose it is and where it leaves
+from."""
 
 from collections.abc import Sequence
 

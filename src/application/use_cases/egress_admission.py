@@ -34,11 +34,11 @@ class AdmitEgress:
         except EgressCredentialRefused as refused:
             return EgressRefused(refused.reason)
         # Checked before the ledger is asked: a forged or stale credential costs no database read.
-        early = admission(verified, username, verified.address, self.clock.now())
+        early = admission(verified, username, credential, verified.address, self.clock.now())
         if early is not None:
             return EgressRefused(early)
         live = await self.bindings.live_address(verified.user_id)
-        refusal = admission(verified, username, live, self.clock.now())
+        refusal = admission(verified, username, credential, live, self.clock.now())
         if refusal is not None:
             return EgressRefused(refusal)
         return EgressAdmitted(verified.address)

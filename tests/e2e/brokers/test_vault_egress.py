@@ -17,7 +17,7 @@ from application.egress_ledger import start_teardown_of
 from application.ports.egress_provider import ProviderAddress
 from application.use_cases.egress_admission import AdmitEgress, EgressAdmitted, EgressRefused
 from domain.egress import SYSTEM
-from domain.egress_credentials import EgressRefusal
+from domain.egress_credentials import EgressRefusal, proxy_username
 from entrypoints.composition import egress_issuer
 from tests.e2e.broker_world import BrokerWorld, access, connect, service_token, trader
 
@@ -73,7 +73,8 @@ async def test_the_owners_address_and_a_credential_bound_to_it_stop_with_the_tea
     body = r.json()
     egress = body["egress"]
     assert body["egress_pending"] is False
-    assert egress["address"] == "127.0.0.7" and egress["username"] == f"{user_id}@127.0.0.7"
+    assert egress["address"] == "127.0.0.7"
+    assert egress["username"] == proxy_username(user_id, "127.0.0.7", egress["credential"])
     lifetime = timedelta(seconds=world.settings.egress_credential_ttl_seconds)
     expires = world.clock.now() + lifetime
     assert abs(datetime.fromisoformat(egress["expires_at"]) - expires) <= timedelta(seconds=1)

@@ -53,7 +53,8 @@ class World:
 
     def login(self, user: uuid.UUID) -> tuple[str, str]:
         address = self.addresses[user]
-        return proxy_username(user, address), self.squid.credential(user, address, soon())
+        credential = self.squid.credential(user, address, soon())
+        return proxy_username(user, address, credential), credential
 
     async def state_of(self, address: str) -> EgressState:
         async with SqlUnitOfWorkFactory(self.container.engine)() as uow:
@@ -128,15 +129,20 @@ async def test_a_credential_cannot_select_another_users_address(world: World) ->
     alice, bob = world.alice, world.bob
     alice_address, bob_address = world.addresses[alice], world.addresses[bob]
     alice_credential = world.squid.credential(alice, alice_address, soon())
+    bound_to_bob = world.squid.credential(alice, bob_address, soon())
+    bob_credential = world.squid.credential(bob, bob_address, soon())
     attempts = [
         # Alice's credential, asking for Bob's address or naming Bob.
-        (proxy_username(alice, bob_address), alice_credential),
-        (proxy_username(bob, bob_address), alice_credential),
+        (proxy_username(alice, bob_address, alice_credential), alice_credential),
+        (proxy_username(bob, bob_address, alice_credential), alice_credential),
         # A correctly signed credential binding Alice to Bob's address (as a stale or buggy
         # issuer might make): the ledger binds that address to Bob, so it is refused.
-        (proxy_username(alice, bob_address), world.squid.credential(alice, bob_address, soon())),
+        (proxy_username(alice, bob_address, bound_to_bob), bound_to_bob),
         # Alice's own username with Bob's credential.
-        (proxy_username(alice, alice_address), world.squid.credential(bob, bob_address, soon())),
+        (proxy_username(alice, alice_address, alice_credential), bob_credential),
+        # Bob's login with Alice's credential, and the login anyone could spell.
+        (proxy_username(bob, bob_address, bob_credential), alice_credential),
+        (f"{bob}@{bob_address}", bob_credential),
     ]
     for username, credential in attempts:
         tunnel = await world.squid.connect(username, credential)
@@ -152,7 +158,10 @@ async def test_traffic_without_an_allocation_is_refused(world: World) -> None:
     refused = [
         await world.squid.connect(None, None),  # no login at all
         await world.squid.connect(
-            proxy_username(carol, free_address), world.squid.credential(carol, free_address, soon())
+            proxy_username(
+                carol, free_address, carols := world.squid.credential(carol, free_address, soon())
+            ),
+            carols,
         ),
     ]
     assert [t.status for t in refused] == [407, 407]
@@ -170,7 +179,6 @@ async def test_traffic_without_an_allocation_is_refused(world: World) -> None:
 
 async def test_forged_and_expired_credentials_are_refused(world: World) -> None:
     alice, address = world.alice, world.addresses[world.alice]
-    username = proxy_username(alice, address)
     stranger = EdDsaEgressCredentialSigner(
         {"vk-test": Ed25519PrivateKey.generate()}, "vk-test", issuer=world.squid.signer.issuer
     )
@@ -179,7 +187,11 @@ async def test_forged_and_expired_credentials_are_refused(world: World) -> None:
     good = world.squid.credential(alice, address, soon())
     tampered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     for credential in (forged, expired, tampered, "not-a-credential", ""):
-        assert (await world.squid.connect(username, credential)).status == 407
+        assert (
+            await world.squid.connect(proxy_username(alice, address, credential), credential)
+        ).status == 407
+    username = proxy_username(alice, address, good)
+    assert (await world.squid.connect(username, "not-the-credential")).status == 407
     assert world.squid.broker.sources == []
     assert (await world.squid.connect(username, good)).status == 200  # the same login, genuine
 
@@ -202,7 +214,7 @@ async def test_a_torn_down_user_stops_at_once_and_their_open_tunnel_is_cut(world
         await uow.commit()
     # A login Squid has never seen goes to the helper, which refuses it at once.
     fresh = world.squid.credential(alice, alice_address, soon() + timedelta(seconds=1))
-    assert (await world.squid.connect(proxy_username(alice, alice_address), fresh)).status == 407
+    assert (await world.squid.connect(proxy_username(alice, alice_address, fresh), fresh)).status == 407
     # Squid may reuse its last answer for credentialsttl (1 s here): the detach is not confirmed
     # before that has passed, whatever else holds.
     assert await gateway.detach(alice, alice_address, unbound_at) is False
@@ -223,3 +235,29 @@ async def test_a_torn_down_user_stops_at_once_and_their_open_tunnel_is_cut(world
     assert await asyncio.wait_for(open_bob.reader.readline(), 5) == b"still here\n"
     assert await world.state_of(world.addresses[bob]) is EgressState.ALLOCATED
     open_bob.close()
+
+
+async def test_a_bogus_password_racing_a_genuine_login_is_never_admitted(world: World) -> None:
+    """Squid's auth cache keeps one password per username and marks the entry good when any
+    pending check of it succeeds: with a login anyone could spell, a bogus password sent while
+    the owner's genuine login was being checked rode on its answer. An attacker knows Bob's id and
+    address, not his credential, so not his login."""
+    bob = world.bob
+    bob_address = world.addresses[bob]
+    spellable = (f"{bob}@{bob_address}", proxy_username(bob, bob_address, "a guess"))
+    admitted: list[str] = []
+    for attempt in range(8):
+        await asyncio.sleep(1.1)  # past credentialsttl (1 s here): Bob's next login is checked again
+        genuine = asyncio.create_task(world.squid.connect(*world.login(bob)))
+        await asyncio.sleep(0)
+        racing = [
+            asyncio.create_task(world.squid.connect(name, f"bogus-{attempt}")) for name in spellable * 2
+        ]
+        results = await asyncio.gather(genuine, *racing)
+        assert results[0].status == 200
+        late = [await world.squid.connect(name, f"bogus-{attempt}") for name in spellable]
+        for tunnel in (*results, *late):
+            if tunnel.status == 200:
+                tunnel.close()
+        admitted += [t.source for t in (*results[1:], *late) if t.status == 200]
+    assert admitted == []
