@@ -843,18 +843,32 @@ def _check_egress_gateway(settings: Settings) -> None:
         parse_host_port("egress_broker_targets", target)
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+
 def parse_host_port(name: str, text: str) -> tuple[str, int]:
-    """`host:port` (a name or an IPv4 address; `[v6]:port`) -> (host, port)."""
+    """`host:port` (an ASCII host name or an IPv4 address) -> (host, port). It is written into
+    squid.conf, so nothing else passes: no IPv6 literal (the egress pool is IPv4, and an IPv6
+    destination would leave from the host's shared address), no leading dot (Squid reads
+    `.example.com` as every subdomain), no character Squid's parser would read as syntax."""
     host, sep, port = text.strip().rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    valid = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
-    if valid and not host.replace(".", "").replace("-", "").replace(":", "").isalnum():
-        valid = False
+    valid = bool(sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+    if valid and not (_HOST_NAME.fullmatch(host) and not host.replace(".", "").isdigit()):
+        valid = _is_ipv4(host)
     if not valid:
         raise SettingsError(
-            f"{env_name(name)}={text!r} is not valid: expected host:port, e.g. live.ctraderapi.com:5035"
+            f"{env_name(name)}={text!r} is not valid: expected host:port with an ASCII host name "
+            "or an IPv4 address, e.g. live.ctraderapi.com:5035"
         )
     return host, int(port)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(text)) == text
+    except ValueError:
+        return False
 
 
 EGRESS_PROVIDERS = ("static", "hetzner")

@@ -33,8 +33,9 @@ def test_one_outgoing_address_per_pool_address_selected_by_the_helpers_note() ->
         acl = f"bulwark_addr_{address.replace('.', '_')}"
         assert f"acl {acl} note egress_address {address}" in rendered
         assert f"tcp_outgoing_address {address} {acl}" in rendered
-    outgoing = [line for line in rendered if line.startswith("tcp_outgoing_address")]
-    assert len(outgoing) == 2 and all(len(line.split()) == 3 for line in outgoing)  # never unconditional
+    outgoing = [line for line in rendered if line.startswith("tcp_outgoing_address") and "100::1" not in line]
+    # The IPv4 lines: never unconditional.
+    assert len(outgoing) == 2 and all(len(line.split()) == 3 for line in outgoing)
 
 
 def test_only_connect_to_the_broker_targets_with_a_pool_address_and_nothing_else() -> None:
@@ -89,3 +90,38 @@ def test_settings_keep_squids_reuse_within_a_credentials_life(tmp_path: object) 
     rendered = render_squid_conf(egress_squid_config(base, "bulwark egress squid-helper"))
     assert "tcp_outgoing_address 127.0.0.3 bulwark_addr_127_0_0_3" in rendered
     assert "acl bulwark_target_0_port port 5035" in rendered
+
+
+def test_ipv6_destinations_bind_a_discard_address_so_they_never_leave_from_the_hosts_own() -> None:
+    rendered = lines()
+    # Unconditional and last: Squid applies it to IPv6 destinations only (the lines above are
+    # IPv4 and do not match them), and the host holds no address of RFC 6666's prefix.
+    assert rendered[-1] == "tcp_outgoing_address 100::1"
+    assert (
+        sum(1 for line in rendered if line.split()[:1] == ["tcp_outgoing_address"] and len(line.split()) == 2)
+        == 1
+    )
+
+
+def test_broker_targets_are_ascii_host_names_or_ipv4_addresses_and_nothing_squid_would_read_as_syntax() -> (
+    None
+):
+    base = Settings(egress_pool="127.0.0.2", egress_broker_targets=("127.0.0.1:5035",))
+    for good in ("live.ctraderapi.com:5035", "demo-1.ctraderapi.com:443", "198.51.100.9:443", "broker:80"):
+        validate(dataclasses.replace(base, egress_broker_targets=(good,)))
+    for wrong in (
+        "[::1]:5035",  # IPv6: would leave from the host's shared address
+        "[2001:db8::1]:443",
+        ".ctraderapi.com:443",  # Squid reads a leading dot as every subdomain
+        "live..ctraderapi.com:443",
+        "-live.ctraderapi.com:443",
+        "lïve.ctraderapi.com:443",
+        "live.ctraderapi.com:\uff15\uff10\uff13\uff15",  # full-width digits
+        "999.1.1.1:443",
+        "10.0.0.01:443",
+        "live.ctraderapi.com :443",
+        "live.ctraderapi.com\nhttp_access allow all:443",
+        "live.ctraderapi.com#x:443",
+    ):
+        with pytest.raises(SettingsError):
+            validate(dataclasses.replace(base, egress_broker_targets=(wrong,)))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 NOTE_KEY = "egress_address"
+IPV6_DISCARD = "100::1"  # RFC 6666: a discard-only prefix no host holds
 
 
 @dataclass(frozen=True)
@@ -111,4 +112,12 @@ def render_squid_conf(config: EgressSquidConfig) -> str:
     for address in config.addresses:
         lines.append(f"acl {_acl_name(address)} note {NOTE_KEY} {address}")
         lines.append(f"tcp_outgoing_address {address} {_acl_name(address)}")
+    lines += [
+        "",
+        "# Squid skips every line above for an IPv6 destination (they are IPv4) and would let the",
+        "# kernel pick the host's own, shared IPv6 address. A broker name with an AAAA record must",
+        "# not leave from there: IPv6 connections bind an address of the discard-only prefix",
+        "# (RFC 6666), which the host does not hold, so they fail and Squid uses the IPv4 path.",
+        f"tcp_outgoing_address {IPV6_DISCARD}",
+    ]
     return "\n".join(lines) + "\n"

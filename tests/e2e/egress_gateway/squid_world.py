@@ -98,9 +98,11 @@ class BrokerEcho:
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     server: asyncio.Server | None = None
 
+    hosts: tuple[str, ...] = ("127.0.0.1",)  # ("127.0.0.1", "::1"): a dual-stack broker
+
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
+        self.port = free_port()
+        self.server = await asyncio.start_server(self._serve, list(self.hosts), self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = writer.get_extra_info("peername")[0]
@@ -210,10 +212,10 @@ def helper_environment(settings: Settings, extra: Mapping[str, str]) -> dict[str
     return env
 
 
-async def start_squid(gateway: SquidGateway, helper_env: Mapping[str, str]) -> None:
+async def start_squid(gateway: SquidGateway, helper_env: Mapping[str, str], extra_lines: str = "") -> None:
     directory = gateway.directory
     conf = directory / "squid.conf"
-    conf.write_text(render_for_test(gateway.settings, directory))
+    conf.write_text(render_for_test(gateway.settings, directory) + extra_lines)
     conf.chmod(0o644)
     # A service name of its own: Squid names its shared-memory segments after it, so test runs
     # (and a system Squid) never collide.

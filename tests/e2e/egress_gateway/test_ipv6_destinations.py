@@ -1,0 +1,130 @@
+"""A broker name with an AAAA record, through the real Squid: the rendered squid.conf has IPv4
+outgoing addresses only, which Squid skips for an IPv6 destination, so without the discard-prefix
+line the kernel would pick the egress host's own IPv6 address, shared by every user. An IPv6-only
+broker is refused, a dual-stack one is reached from the user's own IPv4 address, and a pool
+address the host does not hold fails rather than fall back to IPv6."""
+
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner
+from domain.egress_credentials import proxy_username
+from entrypoints.composition import build_container, egress_issuer
+from tests.e2e.conftest import make_settings
+from tests.e2e.egress_gateway.squid_world import (
+    POOL,
+    BrokerEcho,
+    SquidGateway,
+    free_port,
+    helper_command,
+    helper_environment,
+    squid_binary,
+    squid_directory,
+    start_squid,
+    stop_squid,
+    write_verify_keys,
+)
+from tests.integration.egress.seed import seed_users
+
+BROKER_NAME = "broker.test"
+
+
+def ipv6_loopback() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this host has no IPv6 loopback (::1): nothing to leak over")
+
+
+@dataclass
+class Scene:
+    squid: SquidGateway
+    address: str
+    login: tuple[str, str]
+
+
+@contextlib.asynccontextmanager
+async def scene(tmp_path: Path, database_url: str, pool: str, names: str) -> AsyncIterator[Scene]:
+    """Squid whose hosts file gives the broker's name `names` (test-only: stands in for DNS)."""
+    squid_binary()
+    ipv6_loopback()
+    broker = BrokerEcho(hosts=("127.0.0.1", "::1"))
+    await broker.start()
+    directory = squid_directory()
+    hosts = directory / "hosts"
+    hosts.write_text(names)
+    hosts.chmod(0o644)
+    verify_keys, kid, key = write_verify_keys(directory)
+    port, manager_port = free_port(), free_port()
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        egress_pool=pool,
+        egress_broker_targets=(f"{BROKER_NAME}:{broker.port}",),
+        egress_squid_listen=f"127.0.0.1:{port}",
+        egress_squid_manager_url=f"http://127.0.0.1:{manager_port}/squid-internal-mgr/",
+        egress_squid_credentials_ttl_seconds=1,
+        egress_verify_keys_file=verify_keys,
+        egress_helper_children=1,
+    )
+    container = build_container(settings)
+    (user,) = await seed_users(container.engine, 1, plan="pro")
+    await container.egress.job()
+    address = await container.egress.bindings.live_address(user)
+    assert address is not None
+    signer = EdDsaEgressCredentialSigner({kid: key}, kid, issuer=egress_issuer(settings))
+    squid = SquidGateway(settings, port, manager_port, broker, signer, directory)
+    credential = signer.sign(user, address, datetime.now(UTC) + timedelta(minutes=5))
+    await start_squid(squid, helper_environment(settings, helper_command()[1]), f"hosts_file {hosts}\n")
+    try:
+        yield Scene(squid, address, (proxy_username(user, address, credential), credential))
+    finally:
+        stop_squid(squid)
+        await broker.stop()
+        await container.stop()
+        if not os.environ.get("KEEP_SQUID_DIR"):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+async def tunnels(world: Scene) -> list[tuple[int, str]]:
+    seen = []
+    for _ in range(3):
+        tunnel = await world.squid.connect(*world.login, target=(BROKER_NAME, world.squid.broker.port))
+        seen.append((tunnel.status, tunnel.source))
+        tunnel.close()
+    return seen
+
+
+async def test_an_ipv6_only_broker_is_refused_not_reached_from_the_hosts_shared_address(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    async with scene(tmp_path, fresh_pg_url, ",".join(POOL), f"::1 {BROKER_NAME}\n") as world:
+        assert [status for status, _ in await tunnels(world)] == [503, 503, 503]
+        assert world.squid.broker.sources == []
+
+
+async def test_a_dual_stack_broker_is_reached_from_the_users_own_ipv4_address(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    names = f"::1 {BROKER_NAME}\n127.0.0.1 {BROKER_NAME}\n"
+    async with scene(tmp_path, fresh_pg_url, ",".join(POOL), names) as world:
+        assert await tunnels(world) == [(200, world.address)] * 3
+        assert set(world.squid.broker.sources) == {world.address}
+
+
+async def test_a_pool_address_the_host_does_not_hold_fails_rather_than_fall_back_to_ipv6(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    names = f"::1 {BROKER_NAME}\n127.0.0.1 {BROKER_NAME}\n"
+    async with scene(tmp_path, fresh_pg_url, "198.51.100.7", names) as world:
+        assert [status for status, _ in await tunnels(world)] == [503, 503, 503]
+        assert world.squid.broker.sources == []
