@@ -17,6 +17,7 @@ from uuid import UUID
 from application.ports.clock import Clock
 from application.ports.egress_gateway import EgressGateway
 from application.ports.egress_provider import (
+    EgressAttachRefused,
     EgressProvider,
     EgressProviderExhausted,
     EgressProviderUnavailable,
@@ -40,6 +41,7 @@ from domain.users import UserStatus
 log = logging.getLogger("bulwark.egress")
 
 _ATTEMPTS = 5  # an address taken from under us is tried again this often
+PROVIDER_FULL_BACKOFF = timedelta(minutes=15)  # a growing provider that said "full" is left alone
 _TAKEN_MEANWHILE = object()
 
 
@@ -106,6 +108,8 @@ async def start_teardown_of(
 class EgressLedger:
     def __init__(self, ports: EgressPorts) -> None:
         self.ports = ports
+        self._provider_full = ""
+        self._provider_full_until: datetime | None = None
 
     async def allocate(self, user_id: UUID, actor: EgressActor, reason: str) -> Allocation:
         """The user's live address, allocating one when they have none and may hold one.
@@ -193,7 +197,15 @@ class EgressLedger:
             pending = await uow.egress.wait(user_id, now, uuid.uuid4())
             await uow.commit()
         error = "the pool has no available address"
-        if self.ports.provider.grows:
+        now = self.ports.clock.now()
+        if (
+            self.ports.provider.grows
+            and self._provider_full_until is not None
+            and now < self._provider_full_until
+        ):
+            until = f"{self._provider_full_until:%H:%M} UTC"
+            error = f"{self.ports.provider.name}: full until {until} ({self._provider_full})"
+        elif self.ports.provider.grows:
             try:
                 found = await self.ports.provider.acquire(egress.allocation_label(pending.attempt_id))
                 await self.ports.after_step("acquired")
@@ -201,7 +213,12 @@ class EgressLedger:
                 allocation = await self._record_acquired(found, user_id, actor, reason)
                 if allocation is not None:
                     return allocation
-            except (EgressProviderExhausted, EgressProviderUnavailable) as failure:
+            except EgressProviderExhausted as failure:
+                # Asked again only after a while: each try may create and delete a billed address,
+                # and every worker runs the job.
+                self._provider_full, self._provider_full_until = str(failure), now + PROVIDER_FULL_BACKOFF
+                error = f"{self.ports.provider.name}: {failure}"
+            except EgressProviderUnavailable as failure:
                 error = f"{self.ports.provider.name}: {failure}"
         async with self.ports.uow() as uow:
             await uow.egress.failed_attempt(user_id, error)
@@ -214,16 +231,23 @@ class EgressLedger:
         return Allocation(None)
 
     async def _attach_or_give_back(self, found: ProviderAddress) -> None:
-        """An address that cannot be routed to the egress host (Hetzner: it holds its one IPv4
-        already) is given back at once: kept, it would be billed and never used."""
+        """An address the egress host refuses (Hetzner: it holds its one IPv4 already) is given
+        back at once: kept, it would be billed and never used. Only on that refusal, and only
+        while the ledger does not hold it: an assign that lost a race with a concurrent
+        allocation of the same attempt fails otherwise, and that allocation records the address."""
         provider = self.ports.provider
         try:
             await provider.attach(found)
-        except (EgressProviderExhausted, EgressProviderUnavailable):
-            try:
-                await provider.release(found)
-            except EgressProviderUnavailable:
-                log.warning("could not give back unattached %s; the audit lists it as a leak", found.address)
+        except EgressAttachRefused:
+            async with self.ports.uow() as uow:
+                held = await uow.egress.get(found.address)
+            if held is None or held.state is EgressState.RELEASED:
+                try:
+                    await provider.release(found)
+                except EgressProviderUnavailable:
+                    log.warning(
+                        "could not give back unattached %s; the audit lists it as a leak", found.address
+                    )
             raise
 
     async def _record_acquired(

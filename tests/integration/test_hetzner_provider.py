@@ -11,6 +11,7 @@ from adapters.egress.hetzner.api_client import HetznerApiClient, RetryPolicy
 from adapters.egress.hetzner.errors import HetznerApiError, NotOurPrimaryIp
 from adapters.egress.hetzner.primary_ips import HetznerPrimaryIpProvider
 from application.ports.egress_provider import (
+    EgressAttachRefused,
     EgressProviderExhausted,
     EgressProviderUnavailable,
     ProviderAddress,
@@ -201,12 +202,13 @@ async def test_hetzner_refusals_on_assign_say_what_to_fix(sim: HetznerSimulator)
     hetzner = provider(sim)
     first, second = await hetzner.acquire("user-13"), await hetzner.acquire("user-14")
     sim.servers[EGRESS_HOST].status = "running"
-    with pytest.raises(HetznerApiError, match="server_not_stopped"):
+    # The host refuses it: EgressAttachRefused (the ledger gives such an address back).
+    with pytest.raises(EgressAttachRefused, match="server_not_stopped"):
         await hetzner.attach(first)
     sim.servers[EGRESS_HOST].status = "off"
     await hetzner.attach(first)
     # Hetzner's documented limit: one Primary IPv4 per server.
-    with pytest.raises(HetznerApiError, match="server_has_ipv4"):
+    with pytest.raises(EgressAttachRefused, match="server_has_ipv4"):
         await hetzner.attach(second)
 
 

@@ -18,6 +18,11 @@ class EgressProviderExhausted(Exception):
     """The provider cannot give another address (a fixed pool, or a quota reached)."""
 
 
+class EgressAttachRefused(EgressProviderExhausted):
+    """The egress host cannot take this address (Hetzner: it holds its one Primary IPv4, or it
+    is running): no retry of the same address will succeed, so it is given back."""
+
+
 class EgressProviderUnavailable(Exception):
     """The provider did not answer usefully after its retries; try again later."""
 
@@ -37,7 +42,8 @@ class EgressProvider(Protocol):
         ...
 
     async def attach(self, address: ProviderAddress) -> None:
-        """Routes the address to the egress host (Hetzner: assign). Idempotent."""
+        """Routes the address to the egress host (Hetzner: assign). Idempotent. Raises
+        EgressAttachRefused when the host cannot take it, EgressProviderUnavailable otherwise."""
         ...
 
     async def detach(self, address: ProviderAddress) -> None:

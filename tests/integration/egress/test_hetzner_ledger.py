@@ -3,7 +3,9 @@ simulator: what the issue asks of the provider, seen from the ledger's side (a c
 was lost is adopted, a delete that fails leaves the address `draining` until a retry is
 confirmed, an address created behind the ledger's back is a leak in the audit)."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -79,3 +81,43 @@ async def test_an_address_the_egress_host_cannot_take_is_given_back_not_left_bil
     assert len(sim.primary_ips) == 1  # the second was deleted again, not left billed
     report = await AuditEgress(world.ports).run()
     assert report.leaks == [] and [w.user_id for w in report.waiting] == [second]
+
+
+async def test_concurrent_allocations_of_one_user_never_delete_the_address_one_of_them_records(
+    world_engine: AsyncEngine, sim: HetznerSimulator
+) -> None:
+    # The job in two workers and an admin's plan change share the user's attempt, so its label:
+    # all adopt one Primary IP and race to assign it. The losers' refusals are no reason to
+    # give it back.
+    world = hetzner_world(world_engine, sim)
+    for _ in range(5):
+        (user,) = await world.users(1)
+        for ip in sim.primary_ips:  # the egress host's one IPv4 slot, freed for this round
+            ip["assignee_id"] = None
+        sim.lose_create_answers = 1  # every caller then finds the address by its label
+        await asyncio.gather(*(world.ledger.allocate(user, SYSTEM, "paying") for _ in range(4)))
+        live = await world.live(user)
+        if live is not None:
+            assert live in [ip["ip"] for ip in sim.primary_ips], "the ledger binds a deleted address"
+
+
+async def test_a_full_egress_host_is_not_asked_again_on_every_run(
+    world_engine: AsyncEngine, sim: HetznerSimulator
+) -> None:
+    world = hetzner_world(world_engine, sim)
+    first, second = await world.users(2)
+    assert (await world.ledger.allocate(first, SYSTEM, "paying")).address is not None
+    creates = len([r for r in sim.calls("POST", "/v1/primary_ips") if r.path == "/v1/primary_ips"])
+    for _ in range(5):  # the job in every worker, every minute
+        await world.job()
+    assert await world.live(second) is None
+    # One create (given back: the host holds its one IPv4), then left alone for a while.
+    assert (
+        len([r for r in sim.calls("POST", "/v1/primary_ips") if r.path == "/v1/primary_ips"]) == creates + 1
+    )
+    assert len(sim.primary_ips) == 1
+    world.clock.current += timedelta(minutes=16)
+    await world.job()
+    assert (
+        len([r for r in sim.calls("POST", "/v1/primary_ips") if r.path == "/v1/primary_ips"]) == creates + 2
+    )

@@ -23,6 +23,7 @@ from typing import Any
 from adapters.egress.hetzner.api_client import HetznerApiClient
 from adapters.egress.hetzner.errors import HetznerApiError, HetznerNoAnswer, NotOurPrimaryIp
 from application.ports.egress_provider import (
+    EgressAttachRefused,
     EgressProviderExhausted,
     EgressProviderUnavailable,
     ProviderAddress,
@@ -38,6 +39,8 @@ MAX_PAGES = 1000
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 # Codes meaning "no more addresses for this project/location", not "try the same call again soon".
 EXHAUSTED_CODES = frozenset({"resource_limit_exceeded", "resource_unavailable"})
+# The egress host cannot take another Primary IPv4 (it holds one), or not while it runs.
+HOST_REFUSES_CODES = frozenset({"server_has_ipv4", "server_not_stopped"})
 
 
 class HetznerPrimaryIpProvider:
@@ -107,11 +110,16 @@ class HetznerPrimaryIpProvider:
                 f"Primary IP {address.address} is assigned to server {ip['assignee_id']}, "
                 f"not the egress host {self._server_id}"
             )
-        _status, body = await self._api.call(
-            "POST",
-            f"/primary_ips/{address.provider_ref}/actions/assign",
-            json={"assignee_id": self._server_id, "assignee_type": "server"},
-        )
+        try:
+            _status, body = await self._api.call(
+                "POST",
+                f"/primary_ips/{address.provider_ref}/actions/assign",
+                json={"assignee_id": self._server_id, "assignee_type": "server"},
+            )
+        except HetznerApiError as error:
+            if error.code in HOST_REFUSES_CODES:
+                raise EgressAttachRefused(str(error)) from None
+            raise
         await self._finish(body.get("action"))
 
     async def detach(self, address: ProviderAddress) -> None:
