@@ -9,8 +9,9 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.storage.tables import egress_addresses
+from adapters.storage.tables import egress_addresses, users
 from domain.egress import EgressState
+from domain.users import UserStatus
 
 _A = egress_addresses.c
 MAX_BATCH = 256
@@ -43,8 +44,12 @@ class BatchedEgressBindingLookup:
         try:
             async with self.engine.connect() as connection:
                 rows = await connection.execute(
-                    select(_A.user_id, _A.address).where(
-                        _A.state == str(EgressState.ALLOCATED), _A.user_id.in_(list(batch))
+                    select(_A.user_id, _A.address)
+                    .join(users, users.c.id == _A.user_id)
+                    .where(
+                        _A.state == str(EgressState.ALLOCATED),
+                        _A.user_id.in_(list(batch)),
+                        users.c.status == str(UserStatus.ACTIVE),  # a paused holder stops at once
                     )
                 )
                 live = {row.user_id: row.address for row in rows}

@@ -310,7 +310,13 @@ class SqlEgressRepository:
         await self.connection.execute(delete(egress_waiting).where(_W.user_id == user_id))
 
 
-_LIVE_ADDRESS = select(_A.address).where(_A.state == str(EgressState.ALLOCATED))
+# Only while the account is active: a paused or closed holder's logins stop at once, before the
+# job gets to their teardown (a pause keeps the address, for the unpause).
+_LIVE_ADDRESS = (
+    select(_A.address)
+    .join(users, users.c.id == _A.user_id)
+    .where(_A.state == str(EgressState.ALLOCATED), users.c.status == str(UserStatus.ACTIVE))
+)
 
 
 class SqlEgressBindingLookup:

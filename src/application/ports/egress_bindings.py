@@ -7,6 +7,7 @@ from uuid import UUID
 
 class EgressBindingLookup(Protocol):
     async def live_address(self, user_id: UUID) -> str | None:
-        """The address bound to the user in state `allocated`, else None (draining, cooling,
-        released or never allocated all mean: no broker traffic)."""
+        """The address bound to the user in state `allocated` while their account is active, else
+        None (draining, cooling, released, never allocated, or the account paused or closed all
+        mean: no broker traffic)."""
         ...

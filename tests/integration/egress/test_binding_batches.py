@@ -77,3 +77,18 @@ async def test_a_failed_read_fails_every_login_of_its_batch(world: EgressWorld) 
         event.remove(world.engine.sync_engine, "before_cursor_execute", broken)
     assert all(isinstance(o, Exception) for o in outcomes)  # the helper answers BH: Squid denies
     assert [await lookup.live_address(u) for u in held] == list(held.values())
+
+
+async def test_a_paused_or_closed_holder_is_refused_at_once_and_an_unpaused_one_again_admitted(
+    world: EgressWorld,
+) -> None:
+    held = await allocated(world, 2)
+    paused, closed = list(held)
+    await world.set_user(paused, status="paused")
+    await world.set_user(closed, status="closed")
+    for lookup in (BatchedEgressBindingLookup(world.engine), SqlEgressBindingLookup(world.engine)):
+        # Before the job tears anything down: the address is still allocated in the ledger.
+        assert await lookup.live_address(paused) is None
+        assert await lookup.live_address(closed) is None
+    await world.set_user(paused, status="active")  # the pause kept the address
+    assert await BatchedEgressBindingLookup(world.engine).live_address(paused) == held[paused]
