@@ -79,14 +79,17 @@ class SquidEgressGateway:
         return sorted({*outside, *not_held})
 
     async def detach(self, user_id: UUID, address: str, unbound_at: datetime) -> bool:
-        if self.cutter is not None:
-            try:
+        sockets = 0
+        try:
+            if self.cutter is not None:
                 await self.cutter.cut(address)
-            except TunnelCutFailed as failed:
-                raise EgressGatewayUnavailable(str(failed)) from failed
-            await asyncio.sleep(self.settle)
-        tunnels = [b for b in await self.manager.open_tunnels() if b == GatewayBinding(user_id, address)]
-        sockets = await self.cutter.open_from(address) if self.cutter is not None else 0
+                await asyncio.sleep(self.settle)
+            tunnels = [b for b in await self.manager.open_tunnels() if b == GatewayBinding(user_id, address)]
+            if self.cutter is not None:
+                sockets = await self.cutter.open_from(address)
+        except TunnelCutFailed as failed:
+            # Unconfirmable: this teardown waits, the job goes on with the others.
+            raise EgressGatewayUnavailable(str(failed)) from failed
         waited = self.clock.now() - unbound_at >= self.cached_answer_life + ANSWER_IN_FLIGHT
         confirmed = not tunnels and not sockets and waited
         if not confirmed:

@@ -11,9 +11,12 @@ class TunnelCutFailed(Exception):
 
 
 async def _ss(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "ss", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "ss", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as error:  # iproute2 missing: nothing can be cut nor counted
+        raise TunnelCutFailed(f"ss {' '.join(args)}: {error}") from error
     out, err = await process.communicate()
     if process.returncode != 0:
         raise TunnelCutFailed(f"ss {' '.join(args)}: {err.decode(errors='replace').strip()}")

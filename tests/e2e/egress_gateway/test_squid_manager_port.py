@@ -47,10 +47,8 @@ class World:
     address: str
 
     def login(self) -> tuple[str, str]:
-        expires_at = datetime.now(UTC) + timedelta(minutes=5)
-        return proxy_username(self.user, self.address), self.squid.credential(
-            self.user, self.address, expires_at
-        )
+        credential = self.squid.credential(self.user, self.address, datetime.now(UTC) + timedelta(minutes=5))
+        return proxy_username(self.user, self.address, credential), credential
 
     @property
     def manager_side(self) -> SquidGateway:

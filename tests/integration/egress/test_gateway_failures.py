@@ -30,7 +30,8 @@ LONG_AFTER = timedelta(hours=1)  # Squid's cached answers have long expired by t
 ERROR_PAGE = "<html><body><h1>ERROR</h1><p>The requested URL could not be retrieved</p></body></html>\n"
 # `mgr:active_requests` with one tunnel of USER's (as Squid 5.7 prints it, shortened).
 ONE_TUNNEL = (
-    f"Connection: 0x5652\n\tFD 12, read 100, wrote 54\nlogType TCP_TUNNEL\nusername {USER}@{ADDRESS}\n"
+    "Connection: 0x5652\n\tFD 12, read 100, wrote 54\nlogType TCP_TUNNEL\n"
+    f"username {USER}@{ADDRESS}~AbCdEfGhIjKlMnOpQrSt-_\n"
 )
 
 
@@ -194,6 +195,25 @@ async def test_a_cut_that_failed_makes_the_detach_unavailable_not_confirmed(
         SquidManager(healthy_manager.url), SsTunnelCutter(), clock, timedelta(seconds=5), settle=0
     )
     with pytest.raises(EgressGatewayUnavailable, match="Operation not permitted"):
+        await gateway.detach(USER, ADDRESS, unbound_at)
+
+
+async def test_a_count_that_failed_or_a_missing_ss_makes_the_detach_unavailable_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, healthy_manager: CacheManagerDouble
+) -> None:
+    # The cut succeeds, the count of what is still open fails: unconfirmable, so unavailable
+    # (the job holds this teardown back and goes on with the others).
+    fake_ss(tmp_path / "bin", 'case "$*" in *established*) echo "no" >&2; exit 1;; esac\n', monkeypatch)
+    clock = FakeClock()
+    unbound_at = clock.now()
+    clock.advance(LONG_AFTER)
+    gateway = SquidEgressGateway(
+        SquidManager(healthy_manager.url), SsTunnelCutter(), clock, timedelta(seconds=5), settle=0
+    )
+    with pytest.raises(EgressGatewayUnavailable):
+        await gateway.detach(USER, ADDRESS, unbound_at)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # iproute2 not installed at all
+    with pytest.raises(EgressGatewayUnavailable):
         await gateway.detach(USER, ADDRESS, unbound_at)
 
 
