@@ -46,10 +46,18 @@ class SquidManager:
         self.timeout = timeout
 
     async def open_tunnels(self) -> Sequence[GatewayBinding]:
-        return tunnels_in(await self._page("active_requests"))
+        # Squid lists the manager's own request among the active ones: a page without it is not
+        # Squid's (another server on the port, an error page), and must not read as "no tunnels".
+        page = await self._page("active_requests")
+        if "/squid-internal-mgr/active_requests" not in page:
+            raise EgressGatewayUnavailable("the cache manager's active_requests page is not Squid's")
+        return tunnels_in(page)
 
     async def admitted_logins(self) -> Sequence[GatewayBinding]:
-        return admitted_in(await self._page("username_cache"))
+        page = await self._page("username_cache")
+        if "Cached Usernames:" not in page:
+            raise EgressGatewayUnavailable("the cache manager's username_cache page is not Squid's")
+        return admitted_in(page)
 
     async def _page(self, action: str) -> str:
         try:

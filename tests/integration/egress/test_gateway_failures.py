@@ -29,10 +29,13 @@ LONG_AFTER = timedelta(hours=1)  # Squid's cached answers have long expired by t
 # What Squid answers on its error pages: nothing in it names a tunnel or a login.
 ERROR_PAGE = "<html><body><h1>ERROR</h1><p>The requested URL could not be retrieved</p></body></html>\n"
 # `mgr:active_requests` with one tunnel of USER's (as Squid 5.7 prints it, shortened).
-ONE_TUNNEL = (
-    "Connection: 0x5652\n\tFD 12, read 100, wrote 54\nlogType TCP_TUNNEL\n"
+# Squid lists the manager's own request too; a page without it is not Squid's.
+NO_TUNNEL = "Connection: 0x5651\nuri http://127.0.0.1:3129/squid-internal-mgr/active_requests\nusername -\n"
+ONE_TUNNEL = NO_TUNNEL + (
+    "\nConnection: 0x5652\n\tFD 12, read 100, wrote 54\nlogType TCP_TUNNEL\n"
     f"username {USER}@{ADDRESS}~AbCdEfGhIjKlMnOpQrSt-_\n"
 )
+NO_LOGIN = "Cached Usernames: 0\nType            State     Check TTL Cache TTL Username\tKey\n"
 
 
 @dataclass
@@ -84,7 +87,7 @@ async def started(answers: dict[str, tuple[int, str]]) -> CacheManagerDouble:
 @pytest.fixture
 async def healthy_manager() -> AsyncIterator[CacheManagerDouble]:
     """Squid's cache manager listing no tunnel and no cached login."""
-    manager = await started({"active_requests": (200, ""), "username_cache": (200, "")})
+    manager = await started({"active_requests": (200, NO_TUNNEL), "username_cache": (200, NO_LOGIN)})
     yield manager
     await manager.stop()
 
@@ -112,7 +115,7 @@ def failing_ss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_cache_managers_pages_are_read_when_it_answers_200() -> None:
-    manager = await started({"active_requests": (200, ONE_TUNNEL), "username_cache": (200, "")})
+    manager = await started({"active_requests": (200, ONE_TUNNEL), "username_cache": (200, NO_LOGIN)})
     try:
         assert await SquidManager(manager.url).open_tunnels() == [GatewayBinding(USER, ADDRESS)]
         assert await SquidManager(manager.url).admitted_logins() == []
@@ -143,7 +146,7 @@ async def test_a_cache_manager_answering_other_than_200_is_unavailable_not_empty
 
 
 async def test_one_page_failing_is_enough_to_be_unavailable() -> None:
-    manager = await started({"active_requests": (200, ""), "username_cache": (500, ERROR_PAGE)})
+    manager = await started({"active_requests": (200, NO_TUNNEL), "username_cache": (500, ERROR_PAGE)})
     try:
         gateway = SquidEgressGateway(SquidManager(manager.url), None, FakeClock(), timedelta(seconds=5))
         with pytest.raises(EgressGatewayUnavailable, match="500"):
@@ -269,3 +272,16 @@ async def test_the_job_holds_a_teardown_back_while_ss_cannot_cut(
     )
     address = await draining_address(world)
     await assert_held_back_in_draining(world, address)
+
+
+@pytest.mark.parametrize("page", ["", "<html>It works!</html>\n", ERROR_PAGE])
+async def test_a_200_that_is_not_squids_page_is_unavailable_not_no_tunnels(page: str) -> None:
+    # Another server on the port, or Squid answering an error with 200: never "nothing open".
+    manager = await started({"active_requests": (200, page), "username_cache": (200, page)})
+    try:
+        with pytest.raises(EgressGatewayUnavailable, match="not Squid's"):
+            await SquidManager(manager.url).open_tunnels()
+        with pytest.raises(EgressGatewayUnavailable, match="not Squid's"):
+            await SquidManager(manager.url).admitted_logins()
+    finally:
+        await manager.stop()
