@@ -237,6 +237,32 @@ def db_grant_service_role(role: str) -> None:
     click.echo(f"role {role} {'created and ' if created else ''}granted the service's privileges")
 
 
+@db.command("grant-egress-helper-role")
+@click.argument("role")
+@one_line_errors
+def db_grant_egress_helper_role(role: str) -> None:
+    """Create ROLE and grant it only what the egress host reads (whose address is live, and
+    whether the account is active): the Squid helper's and render-squid's BULWARK_DATABASE_URL.
+    Run it as the tables' owner after `db upgrade`; set the role's password yourself."""
+    from adapters.storage.database import create_engine
+    from adapters.storage.service_role import ServiceRoleError, grant_egress_helper_role
+
+    settings = _settings()
+
+    async def run() -> bool:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await grant_egress_helper_role(engine, role)
+        finally:
+            await engine.dispose()
+
+    try:
+        created = asyncio.run(run())
+    except ServiceRoleError as error:
+        raise StartupError(str(error)) from error
+    click.echo(f"role {role} {'created and ' if created else ''}granted the egress host's reads")
+
+
 @main.group()
 def audit() -> None:
     """The append-only audit log."""

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -250,7 +249,6 @@ from application.use_cases.two_factor import (
     SetupTotp,
 )
 from application.use_cases.user_deletion import DeleteUser, IssueUserDeletionToken, UserDeletionPorts
-from domain.egress import EgressState
 from domain.plans import PlanCatalog
 from domain.sso import SsoProvider
 from entrypoints.settings import Settings, parse_duration, parse_durations, parse_host_port, parse_limits
@@ -1400,11 +1398,9 @@ async def egress_ledger_addresses(settings: Settings) -> list[str]:
     squid.conf must name (the egress host reads the ledger already, for its helper)."""
     engine = create_engine(settings.effective_database_url, pool_size=1)
     try:
-        async with SqlUnitOfWorkFactory(engine)() as uow:
-            every = await uow.egress.every()
+        return await SqlEgressBindingLookup(engine).held_addresses()
     finally:
         await engine.dispose()
-    return sorted((a.address for a in every if a.state is not EgressState.RELEASED), key=ip_address)
 
 
 def egress_squid_config(

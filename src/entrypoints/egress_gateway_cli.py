@@ -20,7 +20,7 @@ def squid_helper() -> None:
     from entrypoints.logging_setup import configure_logging
 
     try:
-        settings = load_settings()
+        settings = load_settings(egress_host=True)
     except SettingsError as error:
         # Squid shows a helper's stderr in cache.log; an unusable helper must not look alive.
         click.echo(f"bulwark egress squid-helper: error: {error}", err=True)
@@ -64,7 +64,7 @@ def render_squid(
     from entrypoints.composition import egress_ledger_addresses, egress_squid_config
 
     try:
-        settings = load_settings()
+        settings = load_settings(egress_host=True)
         defaults = SquidLayout()
         layout = SquidLayout(
             pid_file=pid_file or defaults.pid_file,

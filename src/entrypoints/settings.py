@@ -675,8 +675,12 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-    """Real environment wins over `.env`; unknown BULWARK_ variables are an error (typos)."""
+def load_settings(
+    environ: dict[str, str] | None = None, dotenv: Path | None = None, *, egress_host: bool = False
+) -> Settings:
+    """Real environment wins over `.env`; unknown BULWARK_ variables are an error (typos).
+    `egress_host`: for the commands of the egress host (the Squid helper, render-squid), which
+    need the ledger and the public verify keys only, never the keyring, Redis or SMTP."""
     source = dict(read_dotenv(dotenv if dotenv is not None else Path(".env")))
     source.update(environ if environ is not None else os.environ)
     known = {env_name(f.name): f for f in fields(Settings)}
@@ -690,11 +694,11 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         if var in source:
             values[f.name] = _parse(f.name, source[var], f.type)
     settings = Settings(**values)
-    validate(settings)
+    validate(settings, egress_host=egress_host)
     return settings
 
 
-def validate(settings: Settings) -> None:
+def validate(settings: Settings, *, egress_host: bool = False) -> None:
     if settings.env not in ("development", "production"):
         raise SettingsError(f"BULWARK_ENV={settings.env!r} is not valid: expected development or production")
     if not 0 < settings.port < 65536:
@@ -782,7 +786,7 @@ def validate(settings: Settings) -> None:
         parse_duration(name, getattr(settings, name))
     _check_sso(settings)
     if settings.is_production:
-        check_production(settings)
+        check_production(settings, egress_host=egress_host)
 
 
 def _check_admin_network(entry: str) -> None:
@@ -983,12 +987,19 @@ def parse_durations(name: str, text: str) -> tuple[float, ...]:
     return values
 
 
-def check_production(settings: Settings) -> None:
+def check_production(settings: Settings, *, egress_host: bool = False) -> None:
     """Production refuses to start on anything that is only safe for a developer's laptop."""
     if settings.embedded_database:
         raise SettingsError(
             "production needs PostgreSQL: set BULWARK_DATABASE_URL (SQLite is for development)"
         )
+    if egress_host:
+        # The internet-facing proxy host needs no keyring, Redis nor SMTP: do not make it hold them.
+        if settings.egress_verify_keys_file is None:
+            raise SettingsError(
+                "the egress host needs BULWARK_EGRESS_VERIFY_KEYS_FILE (`bulwark egress verify-keys`)"
+            )
+        return
     if not settings.redis_url:
         raise SettingsError(
             "production needs Redis: set BULWARK_REDIS_URL (in-process stores are for development)"

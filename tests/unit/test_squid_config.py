@@ -3,12 +3,13 @@ CONNECT to the configured broker targets is all that is allowed, no caching, and
 helper's answer no longer than the setting (itself at most a credential's life)."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from adapters.egress.squid_config import EgressSquidConfig, render_squid_conf
 from entrypoints.composition import egress_squid_config
-from entrypoints.settings import Settings, SettingsError, validate
+from entrypoints.settings import Settings, SettingsError, load_settings, validate
 
 
 def config(**overrides: object) -> EgressSquidConfig:
@@ -125,3 +126,22 @@ def test_broker_targets_are_ascii_host_names_or_ipv4_addresses_and_nothing_squid
     ):
         with pytest.raises(SettingsError):
             validate(dataclasses.replace(base, egress_broker_targets=(wrong,)))
+
+
+def test_the_egress_host_runs_in_production_without_keyring_redis_or_smtp(tmp_path: Path) -> None:
+    keys = tmp_path / "egress-verify-keys.json"
+    keys.write_text("{}")
+    environ = {
+        "BULWARK_ENV": "production",
+        "BULWARK_DATABASE_URL": "postgresql+asyncpg://bulwark_egress@db.internal/bulwark",
+        "BULWARK_EGRESS_VERIFY_KEYS_FILE": str(keys),
+    }
+    settings = load_settings(environ, dotenv=tmp_path / "none.env", egress_host=True)
+    assert settings.keys_file is None and not settings.redis_url and not settings.smtp_host
+    with pytest.raises(SettingsError, match="Redis"):  # the service itself still needs them all
+        load_settings(environ, dotenv=tmp_path / "none.env")
+    without_keys = {k: v for k, v in environ.items() if k != "BULWARK_EGRESS_VERIFY_KEYS_FILE"}
+    with pytest.raises(SettingsError, match="VERIFY_KEYS_FILE"):
+        load_settings(without_keys, dotenv=tmp_path / "none.env", egress_host=True)
+    with pytest.raises(SettingsError, match="PostgreSQL"):
+        load_settings({**environ, "BULWARK_DATABASE_URL": ""}, dotenv=tmp_path / "none.env", egress_host=True)

@@ -4,6 +4,7 @@ PostgreSQL picks an available address with `FOR UPDATE SKIP LOCKED`; SQLite (dev
 one writer at a time anyway (its transactions begin IMMEDIATE), so the same statement without
 the clause is as exclusive there."""
 
+import ipaddress
 import uuid
 from datetime import datetime
 from typing import Any
@@ -330,3 +331,10 @@ class SqlEgressBindingLookup:
         async with self.engine.connect() as connection:
             found = await connection.execute(_LIVE_ADDRESS.where(_A.user_id == user_id))
             return found.scalar_one_or_none()
+
+    async def held_addresses(self) -> list[str]:
+        """Every address the ledger holds that is not given back (a growing provider's pool,
+        which squid.conf names); read with the egress host's narrow role."""
+        async with self.engine.connect() as connection:
+            found = await connection.execute(select(_A.address).where(_A.state != str(EgressState.RELEASED)))
+            return sorted(found.scalars(), key=ipaddress.IPv4Address)

@@ -55,6 +55,26 @@ async def grant_service_role(engine: AsyncEngine, role: str) -> bool:
     """Creates `role` (LOGIN, NOSUPERUSER, NOBYPASSRLS) unless it exists, and grants it the data
     privileges on schema public. Runs as the tables' owner. True when the role was created.
     A role that exists with SUPERUSER or BYPASSRLS is refused, not silently used."""
+    return await _grant(engine, role, _GRANTS)
+
+
+# The egress host's helper and render-squid read whose address is live, and nothing else: the
+# internet-facing proxy host must not be able to rewrite the ledger or read anybody's data.
+_EGRESS_HELPER_GRANTS = (
+    'GRANT USAGE ON SCHEMA public TO "{role}"',
+    'GRANT SELECT (address, user_id, state) ON egress_addresses TO "{role}"',
+    'GRANT SELECT (id, status) ON users TO "{role}"',
+)
+
+
+async def grant_egress_helper_role(engine: AsyncEngine, role: str) -> bool:
+    """Creates `role` (LOGIN, NOSUPERUSER, NOBYPASSRLS) unless it exists, and grants it only the
+    reads of the egress host: which address each user holds, and whether their account is
+    active. True when the role was created."""
+    return await _grant(engine, role, _EGRESS_HELPER_GRANTS)
+
+
+async def _grant(engine: AsyncEngine, role: str, grants: tuple[str, ...]) -> bool:
     if not _ROLE_NAME.fullmatch(role):
         raise ServiceRoleError(f"{role!r} is not a plain role name ([a-z_][a-z0-9_]*, at most 63)")
     if engine.dialect.name != "postgresql":
@@ -71,7 +91,7 @@ async def grant_service_role(engine: AsyncEngine, role: str) -> bool:
                     raise
         if await _is_privileged(conn, role):
             raise ServiceRoleError(f"role {role} is a superuser or bypasses row-level security")
-        for statement in _GRANTS:
+        for statement in grants:
             await conn.execute(text(statement.format(role=role)))
     return created
 
