@@ -137,6 +137,7 @@ class EgressLedger:
     ) -> Allocation | object | None:
         """An Allocation; None when no address is available; _TAKEN_MEANWHILE to try again."""
         now = self.ports.clock.now()
+        among = await self._fixed_pool()
         async with self.ports.uow() as uow:
             refused = await self._refusal(uow, user_id)
             if refused:
@@ -146,7 +147,7 @@ class EgressLedger:
                 await uow.egress.stop_waiting(user_id)
                 await uow.commit()
                 return Allocation(live)
-            picked = await uow.egress.pick_available()
+            picked = await uow.egress.pick_available(among)
             if picked is None:
                 return None
             move = egress.allocate(picked, user_id, now, actor, reason)
@@ -155,6 +156,18 @@ class EgressLedger:
             await uow.egress.stop_waiting(user_id)
             await uow.commit()
         return Allocation(move.after, new=True)
+
+    async def _fixed_pool(self) -> frozenset[str] | None:
+        """A fixed pool's addresses as configured now: one taken out of BULWARK_EGRESS_POOL stays
+        in the ledger (the audit lists it as missing) but is never handed out again, since
+        squid.conf no longer names it. None for a growing provider (the ledger is its pool)."""
+        provider = self.ports.provider
+        if provider.grows:
+            return None
+        try:
+            return frozenset(a.address for a in await provider.owned())
+        except EgressProviderUnavailable:
+            return None
 
     async def _refusal(self, uow: UnitOfWork, user_id: UUID) -> str:
         holder = await uow.egress.lock_holder(user_id)

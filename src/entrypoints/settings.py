@@ -459,7 +459,8 @@ class Settings:
         metadata=_doc(
             "A torn-down address of a fixed pool (static) rests this long before another user gets "
             "it, so nobody inherits a broker-side association. A billing provider's (hetzner) is "
-            "deleted there right after the detach instead."
+            "deleted there right after the detach instead. Production: at least "
+            "BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS."
         ),
     )
     egress_stuck_after: str = field(
@@ -1026,6 +1027,12 @@ def check_production(settings: Settings, *, egress_host: bool = False) -> None:
     if settings.sso_providers_on and not settings.sso_redirect_base_url:
         raise SettingsError(
             "production needs BULWARK_SSO_REDIRECT_BASE_URL (the https URL registered with the providers)"
+        )
+    if parse_duration("egress_cooldown", settings.egress_cooldown) < settings.egress_credential_ttl_seconds:
+        # A torn-down address goes to its next holder only after every credential naming it
+        # has expired (the helper refuses them anyway: this is the margin on top).
+        raise SettingsError(
+            "production refuses BULWARK_EGRESS_COOLDOWN shorter than BULWARK_EGRESS_CREDENTIAL_TTL_SECONDS"
         )
     if settings.ctrader_client_id and not settings.ctrader_redirect_uri:
         raise SettingsError(

@@ -309,3 +309,10 @@ def test_egress_durations_take_units_and_refuse_nonsense() -> None:
     for bad in ("", "-1d", "7 weeks", "nan", "inf", "d"):
         with pytest.raises(SettingsError, match="BULWARK_EGRESS_COOLDOWN"):
             load_settings({"BULWARK_EGRESS_COOLDOWN": bad}, dotenv=Path("/nonexistent"))
+
+
+def test_production_lets_no_egress_address_change_hands_before_its_credentials_expire() -> None:
+    assert load({**PRODUCTION, "BULWARK_EGRESS_COOLDOWN": "300"}).egress_cooldown == "300"
+    assert "BULWARK_EGRESS_COOLDOWN" in refusal({**PRODUCTION, "BULWARK_EGRESS_COOLDOWN": "0"})
+    assert "BULWARK_EGRESS_COOLDOWN" in refusal({**PRODUCTION, "BULWARK_EGRESS_COOLDOWN": "4m"})
+    assert load({"BULWARK_EGRESS_COOLDOWN": "0"}).egress_cooldown == "0"  # development: at once

@@ -6,11 +6,12 @@ the clause is as exclusive there."""
 
 import ipaddress
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy import and_, delete, exists, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -110,11 +111,11 @@ class SqlEgressRepository:
         query = select(egress_addresses).where(_A.user_id == user_id).order_by(_A.since)
         return [_to_address(row) for row in await self.connection.execute(query)]
 
-    async def pick_available(self) -> EgressAddress | None:
+    async def pick_available(self, among: Collection[str] | None = None) -> EgressAddress | None:
         # The longest-idle address first; rows other allocations hold are skipped, not awaited.
         query = (
             select(egress_addresses)
-            .where(_A.state == str(EgressState.AVAILABLE))
+            .where(_A.state == str(EgressState.AVAILABLE), true() if among is None else _A.address.in_(among))
             .order_by(_A.since, _A.address)
             .limit(1)
             .with_for_update(skip_locked=True)

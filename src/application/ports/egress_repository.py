@@ -1,6 +1,7 @@
 """The egress ledger in storage: addresses, their recorded transitions, and the users waiting
 for one. Every write of a transition is conditional on the state it was computed from."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -65,10 +66,10 @@ class EgressRepository(Protocol):
         """Every address the user holds or held last and is still tearing down."""
         ...
 
-    async def pick_available(self) -> EgressAddress | None:
-        """One available address, locked; one another transaction holds is skipped, never
-        waited for (`FOR UPDATE SKIP LOCKED`), so concurrent allocations never block each other
-        nor take the same address."""
+    async def pick_available(self, among: Collection[str] | None = None) -> EgressAddress | None:
+        """One available address (of `among` when given), locked; one another transaction holds
+        is skipped, never waited for (`FOR UPDATE SKIP LOCKED`), so concurrent allocations never
+        block each other nor take the same address."""
         ...
 
     async def apply(self, transition: EgressTransition) -> bool:

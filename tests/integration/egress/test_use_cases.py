@@ -263,3 +263,16 @@ async def test_paying_again_after_the_grace_ran_out_but_before_the_job_keeps_the
     assert (await world.ledger_rows())[kept.address.address] == (EgressState.ALLOCATED, user)
     async with world.ports.uow() as uow:
         assert (await uow.egress.get(kept.address.address)).grace_until is None  # type: ignore[union-attr]
+
+
+async def test_an_address_taken_out_of_the_fixed_pool_is_never_handed_out_again(world_engine: object) -> None:
+    provider = FixedPool(pool(2))
+    world = EgressWorld.wire(world_engine, provider)  # type: ignore[arg-type]
+    await world.ledger.seed(await provider.owned())
+    provider.addresses = pool(1)  # the operator shrank BULWARK_EGRESS_POOL; squid.conf followed
+    first, second = await world.users(2)
+    kept = (await world.ledger.allocate(first, SYSTEM, "t")).address
+    assert kept is not None and kept.address == pool(1)[0].address
+    assert (await world.ledger.allocate(second, SYSTEM, "t")).address is None  # waits instead
+    report = await AuditEgress(world.ports).run()
+    assert [a.address for a in report.missing] == [pool(2)[1].address]
