@@ -102,7 +102,7 @@ def render(env: dict[str, str], out: Path) -> tuple[int, str]:
 def test_render_squid_writes_the_file_from_good_settings(bare_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "squid.conf"
     assert render(bare_env, out)[0] == 0
-    assert "acl bulwark_target_0_host dstdomain live.ctraderapi.com\n" in out.read_text()
+    assert "acl bulwark_target_0_host dstdomain -n live.ctraderapi.com\n" in out.read_text()
 
 
 # An environment variable cannot hold NUL: that one is covered by the tests above.

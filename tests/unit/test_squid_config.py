@@ -49,7 +49,7 @@ def test_only_connect_to_the_broker_targets_with_a_pool_address_and_nothing_else
     ]
     assert access[-1] == "http_access deny all"
     rendered = lines()
-    assert "acl bulwark_target_0_host dstdomain live.ctraderapi.com" in rendered
+    assert "acl bulwark_target_0_host dstdomain -n live.ctraderapi.com" in rendered
     assert "acl bulwark_target_1_host dst 198.51.100.9" in rendered
     assert "acl bulwark_target_1_port port 443" in rendered
     assert "acl bulwark_pool note egress_address 203.0.113.2 203.0.113.3" in rendered

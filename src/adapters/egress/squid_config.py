@@ -42,7 +42,9 @@ def _target_acls(index: int, host: str, port: int) -> list[str]:
         ipaddress.ip_address(host)
         kind = "dst"
     except ValueError:
-        kind = "dstdomain"
+        # -n: no reverse lookup. Without it Squid matches a CONNECT to an IP literal whose PTR
+        # record names the broker, and anyone can set the PTR of an address they rent.
+        kind = "dstdomain -n"
     return [
         f"acl bulwark_target_{index}_host {kind} {host}",
         f"acl bulwark_target_{index}_port port {port}",

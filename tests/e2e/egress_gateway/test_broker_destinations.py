@@ -1,4 +1,6 @@
-"""A broker name with an AAAA record, through the real Squid: the rendered squid.conf has IPv4
+"""Broker destinations through the real Squid. A CONNECT to an IP literal whose reverse name is
+the broker's is refused (Squid's dstdomain would otherwise match it by a PTR record, which anyone
+renting an address can set). A broker name with an AAAA record: the rendered squid.conf has IPv4
 outgoing addresses only, which Squid skips for an IPv6 destination, so without the discard-prefix
 line the kernel would pick the egress host's own IPv6 address, shared by every user. An IPv6-only
 broker is refused, a dual-stack one is reached from the user's own IPv4 address, and a pool
@@ -128,3 +130,16 @@ async def test_a_pool_address_the_host_does_not_hold_fails_rather_than_fall_back
     async with scene(tmp_path, fresh_pg_url, "198.51.100.7", names) as world:
         assert [status for status, _ in await tunnels(world)] == [503, 503, 503]
         assert world.squid.broker.sources == []
+
+
+async def test_an_ip_literal_whose_reverse_name_is_the_brokers_is_refused(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    # Squid's hosts file answers reverse lookups too: 127.0.0.1 "is" broker.test here, as an
+    # attacker's server would be with its PTR record set to the broker's name.
+    async with scene(tmp_path, fresh_pg_url, ",".join(POOL), f"127.0.0.1 {BROKER_NAME}\n") as world:
+        by_name = await world.squid.connect(*world.login, target=(BROKER_NAME, world.squid.broker.port))
+        assert by_name.status == 200
+        by_name.close()
+        by_address = await world.squid.connect(*world.login, target=("127.0.0.1", world.squid.broker.port))
+        assert by_address.status == 403
