@@ -304,9 +304,31 @@ class HetznerSimulator:
                 return 201, {"action": self._assign(parts[1], _json(body))}
             if parts[3] == "unassign":
                 return 201, {"action": self._unassign(parts[1])}
+        if len(parts) == 2 and parts[0] == "servers" and method == "GET":
+            return 200, {"server": self._server_view(parts[1])}
         if len(parts) == 2 and parts[0] == "actions" and method == "GET":
             return 200, {"action": self._read_action(parts[1])}
         raise _error(404, "not_found", f"no endpoint {method} {path}")
+
+    def _server_view(self, raw_id: str) -> dict[str, Any]:
+        """GET /servers/{id}, the fields Bulwark reads: status, datacenter, and public_net's
+        Primary IPs (null when none is assigned)."""
+        server = self.servers.get(int(raw_id)) if raw_id.isdigit() else None
+        if server is None:
+            raise _error(404, "not_found", f"Server with ID {raw_id!r} not found")
+
+        def assigned(kind: str) -> dict[str, Any] | None:
+            for ip in self.state.primary_ips.values():
+                if ip["assignee_id"] == server.id and ip["type"] == kind:
+                    return {"id": ip["id"], "ip": ip["ip"], "blocked": False}
+            return None
+
+        return {
+            "id": server.id,
+            "status": server.status,
+            "datacenter": {"name": server.datacenter},
+            "public_net": {"ipv4": assigned("ipv4"), "ipv6": assigned("ipv6")},
+        }
 
     # --- Primary IPs -----------------------------------------------------------------------------
 

@@ -79,9 +79,14 @@ async def test_a_create_answered_with_5xx_is_looked_up_before_it_is_tried_again(
     address = await provider(sim).acquire("user-4")
     assert [ip["ip"] for ip in sim.primary_ips] == [address.address]
     assert [r.status for r in sim.calls("POST")] == [503, 503, 201]
-    # every create was preceded by a look-up by label
-    methods = [r.method for r in sim.requests]
-    assert methods == ["GET", "POST", "GET", "POST", "GET", "POST"]
+    # every create was preceded by a look-up by label (the first also by a look at the host)
+    calls = [(r.method, r.path.split("?")[0]) for r in sim.requests]
+    lookup, room, create = (
+        ("GET", "/v1/primary_ips"),
+        ("GET", "/v1/servers/1001"),
+        ("POST", "/v1/primary_ips"),
+    )
+    assert calls == [lookup, room, create, lookup, create, lookup, create]
 
 
 async def test_a_quota_reached_is_exhaustion_not_an_outage(sim: HetznerSimulator) -> None:
@@ -299,3 +304,19 @@ async def test_a_name_taken_by_an_ip_without_our_labels_is_not_adopted_and_the_e
     with pytest.raises(EgressProviderUnavailable, match="without our labels"):
         await provider(sim).acquire("user-21")
     assert len(sim.primary_ips) == 1
+
+
+async def test_no_address_is_created_for_a_host_that_cannot_take_it(sim: HetznerSimulator) -> None:
+    hetzner = provider(sim)
+    await hetzner.attach(await hetzner.acquire("user-20"))
+    # Hetzner's one Primary IPv4 per server: a second would be billed and never attached.
+    with pytest.raises(EgressProviderExhausted, match="holds its one Primary IPv4"):
+        await hetzner.acquire("user-21")
+    for ip in sim.primary_ips:
+        ip["assignee_id"] = None
+    sim.servers[EGRESS_HOST].status = "running"  # assigns need it powered off
+    with pytest.raises(EgressProviderExhausted, match="powered-off"):
+        await hetzner.acquire("user-22")
+    assert (
+        len(sim.primary_ips) == 1 and len([r for r in sim.calls("POST") if r.path == "/v1/primary_ips"]) == 1
+    )

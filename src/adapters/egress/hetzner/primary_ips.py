@@ -75,6 +75,8 @@ class HetznerPrimaryIpProvider:
                         "%d Primary IPs carry egress label %s; adopting the oldest", len(existing), label
                     )
                 return _address(min(existing, key=lambda ip: int(ip["id"])))
+            if attempt == 1:
+                await self._check_room()
             try:
                 _status, body = await self._api.call(
                     "POST", "/primary_ips", json=self._create_body(label), repeatable=False
@@ -98,6 +100,24 @@ class HetznerPrimaryIpProvider:
         raise EgressProviderUnavailable(
             f"Hetzner: no Primary IP for egress label {label} after {attempts} tries: {problem}"
         )
+
+    async def _check_room(self) -> None:
+        """Created only when the egress host could take it: Hetzner assigns one Primary IPv4 per
+        server, and only while it is powered off. An address that cannot be attached would be
+        billed for nothing (and given back at once), every time a waiting user is retried."""
+        _status, body = await self._api.call("GET", f"/servers/{self._server_id}")
+        server = body.get("server") or {}
+        held = (server.get("public_net") or {}).get("ipv4")
+        if held:
+            raise EgressProviderExhausted(
+                f"Hetzner: the egress host (server {self._server_id}) holds its one Primary IPv4 "
+                f"({held.get('ip')}); a second cannot be assigned"
+            )
+        if server.get("status") != "off":
+            raise EgressProviderExhausted(
+                f"Hetzner: the egress host (server {self._server_id}) is {server.get('status')}; "
+                "Primary IPs are assigned only to a powered-off server"
+            )
 
     async def attach(self, address: ProviderAddress) -> None:
         ip = await self._ours(address)
