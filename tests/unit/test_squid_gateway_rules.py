@@ -45,6 +45,9 @@ username someone-else
 def test_the_cache_manager_page_names_each_tunnels_user_and_address() -> None:
     assert tunnels_in(PAGE) == [GatewayBinding(USER, "127.0.0.5")]
     assert tunnels_in("") == []
+    # A tunnel opened before the login carried the credential's fingerprint still counts.
+    legacy = PAGE.replace(f"{USER}@127.0.0.5~{FP}", f"{USER}@127.0.0.5")
+    assert tunnels_in(legacy) == [GatewayBinding(USER, "127.0.0.5")]
 
 
 # Squid 5.7's `mgr:username_cache`: a login still reusable, one whose check ran out, a refused one.

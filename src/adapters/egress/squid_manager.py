@@ -5,11 +5,23 @@ usernames are `<user id>@<address>~<fingerprint>`, so each says whose it is and 
 from."""
 
 from collections.abc import Sequence
+from uuid import UUID
 
 import httpx
 
 from application.ports.egress_gateway import EgressGatewayUnavailable, GatewayBinding
-from domain.egress_credentials import parse_proxy_username
+from domain.egress_credentials import parse_holder, parse_proxy_username
+
+
+def _holder(username: str) -> tuple[UUID, str] | None:
+    """Whose tunnel this is. Also reads the login of before the credential's fingerprint
+    (`<user>@<address>`): a tunnel opened before that upgrade must still count until it ends,
+    or a detach would be confirmed under it. Admission never accepts that form."""
+    parsed = parse_proxy_username(username)
+    if parsed is not None:
+        return parsed.user_id, parsed.address
+    user, sep, address = username.partition("@")
+    return parse_holder(user, address) if sep else None
 
 
 def tunnels_in(active_requests: str) -> list[GatewayBinding]:
@@ -17,7 +29,7 @@ def tunnels_in(active_requests: str) -> list[GatewayBinding]:
     found: list[GatewayBinding] = []
     for block in active_requests.split("\n\n"):
         fields = dict(line.strip().partition(" ")[::2] for line in block.splitlines() if line.strip())
-        parsed = parse_proxy_username(fields.get("username", "-").strip())
+        parsed = _holder(fields.get("username", "-").strip())
         if parsed is not None:
             found.append(GatewayBinding(user_id=parsed[0], address=parsed[1]))
     return found
@@ -34,7 +46,7 @@ def admitted_in(username_cache: str) -> list[GatewayBinding]:
             check_ttl = int(columns[2])
         except ValueError:
             continue
-        parsed = parse_proxy_username(columns[4])
+        parsed = _holder(columns[4])
         if parsed is not None and check_ttl > 0:
             found.append(GatewayBinding(user_id=parsed[0], address=parsed[1]))
     return found
