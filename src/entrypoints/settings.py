@@ -333,7 +333,10 @@ class Settings:
     )
     egress_squid_listen: str = field(
         default="127.0.0.1:3128",
-        metadata=_doc("`address:port` Squid listens on for workers (rendered into squid.conf)."),
+        metadata=_doc(
+            "`address:port` Squid listens on for workers (rendered into squid.conf). Production: "
+            "not a public address."
+        ),
     )
     egress_squid_credentials_ttl_seconds: int = field(
         default=5,
@@ -1027,6 +1030,14 @@ def check_production(settings: Settings, *, egress_host: bool = False) -> None:
     if settings.sso_providers_on and not settings.sso_redirect_base_url:
         raise SettingsError(
             "production needs BULWARK_SSO_REDIRECT_BASE_URL (the https URL registered with the providers)"
+        )
+    listen_host, _ = parse_host_port("egress_squid_listen", settings.egress_squid_listen)
+    if _is_ipv4(listen_host) and ipaddress.IPv4Address(listen_host).is_global:
+        # Workers reach Squid over the internal network; a listener on the internet invites
+        # every stranger to try logins.
+        raise SettingsError(
+            "production refuses BULWARK_EGRESS_SQUID_LISTEN on a public address: listen on the "
+            "workers' private network"
         )
     if parse_duration("egress_cooldown", settings.egress_cooldown) < settings.egress_credential_ttl_seconds:
         # A torn-down address goes to its next holder only after every credential naming it

@@ -316,3 +316,13 @@ def test_production_lets_no_egress_address_change_hands_before_its_credentials_e
     assert "BULWARK_EGRESS_COOLDOWN" in refusal({**PRODUCTION, "BULWARK_EGRESS_COOLDOWN": "0"})
     assert "BULWARK_EGRESS_COOLDOWN" in refusal({**PRODUCTION, "BULWARK_EGRESS_COOLDOWN": "4m"})
     assert load({"BULWARK_EGRESS_COOLDOWN": "0"}).egress_cooldown == "0"  # development: at once
+
+
+def test_production_refuses_a_squid_listener_on_a_public_address() -> None:
+    assert load({**PRODUCTION, "BULWARK_EGRESS_SQUID_LISTEN": "10.0.0.2:3128"}).egress_squid_listen
+    assert "BULWARK_EGRESS_SQUID_LISTEN" in refusal(
+        {**PRODUCTION, "BULWARK_EGRESS_SQUID_LISTEN": "5.9.10.1:3128"}
+    )
+    assert "BULWARK_EGRESS_SQUID_LISTEN" in refusal(
+        {**PRODUCTION, "BULWARK_EGRESS_SQUID_LISTEN": "8.8.8.8:3128"}
+    )
