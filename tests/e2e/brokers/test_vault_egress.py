@@ -20,6 +20,7 @@ from domain.egress import SYSTEM
 from domain.egress_credentials import EgressRefusal, proxy_username
 from entrypoints.composition import egress_issuer
 from tests.e2e.broker_world import BrokerWorld, access, connect, service_token, trader
+from tests.egress_doubles import FixedPool
 
 
 async def give_address(world: BrokerWorld, user_id: uuid.UUID, address: str) -> None:
@@ -33,7 +34,10 @@ async def give_address(world: BrokerWorld, user_id: uuid.UUID, address: str) -> 
             await uow.commit()
     finally:
         await engine.dispose()
-    allocation = await world.service.container.egress.ledger.allocate(user_id, SYSTEM, "test")
+    ledger = world.service.container.egress.ledger
+    # The operator's pool is that one address (a fixed pool hands out only what it holds).
+    ledger.ports.provider = FixedPool([ProviderAddress(address, address)])
+    allocation = await ledger.allocate(user_id, SYSTEM, "test")
     assert allocation.address is not None and allocation.address.address == address
 
 
