@@ -5,14 +5,17 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from entrypoints.egress_gateway_cli import render_squid, squid_helper, verify_keys
 from entrypoints.settings import Settings, SettingsError, load_settings, settings_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("bulwark")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -218,23 +221,9 @@ def db_grant_service_role(role: str) -> None:
     Run it as the tables' owner (BULWARK_DATABASE_URL), after `db upgrade`; then serve with
     BULWARK_DATABASE_URL naming ROLE, so that row-level security applies to the service. Set
     the role's password (or other authentication) yourself."""
-    from adapters.storage.database import create_engine
-    from adapters.storage.service_role import ServiceRoleError, grant_service_role
+    from adapters.storage.service_role import grant_service_role
 
-    settings = _settings()
-
-    async def run() -> bool:
-        engine = create_engine(settings.effective_database_url)
-        try:
-            return await grant_service_role(engine, role)
-        finally:
-            await engine.dispose()
-
-    try:
-        created = asyncio.run(run())
-    except ServiceRoleError as error:
-        raise StartupError(str(error)) from error
-    click.echo(f"role {role} {'created and ' if created else ''}granted the service's privileges")
+    _grant_role(role, grant_service_role, "the service's privileges")
 
 
 @db.command("grant-egress-helper-role")
@@ -244,15 +233,21 @@ def db_grant_egress_helper_role(role: str) -> None:
     """Create ROLE and grant it only what the egress host reads (whose address is live, and
     whether the account is active): the Squid helper's and render-squid's BULWARK_DATABASE_URL.
     Run it as the tables' owner after `db upgrade`; set the role's password yourself."""
+    from adapters.storage.service_role import grant_egress_helper_role
+
+    _grant_role(role, grant_egress_helper_role, "the egress host's reads")
+
+
+def _grant_role(role: str, grant: "Callable[[AsyncEngine, str], Awaitable[bool]]", what: str) -> None:
     from adapters.storage.database import create_engine
-    from adapters.storage.service_role import ServiceRoleError, grant_egress_helper_role
+    from adapters.storage.service_role import ServiceRoleError
 
     settings = _settings()
 
     async def run() -> bool:
         engine = create_engine(settings.effective_database_url)
         try:
-            return await grant_egress_helper_role(engine, role)
+            return await grant(engine, role)
         finally:
             await engine.dispose()
 
@@ -260,7 +255,7 @@ def db_grant_egress_helper_role(role: str) -> None:
         created = asyncio.run(run())
     except ServiceRoleError as error:
         raise StartupError(str(error)) from error
-    click.echo(f"role {role} {'created and ' if created else ''}granted the egress host's reads")
+    click.echo(f"role {role} {'created and ' if created else ''}granted {what}")
 
 
 @main.group()

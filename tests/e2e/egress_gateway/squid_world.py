@@ -5,6 +5,7 @@ that CONNECT through Squid with an egress credential. Squid absent: skipped with
 
 import asyncio
 import base64
+import contextlib
 import functools
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import sysconfig
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner
 from adapters.egress.squid_config import SquidLayout, render_squid_conf
 from adapters.keys.egress_verify_keys import dump_verify_keys
-from entrypoints.composition import egress_squid_config
+from entrypoints.composition import Container, build_container, egress_issuer, egress_squid_config
 from entrypoints.settings import Settings
 from tests.conftest import IN_CI
+from tests.e2e.conftest import make_settings
+from tests.integration.egress.seed import seed_users
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 # The pool on this machine: loopback addresses answer locally on Linux.
@@ -255,3 +258,74 @@ def stop_squid(gateway: SquidGateway) -> None:
         process.wait(timeout=5)
     for segment in Path("/dev/shm").glob(f"{gateway.service_name}-*"):
         segment.unlink(missing_ok=True)
+
+
+@dataclass
+class RunningGateway:
+    """Squid with Bulwark's helper in front of a broker echo, and the service's container whose
+    ledger has allocated every paying user."""
+
+    squid: SquidGateway
+    container: Container
+    paying: list[uuid.UUID]
+    free: list[uuid.UUID]
+    addresses: dict[uuid.UUID, str]  # each paying user's dedicated address
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    pool: str = ",".join(POOL),
+    paying: int = 1,
+    free: int = 0,
+    helper_children: int = 1,
+    target_host: str = "127.0.0.1",
+    broker_hosts: tuple[str, ...] = ("127.0.0.1",),
+    hosts_text: str | None = None,
+) -> AsyncIterator[RunningGateway]:
+    """`hosts_text`: Squid's hosts file (test-only: it stands in for the broker's DNS)."""
+    squid_binary()
+    broker = BrokerEcho(hosts=broker_hosts)
+    await broker.start()
+    directory = squid_directory()
+    extra = ""
+    if hosts_text is not None:
+        hosts = directory / "hosts"
+        hosts.write_text(hosts_text)
+        hosts.chmod(0o644)
+        extra = f"hosts_file {hosts}\n"
+    verify_keys, kid, key = write_verify_keys(directory)
+    port, manager_port = free_port(), free_port()
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        egress_pool=pool,
+        egress_broker_targets=(f"{target_host}:{broker.port}",),
+        egress_squid_listen=f"127.0.0.1:{port}",
+        egress_squid_manager_url=f"http://127.0.0.1:{manager_port}/squid-internal-mgr/",
+        egress_squid_credentials_ttl_seconds=1,
+        egress_verify_keys_file=verify_keys,
+        egress_helper_children=helper_children,
+    )
+    container = build_container(settings)
+    paying_users = await seed_users(container.engine, paying, plan="pro")
+    free_users = await seed_users(container.engine, free, plan="free") if free else []
+    assert (await container.egress.job()).allocated == paying  # seeds the pool, allocates
+    addresses = {}
+    for user in paying_users:
+        address = await container.egress.bindings.live_address(user)
+        assert address is not None
+        addresses[user] = address
+    signer = EdDsaEgressCredentialSigner({kid: key}, kid, issuer=egress_issuer(settings))
+    squid = SquidGateway(settings, port, manager_port, broker, signer, directory)
+    await start_squid(squid, helper_environment(settings, helper_command()[1]), extra)
+    try:
+        yield RunningGateway(squid, container, paying_users, free_users, addresses)
+    finally:
+        stop_squid(squid)
+        await broker.stop()
+        await container.stop()
+        if not os.environ.get("KEEP_SQUID_DIR"):  # set it to read Squid's logs after a failure
+            shutil.rmtree(directory, ignore_errors=True)

@@ -7,8 +7,6 @@ broker is refused, a dual-stack one is reached from the user's own IPv4 address,
 address the host does not hold fails rather than fall back to IPv6."""
 
 import contextlib
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,24 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner
 from domain.egress_credentials import proxy_username
-from entrypoints.composition import build_container, egress_issuer
-from tests.e2e.conftest import make_settings
 from tests.e2e.egress_gateway.squid_world import (
     POOL,
-    BrokerEcho,
     SquidGateway,
-    free_port,
-    helper_command,
-    helper_environment,
-    squid_binary,
-    squid_directory,
-    start_squid,
-    stop_squid,
-    write_verify_keys,
+    running_gateway,
 )
-from tests.integration.egress.seed import seed_users
 
 BROKER_NAME = "broker.test"
 
@@ -57,44 +43,19 @@ class Scene:
 @contextlib.asynccontextmanager
 async def scene(tmp_path: Path, database_url: str, pool: str, names: str) -> AsyncIterator[Scene]:
     """Squid whose hosts file gives the broker's name `names` (test-only: stands in for DNS)."""
-    squid_binary()
     ipv6_loopback()
-    broker = BrokerEcho(hosts=("127.0.0.1", "::1"))
-    await broker.start()
-    directory = squid_directory()
-    hosts = directory / "hosts"
-    hosts.write_text(names)
-    hosts.chmod(0o644)
-    verify_keys, kid, key = write_verify_keys(directory)
-    port, manager_port = free_port(), free_port()
-    settings = make_settings(
+    async with running_gateway(
+        database_url,
         tmp_path,
-        database_url=database_url,
-        egress_pool=pool,
-        egress_broker_targets=(f"{BROKER_NAME}:{broker.port}",),
-        egress_squid_listen=f"127.0.0.1:{port}",
-        egress_squid_manager_url=f"http://127.0.0.1:{manager_port}/squid-internal-mgr/",
-        egress_squid_credentials_ttl_seconds=1,
-        egress_verify_keys_file=verify_keys,
-        egress_helper_children=1,
-    )
-    container = build_container(settings)
-    (user,) = await seed_users(container.engine, 1, plan="pro")
-    await container.egress.job()
-    address = await container.egress.bindings.live_address(user)
-    assert address is not None
-    signer = EdDsaEgressCredentialSigner({kid: key}, kid, issuer=egress_issuer(settings))
-    squid = SquidGateway(settings, port, manager_port, broker, signer, directory)
-    credential = signer.sign(user, address, datetime.now(UTC) + timedelta(minutes=5))
-    await start_squid(squid, helper_environment(settings, helper_command()[1]), f"hosts_file {hosts}\n")
-    try:
-        yield Scene(squid, address, (proxy_username(user, address, credential), credential))
-    finally:
-        stop_squid(squid)
-        await broker.stop()
-        await container.stop()
-        if not os.environ.get("KEEP_SQUID_DIR"):
-            shutil.rmtree(directory, ignore_errors=True)
+        pool=pool,
+        target_host=BROKER_NAME,
+        broker_hosts=("127.0.0.1", "::1"),
+        hosts_text=names,
+    ) as gateway:
+        (user,) = gateway.paying
+        address = gateway.addresses[user]
+        credential = gateway.squid.credential(user, address, datetime.now(UTC) + timedelta(minutes=5))
+        yield Scene(gateway.squid, address, (proxy_username(user, address, credential), credential))
 
 
 async def tunnels(world: Scene) -> list[tuple[int, str]]:

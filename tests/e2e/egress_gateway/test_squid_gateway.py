@@ -4,8 +4,6 @@ ledger's job detaching through the Squid-backed EgressGateway, and a loopback br
 which source address each connection came from. Pool: 127.0.0.2-127.0.0.30."""
 
 import asyncio
-import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,22 +20,13 @@ from application.egress_ledger import start_teardown_of
 from application.ports.egress_gateway import GatewayBinding
 from domain.egress import SYSTEM, EgressState
 from domain.egress_credentials import proxy_username
-from entrypoints.composition import Container, build_container, egress_gateway, egress_issuer
-from tests.e2e.conftest import make_settings
+from entrypoints.composition import Container, egress_gateway
 from tests.e2e.egress_gateway.squid_world import (
     POOL,
-    BrokerEcho,
     SquidGateway,
     free_port,
-    helper_command,
-    helper_environment,
-    squid_binary,
-    squid_directory,
-    start_squid,
-    stop_squid,
-    write_verify_keys,
+    running_gateway,
 )
-from tests.integration.egress.seed import seed_users
 
 pytestmark = pytest.mark.slow
 
@@ -69,44 +58,9 @@ def soon() -> datetime:
 
 @pytest.fixture
 async def world(fresh_pg_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    squid_binary()
-    broker = BrokerEcho()
-    await broker.start()
-    directory = squid_directory()
-    verify_keys, kid, key = write_verify_keys(directory)
-    port, manager_port = free_port(), free_port()
-    settings = make_settings(
-        tmp_path,
-        database_url=fresh_pg_url,
-        egress_pool=",".join(POOL),
-        egress_broker_targets=(f"127.0.0.1:{broker.port}",),
-        egress_squid_listen=f"127.0.0.1:{port}",
-        egress_squid_manager_url=f"http://127.0.0.1:{manager_port}/squid-internal-mgr/",
-        egress_squid_credentials_ttl_seconds=1,
-        egress_verify_keys_file=verify_keys,
-        egress_helper_children=2,
-    )
-    container = build_container(settings)
-    alice, bob = await seed_users(container.engine, 2, plan="pro")
-    (carol,) = await seed_users(container.engine, 1, plan="free")
-    report = await container.egress.job()  # seeds the pool, allocates the paying users
-    assert report.allocated == 2
-    addresses = {}
-    for user in (alice, bob):
-        address = await container.egress.bindings.live_address(user)
-        assert address is not None
-        addresses[user] = address
-    signer = EdDsaEgressCredentialSigner({kid: key}, kid, issuer=egress_issuer(settings))
-    squid = SquidGateway(settings, port, manager_port, broker, signer, directory)
-    await start_squid(squid, helper_environment(settings, helper_command()[1]))
-    try:
-        yield World(squid, container, alice, bob, carol, addresses)
-    finally:
-        stop_squid(squid)
-        await broker.stop()
-        await container.stop()
-        if not os.environ.get("KEEP_SQUID_DIR"):  # set it to read Squid's logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    async with running_gateway(fresh_pg_url, tmp_path, paying=2, free=1, helper_children=2) as gateway:
+        (alice, bob), (carol,) = gateway.paying, gateway.free
+        yield World(gateway.squid, gateway.container, alice, bob, carol, gateway.addresses)
 
 
 async def test_each_user_leaves_from_their_own_address_and_never_from_anothers(world: World) -> None:

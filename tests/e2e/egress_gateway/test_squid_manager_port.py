@@ -5,8 +5,6 @@ rather than asked to log in; the cache manager itself still answers on it."""
 
 import asyncio
 import dataclasses
-import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,26 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from adapters.egress.credential_tokens import EdDsaEgressCredentialSigner
 from adapters.egress.squid_manager import SquidManager
 from application.ports.egress_gateway import GatewayBinding
 from domain.egress_credentials import proxy_username
-from entrypoints.composition import Container, build_container, egress_issuer
-from tests.e2e.conftest import make_settings
+from entrypoints.composition import Container
 from tests.e2e.egress_gateway.squid_world import (
     POOL,
-    BrokerEcho,
     SquidGateway,
-    free_port,
-    helper_command,
-    helper_environment,
-    squid_binary,
-    squid_directory,
-    start_squid,
-    stop_squid,
-    write_verify_keys,
+    running_gateway,
 )
-from tests.integration.egress.seed import seed_users
 
 pytestmark = pytest.mark.slow
 
@@ -58,39 +45,9 @@ class World:
 
 @pytest.fixture
 async def world(fresh_pg_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    squid_binary()
-    broker = BrokerEcho()
-    await broker.start()
-    directory = squid_directory()
-    verify_keys, kid, key = write_verify_keys(directory)
-    port, manager_port = free_port(), free_port()
-    settings = make_settings(
-        tmp_path,
-        database_url=fresh_pg_url,
-        egress_pool=",".join(POOL[:2]),
-        egress_broker_targets=(f"127.0.0.1:{broker.port}",),
-        egress_squid_listen=f"127.0.0.1:{port}",
-        egress_squid_manager_url=f"http://127.0.0.1:{manager_port}/squid-internal-mgr/",
-        egress_squid_credentials_ttl_seconds=1,
-        egress_verify_keys_file=verify_keys,
-        egress_helper_children=1,
-    )
-    container = build_container(settings)
-    (user,) = await seed_users(container.engine, 1, plan="pro")
-    assert (await container.egress.job()).allocated == 1
-    address = await container.egress.bindings.live_address(user)
-    assert address is not None
-    signer = EdDsaEgressCredentialSigner({kid: key}, kid, issuer=egress_issuer(settings))
-    squid = SquidGateway(settings, port, manager_port, broker, signer, directory)
-    await start_squid(squid, helper_environment(settings, helper_command()[1]))
-    try:
-        yield World(squid, container, user, address)
-    finally:
-        stop_squid(squid)
-        await broker.stop()
-        await container.stop()
-        if not os.environ.get("KEEP_SQUID_DIR"):  # set it to read Squid's logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    async with running_gateway(fresh_pg_url, tmp_path, pool=",".join(POOL[:2])) as gateway:
+        (user,) = gateway.paying
+        yield World(gateway.squid, gateway.container, user, gateway.addresses[user])
 
 
 async def test_a_good_login_opens_no_tunnel_through_the_manager_port(world: World) -> None:
