@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -78,7 +77,6 @@ from run import (  # noqa: E402  (bench/ sibling: the same wrk driver, database 
 )
 
 from adapters.keys.keyring import generate_keyring, save_keyring  # noqa: E402
-from domain.permissions import ADMINISTRATOR_ROLE_ID  # noqa: E402
 
 TARGET_RATIO = 0.85  # within 15 % of the small-data figure
 REDIS_DBS = {"small": 13, "large": 14}  # one Redis database each: the service's namespace is fixed
@@ -128,30 +126,6 @@ def claims(token: str) -> dict[str, Any]:
     return decoded
 
 
-async def join_org_0(owner_dsn: str, user_id: str) -> str:
-    """The user becomes an administrator of seeded org 0 (as an accepted invitation leaves it)."""
-    conn = await asyncpg.connect(owner_dsn)
-    try:
-        org = await conn.fetchval("SELECT id FROM organisations WHERE name = 'seed org 0'")
-        if org is None:
-            raise RuntimeError("the large database has no 'seed org 0': was it seeded by seed_large.py?")
-        await conn.execute(
-            "INSERT INTO memberships (org_id, user_id, role, created_at) "
-            "VALUES ($1, $2, 'administrator', now())",
-            org,
-            uuid.UUID(user_id),
-        )
-        await conn.execute(
-            "INSERT INTO member_roles (org_id, user_id, role_id, created_at) VALUES ($1, $2, $3, now())",
-            org,
-            uuid.UUID(user_id),
-            ADMINISTRATOR_ROLE_ID,
-        )
-        return str(org)
-    finally:
-        await conn.close()
-
-
 def audit_session(side: Side, workdir: Path) -> None:
     """A session of its own for the audit search: on the large side switched into org 0."""
     assert side.accounts
@@ -162,7 +136,7 @@ def audit_session(side: Side, workdir: Path) -> None:
         token = r.json()["access_token"]
         org = str(claims(token)["org"])
         if side.name == "large":
-            org = asyncio.run(join_org_0(side.owner_dsn, str(claims(token)["sub"])))
+            org = asyncio.run(seed_large.join_org_0(side.owner_dsn, str(claims(token)["sub"])))
             r = client.post(
                 "/api/v1/auth/switch-org", json={"org_id": org}, headers={"authorization": f"Bearer {token}"}
             )

@@ -475,5 +475,31 @@ def main() -> int:
     return 0
 
 
+async def join_org_0(owner_dsn: str, user_id: str) -> str:
+    """The user becomes an administrator of seeded org 0, the one with the longest audit history
+    (written as the owner, as an accepted invitation leaves it): the benchmark's and the plan
+    test's searching administrator."""
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        org = await conn.fetchval("SELECT id FROM organisations WHERE name = 'seed org 0'")
+        if org is None:
+            raise RuntimeError("the large database has no 'seed org 0': was it seeded by seed_large.py?")
+        await conn.execute(
+            "INSERT INTO memberships (org_id, user_id, role, created_at) "
+            "VALUES ($1, $2, 'administrator', now())",
+            org,
+            uuid.UUID(user_id),
+        )
+        await conn.execute(
+            "INSERT INTO member_roles (org_id, user_id, role_id, created_at) VALUES ($1, $2, $3, now())",
+            org,
+            uuid.UUID(user_id),
+            ADMINISTRATOR_ROLE_ID,
+        )
+        return str(org)
+    finally:
+        await conn.close()
+
+
 if __name__ == "__main__":
     sys.exit(main())

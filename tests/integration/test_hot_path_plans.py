@@ -10,20 +10,17 @@ with its row-level security settings, and none may read a large table sequential
 an index in an order that makes it throw most of what it reads away)."""
 
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import jwt
 import pytest
 from sqlalchemy.engine import make_url
 
 from adapters.storage.expired_rows import SqlExpiredRows
-from domain.permissions import ADMINISTRATOR_ROLE_ID
 from entrypoints.composition import recently_revoked_sessions
 from entrypoints.settings import Settings
 from tests.conftest import APP_ROLE
@@ -96,29 +93,6 @@ async def service(
         yield svc, log
 
 
-async def _join_hot_org(owner: str, user_id: str) -> str:
-    """Makes the user an administrator of seeded org 0, the one with the longest audit history
-    (written as the owner, as an accepted invitation would leave it)."""
-    conn = await asyncpg.connect(owner)
-    try:
-        org = await conn.fetchval("SELECT id FROM organisations WHERE name = 'seed org 0'")
-        await conn.execute(
-            "INSERT INTO memberships (org_id, user_id, role, created_at) "
-            "VALUES ($1, $2, 'administrator', now())",
-            org,
-            uuid.UUID(user_id),
-        )
-        await conn.execute(
-            "INSERT INTO member_roles (org_id, user_id, role_id, created_at) VALUES ($1, $2, $3, now())",
-            org,
-            uuid.UUID(user_id),
-            ADMINISTRATOR_ROLE_ID,
-        )
-        return str(org)
-    finally:
-        await conn.close()
-
-
 async def test_no_hot_path_statement_scans_a_large_table(
     seeded: tuple[str, str], service: tuple[Service, StatementLog]
 ) -> None:
@@ -128,7 +102,7 @@ async def test_no_hot_path_statement_scans_a_large_table(
     with log.phase("login"):
         session = await login(client, email)
     user_id = str(jwt.decode(session.access, options={"verify_signature": False})["sub"])
-    hot_org = await _join_hot_org(seeded[0], user_id)
+    hot_org = await seed_large.join_org_0(seeded[0], user_id)
     r = await client.post("/api/v1/auth/switch-org", json={"org_id": hot_org}, headers=session.headers)
     assert r.status_code == 200, r.text
     access, refresh_token = r.json()["access_token"], refresh_token_of(r)
